@@ -1,0 +1,1 @@
+"""The command line: thin commands that call the parts of polyroute."""

@@ -1,0 +1,197 @@
+"""polyroute's configuration: one YAML file plus the environment, validated by pydantic.
+
+With no file at all, :func:`default_config` serves the embedded local models, so the
+gateway answers offline with no API key. Errors name the field and say how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from polyroute.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    #: Bodies larger than this are refused with 413 before they are parsed.
+    max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
+
+
+class StoreConfig(_Strict):
+    #: SQLAlchemy URL; SQLite by default, ``postgresql+psycopg://...`` when shared.
+    database_url: str = Field(default_factory=lambda: default_database_url())
+    #: The recorder writes in batches of at most this many rows ...
+    batch_size: int = Field(200, gt=0)
+    #: ... at least this often (seconds).
+    flush_interval_s: float = Field(0.5, gt=0)
+
+
+class ProviderConfig(_Strict):
+    """Who serves models and how to reach them: one connection pool per provider."""
+
+    #: The registered provider kind: ``openai`` (any OpenAI-compatible server) or ``llama_cpp``.
+    kind: str
+    base_url: str | None = None
+    #: Name of the environment variable that holds the API key (never the key itself).
+    api_key_env: str | None = None
+    #: Seconds to wait for the upstream to answer (for streams: between chunks).
+    timeout_s: float = Field(120.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    #: Most open connections to this upstream.
+    max_connections: int = Field(256, gt=0)
+    #: Extra headers sent with every request (e.g. an organisation id).
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    def api_key(self) -> str | None:
+        if self.api_key_env is None:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if not value:
+            raise ConfigError(
+                f"environment variable {self.api_key_env} is not set: export it, "
+                f"or remove api_key_env from this provider"
+            )
+        return value
+
+
+class ModelConfig(_Strict):
+    """A model clients can ask for by ``name``, served by one provider."""
+
+    name: str = Field(min_length=1)
+    provider: str
+    #: The model's name at the upstream; defaults to ``name``.
+    upstream_model: str | None = None
+    #: A model-hub (catalog) name to take prices, context window and capabilities from;
+    #: values written here win over the catalog's.
+    catalog_id: str | None = None
+    # Local (llama_cpp) models: a built-in source, or a GGUF path with an optional checksum.
+    source: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+    n_ctx: int = Field(4096, gt=0)
+    n_threads: int | None = Field(None, gt=0)
+    # Prices in USD per million tokens; None means "not known" (never treated as $0).
+    input_price: float | None = Field(None, ge=0)
+    output_price: float | None = Field(None, ge=0)
+    cached_input_price: float | None = Field(None, ge=0)
+    context_window: int | None = Field(None, gt=0)
+    #: e.g. ``tools``, ``json_mode``, ``vision``.
+    capabilities: list[str] = Field(default_factory=list)
+    #: Names this model also answers to.
+    aliases: list[str] = Field(default_factory=list)
+
+    @property
+    def target(self) -> str:
+        return self.upstream_model or self.name
+
+
+class Config(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: list[ModelConfig] = Field(default_factory=list)
+    #: Free-form sections owned by later parts (routers, telemetry, ...).
+    routers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    default_router: str | None = None
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Config:
+        seen: dict[str, str] = {}
+        for i, model in enumerate(self.models):
+            if model.provider not in self.providers:
+                known = ", ".join(sorted(self.providers)) or "none"
+                raise ValueError(
+                    f"models[{i}] ({model.name}): provider {model.provider!r} is not defined "
+                    f"under 'providers' (defined: {known})"
+                )
+            for name in (model.name, *model.aliases):
+                if name in seen:
+                    raise ValueError(
+                        f"models[{i}]: name {name!r} is already used by model {seen[name]!r}"
+                    )
+                seen[name] = model.name
+        return self
+
+    def model(self, name: str) -> ModelConfig | None:
+        for model in self.models:
+            if name == model.name or name in model.aliases:
+                return model
+        return None
+
+
+def default_database_url() -> str:
+    data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return f"sqlite:///{data_home / 'polyroute' / 'polyroute.db'}"
+
+
+def default_config() -> Config:
+    """The embedded default: the local models that ship on PyPI, no key, no network."""
+    return Config(
+        providers={"local": ProviderConfig(kind="llama_cpp")},
+        models=[
+            ModelConfig(
+                name="smollm2-135m",
+                provider="local",
+                source="smollm2-135m",
+                n_ctx=2048,
+                input_price=0.0,
+                output_price=0.0,
+                context_window=2048,
+                aliases=["SmolLM2-135M-Instruct"],
+            ),
+            ModelConfig(
+                name="qwen2.5-coder-0.5b",
+                provider="local",
+                source="qwen2.5-coder-0.5b",
+                n_ctx=4096,
+                input_price=0.0,
+                output_price=0.0,
+                context_window=32768,
+                aliases=["Qwen2.5-Coder-0.5B-Instruct"],
+            ),
+        ],
+    )
+
+
+def _format_validation_error(path: str, err: ValidationError) -> str:
+    lines = [f"invalid configuration in {path}:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check its spelling; see docs/config.md for the fields)"
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load and validate a YAML config; ``None`` gives the embedded default."""
+    if path is None:
+        return default_config()
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(str(p), e)) from None
+
+

@@ -1,0 +1,84 @@
+"""The provider interface: how the gateway (and the bench runner) talk to a model.
+
+A *provider* is one configured server or engine (an OpenAI-compatible base URL with its key,
+or the embedded llama.cpp engine). It serves one or more *models* from the config. Request
+and response bodies are OpenAI chat-completion JSON as plain dicts: the gateway validates the
+request once, and providers pass it on without re-modelling every field.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from polyroute.config import ModelConfig, ProviderConfig
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts as the upstream reported them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    @classmethod
+    def from_openai(cls, usage: Any) -> Usage | None:
+        if not isinstance(usage, dict):
+            return None
+        details = usage.get("prompt_tokens_details") or {}
+        return cls(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelHealth:
+    """Whether a model can take requests now, and if not, why and how to fix it."""
+
+    ready: bool
+    detail: str = "ok"
+
+
+class Provider(ABC):
+    """One upstream server or local engine. Subclasses register under a ``kind``."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, config: ProviderConfig, models: list[ModelConfig]) -> None:
+        self.name = name
+        self.config = config
+        self.models = {m.name: m for m in models}
+
+    async def start(self) -> None:
+        """Open pools and load models. Runs at startup, never on the request path."""
+
+    async def aclose(self) -> None:
+        """Release connections, threads and models."""
+
+    @abstractmethod
+    async def chat(self, model: ModelConfig, body: JSON) -> JSON:
+        """Answer a non-streaming chat completion; returns the OpenAI response body.
+
+        ``body["model"]`` has already been replaced by ``model.target``.
+        Raises :class:`polyroute.errors.UpstreamError` subclasses on failure.
+        """
+
+    @abstractmethod
+    def chat_stream(self, model: ModelConfig, body: JSON) -> AsyncIterator[JSON]:
+        """Yield OpenAI ``chat.completion.chunk`` objects as they arrive.
+
+        The provider asks for usage where it can; the last chunk may then carry ``usage``
+        with empty ``choices``, as OpenAI sends it. Closing the iterator cancels the upstream
+        request (that is how a client disconnect propagates).
+        """
+
+    @abstractmethod
+    async def health(self, model: ModelConfig) -> ModelHealth:
+        """Check whether ``model`` is ready; bounded by a short timeout."""

@@ -1,0 +1,1 @@
+"""Routing: choose, per request, the model of an ensemble that answers well for least cost."""

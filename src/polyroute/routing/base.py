@@ -1,0 +1,73 @@
+"""The router interface: given a request and the eligible models, pick one and say why.
+
+The gateway calls :meth:`Router.route` once per ``model="auto"`` (or named-router) request,
+after constraints have removed models that cannot serve it. Routers that do CPU work
+(embeddings) set ``blocking = True`` and the gateway runs them in a worker thread so the
+event loop never waits on them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A model the router may choose, with what routing needs to know about it."""
+
+    name: str
+    #: USD per million tokens; None when not known.
+    input_price: float | None = None
+    output_price: float | None = None
+    context_window: int | None = None
+    capabilities: frozenset[str] = frozenset()
+    healthy: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """What the router sees of a request."""
+
+    #: The prompt as text (chat messages flattened, roles kept as prefixes).
+    prompt: str
+    #: The OpenAI messages, for routers that want the structure.
+    messages: Sequence[dict[str, Any]] = ()
+    #: An estimate of the prompt's tokens (for cost and context-length checks).
+    input_tokens: int = 0
+    #: Expected output tokens, for cost estimates (max_tokens or a default).
+    output_tokens: int = 256
+    #: Capabilities the request needs (``tools``, ``json_mode``, ``vision``).
+    required_capabilities: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The chosen model, plus the evidence: what each candidate scored."""
+
+    model: str
+    router: str
+    #: Predicted quality per candidate (in [0, 1]) where the router predicts it.
+    scores: dict[str, float] = field(default_factory=dict)
+    #: Estimated cost (USD) per candidate for this request, where known.
+    costs: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    #: Models in the order to try if the chosen one fails (fallbacks).
+    fallbacks: tuple[str, ...] = ()
+
+
+class Router(ABC):
+    """Chooses one model per request."""
+
+    kind: ClassVar[str]
+    #: True when :meth:`route` does real CPU work and must run off the event loop.
+    blocking: ClassVar[bool] = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @abstractmethod
+    def route(self, request: RouteRequest, candidates: Sequence[Candidate]) -> Decision:
+        """Pick one of ``candidates`` (never empty: the caller raises NoEligibleModel)."""
