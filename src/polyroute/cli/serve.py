@@ -1,0 +1,61 @@
+"""``polyroute serve``: run the gateway."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from polyroute.config import load_config
+from polyroute.errors import ConfigError
+
+err = Console(stderr=True)
+
+
+def serve(
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="YAML config (providers, models, routers). Without it: the embedded local models.",
+        envvar="POLYROUTE_CONFIG",
+    ),
+    host: str | None = typer.Option(None, help="Address to listen on [default: 127.0.0.1]."),
+    port: int | None = typer.Option(None, help="Port to listen on [default: 8000]."),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+) -> None:
+    """Start the OpenAI-compatible gateway.
+
+    Then point any OpenAI client at it, e.g. in Python:
+    OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused").
+    """
+    import uvicorn
+
+    from polyroute.gateway import create_app
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        err.print(f"[red]error:[/red] {e.message}")
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    server = cfg.server
+    try:
+        app = create_app(cfg)
+    except ConfigError as e:
+        err.print(f"[red]error:[/red] {e.message}")
+        raise typer.Exit(2) from None
+    uvicorn.run(
+        app,
+        host=host or server.host,
+        port=port or server.port,
+        log_level=log_level,
+        access_log=False,  # every request is recorded in the store already
+        timeout_graceful_shutdown=10,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)

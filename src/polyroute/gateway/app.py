@@ -1,0 +1,122 @@
+"""Building the ASGI app: the routes, the error mapping, and what starts and stops with it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from polyroute import __version__
+from polyroute.config import Config, default_config
+from polyroute.errors import InvalidRequest, PolyrouteError
+from polyroute.gateway.chat import ChatService
+from polyroute.gateway.errors import error_response, handle_polyroute_error, handle_unexpected
+from polyroute.providers.pool import ProviderPool
+from polyroute.store import Recorder, Store
+
+
+class Gateway:
+    """The parts one gateway process holds: providers, the store and its recorder."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.pool = ProviderPool(config)
+        self.store = Store(config.store.database_url)
+        self.recorder = Recorder(
+            self.store,
+            batch_size=config.store.batch_size,
+            flush_interval_s=config.store.flush_interval_s,
+        )
+        self.chat = ChatService(config, self.pool, self.recorder)
+        self.started_at = time.time()
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.store.migrate)
+        self.recorder.start()
+        await self.pool.start()
+
+    async def stop(self) -> None:
+        await self.pool.aclose()
+        await self.recorder.aclose()  # flush every queued record before exit
+        await asyncio.to_thread(self.store.dispose)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def create_app(config: Config | None = None) -> FastAPI:
+    """The polyroute ASGI app; ``config`` defaults to the embedded local models."""
+    gateway = Gateway(config or default_config())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(
+        title="polyroute",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.gateway = gateway
+    app.add_exception_handler(PolyrouteError, handle_polyroute_error)
+    app.add_exception_handler(Exception, handle_unexpected)
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(request: Request) -> Response:
+        return await gateway.chat(request)
+
+    @app.get("/v1/models")
+    async def list_models() -> Response:
+        created = int(gateway.started_at)
+        data = [
+            {"id": m.name, "object": "model", "created": created, "owned_by": m.provider}
+            for m in gateway.config.models
+        ]
+        return _json({"object": "list", "data": data})
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str) -> Response:
+        target = gateway.pool.resolve(model_id)
+        m = target.model
+        return _json(
+            {"id": m.name, "object": "model", "created": int(gateway.started_at), "owned_by": m.provider}
+        )
+
+    @app.get("/health")
+    async def health() -> Response:
+        checks = await gateway.pool.health()
+        models = {
+            name: {"ready": h.ready, "detail": h.detail} for name, h in checks.items()
+        }
+        ready = any(h.ready for h in checks.values())
+        return _json(
+            {"status": "ok" if ready else "unavailable", "version": __version__, "models": models},
+            status=200 if ready else 503,
+        )
+
+    @app.get("/health/live")
+    async def live() -> Response:
+        return _json({"status": "ok"})
+
+    # Unknown routes and wrong methods get OpenAI-style bodies too.
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
+    async def not_found(path: str) -> Response:
+        err = InvalidRequest(f"Unknown request URL: /{path}. See /docs for the routes")
+        err.status_code = 404
+        return error_response(err)
+
+    return app

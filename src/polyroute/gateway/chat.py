@@ -1,0 +1,195 @@
+"""``POST /v1/chat/completions``: parse → resolve → call upstream (with fallback) → answer → record.
+
+This is the hot path. It reads top to bottom, awaits only the upstream, and hands the
+record to the recorder's queue (never to the database).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from polyroute.config import Config
+from polyroute.errors import PolyrouteError, UpstreamError
+from polyroute.gateway.accounting import price
+from polyroute.gateway.errors import error_body, error_response
+from polyroute.gateway.protocol import read_json_body, validate_chat_request
+from polyroute.providers.base import JSON, Usage
+from polyroute.providers.pool import ProviderPool, Target
+from polyroute.store.recorder import Recorder, RequestRecord
+
+_SSE_DONE = b"data: [DONE]\n\n"
+_STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class ChatService:
+    """Serves chat completions over the provider pool and records each request."""
+
+    def __init__(self, config: Config, pool: ProviderPool, recorder: Recorder) -> None:
+        self.config = config
+        self.pool = pool
+        self.recorder = recorder
+
+    async def __call__(self, request: Request) -> Response:
+        start = time.perf_counter()
+        body = await read_json_body(request, self.config.server.max_body_bytes)
+        chat = validate_chat_request(body)
+        targets = self._targets(chat.model)
+        record = RequestRecord(
+            id=f"chatcmpl-{uuid.uuid4().hex}",
+            created_at=datetime.now(UTC),
+            requested_model=chat.model,
+            stream=chat.stream,
+        )
+        if chat.stream:
+            return await self._stream(body, targets, record, start)
+        return await self._complete(body, targets, record, start)
+
+    def _targets(self, requested: str) -> list[Target]:
+        """The model to try, then its fallbacks (routing plugs in here)."""
+        return [self.pool.resolve(requested)]
+
+    async def _complete(
+        self, body: JSON, targets: list[Target], record: RequestRecord, start: float
+    ) -> Response:
+        try:
+            target, result = await self._first_success(targets, record, body)
+        except PolyrouteError as e:
+            self._finish(record, start, status=e.status_code, error=e.message)
+            raise
+        result["model"] = target.model.name
+        usage = Usage.from_openai(result.get("usage"))
+        self._finish(record, start, usage=usage, target=target, ttft=None)
+        return Response(orjson.dumps(result), media_type="application/json")
+
+    async def _first_success(
+        self, targets: list[Target], record: RequestRecord, body: JSON
+    ) -> tuple[Target, JSON]:
+        last: UpstreamError | None = None
+        for target in targets:
+            record.model, record.provider = target.model.name, target.provider.name
+            try:
+                return target, await target.provider.chat(
+                    target.model, {**body, "model": target.model.target}
+                )
+            except UpstreamError as e:
+                if not e.retryable:
+                    raise
+                last = e
+        assert last is not None
+        raise last
+
+    async def _stream(
+        self, body: JSON, targets: list[Target], record: RequestRecord, start: float
+    ) -> Response:
+        client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        # Always ask the upstream for usage so the record is complete; the usage chunk is
+        # dropped again below when the client did not ask for it.
+        upstream_body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
+        last: UpstreamError | None = None
+        for target in targets:
+            record.model, record.provider = target.model.name, target.provider.name
+            chunks = target.provider.chat_stream(
+                target.model, {**upstream_body, "model": target.model.target}
+            )
+            try:
+                # Wait for the first chunk before answering 200, so that an upstream that is
+                # down or refuses the request still gets a proper error status.
+                first = await anext(chunks)
+            except StopAsyncIteration:
+                first = None
+            except UpstreamError as e:
+                await chunks.aclose()
+                if not e.retryable:
+                    self._finish(record, start, status=e.status_code, error=e.message)
+                    raise
+                last = e
+                continue
+            except PolyrouteError as e:
+                await chunks.aclose()
+                self._finish(record, start, status=e.status_code, error=e.message)
+                raise
+            ttft = time.perf_counter() - start
+            return StreamingResponse(
+                self._relay(first, chunks, target, record, start, ttft, client_wants_usage),
+                media_type="text/event-stream",
+                headers=_STREAM_HEADERS,
+            )
+        assert last is not None
+        self._finish(record, start, status=last.status_code, error=last.message)
+        raise last
+
+    async def _relay(
+        self,
+        first: JSON | None,
+        chunks: AsyncIterator[JSON],
+        target: Target,
+        record: RequestRecord,
+        start: float,
+        ttft: float,
+        client_wants_usage: bool,
+    ) -> AsyncIterator[bytes]:
+        name = target.model.name
+        usage: Usage | None = None
+        status, error = 200, None
+        try:
+            chunk = first
+            while chunk is not None:
+                chunk["model"] = name
+                if chunk.get("usage"):
+                    usage = Usage.from_openai(chunk["usage"])
+                    if not client_wants_usage:
+                        if not chunk.get("choices"):
+                            chunk = await anext(chunks, None)
+                            continue
+                        chunk.pop("usage")
+                elif client_wants_usage and "usage" not in chunk:
+                    chunk["usage"] = None  # as OpenAI sends it on every chunk but the last
+                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                chunk = await anext(chunks, None)
+            yield _SSE_DONE
+        except PolyrouteError as e:
+            # Headers are gone already: report the failure in-band, as OpenAI does.
+            status, error = e.status_code, e.message
+            yield b"data: " + error_body(e.message, e.error_type, e.code) + b"\n\n"
+        except BaseException:
+            status, error = 499, "client disconnected"  # nginx's code for it
+            raise
+        finally:
+            await chunks.aclose()
+            self._finish(record, start, usage=usage, target=target, ttft=ttft, status=status, error=error)
+
+    def _finish(
+        self,
+        record: RequestRecord,
+        start: float,
+        *,
+        usage: Usage | None = None,
+        target: Target | None = None,
+        ttft: float | None = None,
+        status: int = 200,
+        error: str | None = None,
+    ) -> None:
+        record.latency_ms = (time.perf_counter() - start) * 1000
+        record.ttft_ms = ttft * 1000 if ttft is not None else None
+        record.status = status
+        record.error = error
+        if target is not None:
+            record.upstream_model = target.model.target
+        if usage is not None:
+            record.input_tokens = usage.prompt_tokens
+            record.output_tokens = usage.completion_tokens
+            record.cached_tokens = usage.cached_tokens
+            if target is not None:
+                record.cost_usd, record.cost_status = price(target.model, usage)
+        self.recorder.submit(record)
+
+
+

@@ -1,0 +1,81 @@
+"""Opening the database and bringing its schema up to date."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+
+from polyroute.errors import ConfigError
+from polyroute.store import schema
+from polyroute.store.migrations import MIGRATIONS
+
+
+class Store:
+    """A SQLAlchemy engine with polyroute's schema. Calls are blocking: run them off the loop."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = sa.make_url(url)
+        except sa.exc.ArgumentError:
+            raise ConfigError(
+                f"store.database_url {url!r} is not a database URL; "
+                f"use e.g. sqlite:///path/to/polyroute.db or postgresql+psycopg://user@host/db"
+            ) from None
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.engine = sa.create_engine(parsed)
+        if parsed.get_backend_name() == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations not yet applied, in order; return their names."""
+        applied_now: list[str] = []
+        with self.engine.begin() as conn:
+            schema.schema_migrations.create(conn, checkfirst=True)
+            done = set(conn.scalars(sa.select(schema.schema_migrations.c.name)))
+            ops = Operations(MigrationContext.configure(conn))
+            for name, migrate in MIGRATIONS:
+                if name in done:
+                    continue
+                migrate(ops)
+                conn.execute(
+                    schema.schema_migrations.insert().values(name=name, applied_at=datetime.now(UTC))
+                )
+                applied_now.append(name)
+        return applied_now
+
+    def applied_migrations(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.scalars(
+                    sa.select(schema.schema_migrations.c.name).order_by(schema.schema_migrations.c.name)
+                )
+            )
+
+    def insert_requests(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(schema.requests.insert(), list(rows))
+
+    def recent_requests(self, limit: int = 100) -> list[dict[str, Any]]:
+        query = sa.select(schema.requests).order_by(schema.requests.c.created_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets the dashboard read while the recorder writes.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()

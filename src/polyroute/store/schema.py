@@ -1,0 +1,36 @@
+"""Table definitions for queries: the shape the migrations leave the database in."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("requested_model", sa.String(200), nullable=False),
+    sa.Column("model", sa.String(200)),
+    sa.Column("provider", sa.String(200)),
+    sa.Column("upstream_model", sa.String(200)),
+    sa.Column("router", sa.String(200)),
+    sa.Column("stream", sa.Boolean, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("input_tokens", sa.Integer),
+    sa.Column("output_tokens", sa.Integer),
+    sa.Column("cached_tokens", sa.Integer),
+    sa.Column("latency_ms", sa.Float),
+    sa.Column("ttft_ms", sa.Float),
+    sa.Column("cost_usd", sa.Float),
+    sa.Column("cost_status", sa.String(16)),
+    sa.Column("error", sa.Text),
+)
