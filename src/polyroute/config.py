@@ -193,5 +193,3 @@ def load_config(path: str | Path | None) -> Config:
         return Config.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_validation_error(str(p), e)) from None
-
-

@@ -6,7 +6,7 @@
     │   └── RequestTooLarge              413 invalid_request_error
     ├── ModelNotFound                    404 model_not_found
     ├── NoEligibleModel                  400 no_eligible_model (routing left no candidate)
-    ├── ModelUnavailable                 503 model_unavailable (local model missing/corrupt/not loaded)
+    ├── ModelUnavailable                 503 model_unavailable (local model missing or corrupt)
     ├── UnknownPrice                     (catalog: a price that is not known; never $0)
     └── UpstreamError                    502 upstream_error
         ├── UpstreamTimeout              504 upstream_timeout
@@ -99,7 +99,7 @@ class RateLimited(UpstreamError):
 
 
 class UpstreamRejected(UpstreamError):
-    """The upstream answered with its own client error (4xx): the request, not the server, is at fault."""
+    """The upstream answered with its own client error (4xx): the request is at fault."""
 
     retryable = False
 

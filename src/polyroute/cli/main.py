@@ -24,9 +24,7 @@ app = typer.Typer(
 err = Console(stderr=True)
 
 # One module per area; each defines ``register(app: typer.Typer) -> None``.
-_COMMAND_MODULES = (
-    "polyroute.cli.serve",
-)
+_COMMAND_MODULES = ("polyroute.cli.serve",)
 
 
 def _version(value: bool) -> None:

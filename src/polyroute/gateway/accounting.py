@@ -15,7 +15,9 @@ def price(model: ModelConfig, usage: Usage) -> tuple[float | None, str]:
     if model.input_price is None or model.output_price is None:
         return None, "unknown"
     cached = min(usage.cached_tokens, usage.prompt_tokens)
-    cached_price = model.cached_input_price if model.cached_input_price is not None else model.input_price
+    cached_price = (
+        model.cached_input_price if model.cached_input_price is not None else model.input_price
+    )
     usd = (
         (usage.prompt_tokens - cached) * model.input_price
         + cached * cached_price

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import orjson
 from fastapi import FastAPI
 from starlette.requests import Request
@@ -25,9 +26,11 @@ from polyroute.store import Recorder, Store
 class Gateway:
     """The parts one gateway process holds: providers, the store and its recorder."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.config = config
-        self.pool = ProviderPool(config)
+        self.pool = ProviderPool(config, transport=transport)
         self.store = Store(config.store.database_url)
         self.recorder = Recorder(
             self.store,
@@ -52,9 +55,14 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def create_app(config: Config | None = None) -> FastAPI:
-    """The polyroute ASGI app; ``config`` defaults to the embedded local models."""
-    gateway = Gateway(config or default_config())
+def create_app(
+    config: Config | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """The polyroute ASGI app; ``config`` defaults to the embedded local models.
+
+    ``transport`` replaces the network under every HTTP provider (tests use it).
+    """
+    gateway = Gateway(config or default_config(), transport=transport)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -93,15 +101,18 @@ def create_app(config: Config | None = None) -> FastAPI:
         target = gateway.pool.resolve(model_id)
         m = target.model
         return _json(
-            {"id": m.name, "object": "model", "created": int(gateway.started_at), "owned_by": m.provider}
+            {
+                "id": m.name,
+                "object": "model",
+                "created": int(gateway.started_at),
+                "owned_by": m.provider,
+            }
         )
 
     @app.get("/health")
     async def health() -> Response:
         checks = await gateway.pool.health()
-        models = {
-            name: {"ready": h.ready, "detail": h.detail} for name, h in checks.items()
-        }
+        models = {name: {"ready": h.ready, "detail": h.detail} for name, h in checks.items()}
         ready = any(h.ready for h in checks.values())
         return _json(
             {"status": "ok" if ready else "unavailable", "version": __version__, "models": models},
@@ -113,7 +124,9 @@ def create_app(config: Config | None = None) -> FastAPI:
         return _json({"status": "ok"})
 
     # Unknown routes and wrong methods get OpenAI-style bodies too.
-    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
+    @app.api_route(
+        "/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False
+    )
     async def not_found(path: str) -> Response:
         err = InvalidRequest(f"Unknown request URL: /{path}. See /docs for the routes")
         err.status_code = 404

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -19,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from polyroute.config import Config
 from polyroute.errors import PolyrouteError, UpstreamError
 from polyroute.gateway.accounting import price
-from polyroute.gateway.errors import error_body, error_response
+from polyroute.gateway.errors import error_body
 from polyroute.gateway.protocol import read_json_body, validate_chat_request
 from polyroute.providers.base import JSON, Usage
 from polyroute.providers.pool import ProviderPool, Target
@@ -92,7 +91,10 @@ class ChatService:
         client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         # Always ask the upstream for usage so the record is complete; the usage chunk is
         # dropped again below when the client did not ask for it.
-        upstream_body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
+        upstream_body = {
+            **body,
+            "stream_options": {**(body.get("stream_options") or {}), "include_usage": True},
+        }
         last: UpstreamError | None = None
         for target in targets:
             record.model, record.provider = target.model.name, target.provider.name
@@ -129,7 +131,7 @@ class ChatService:
     async def _relay(
         self,
         first: JSON | None,
-        chunks: AsyncIterator[JSON],
+        chunks: AsyncGenerator[JSON, None],
         target: Target,
         record: RequestRecord,
         start: float,
@@ -164,7 +166,9 @@ class ChatService:
             raise
         finally:
             await chunks.aclose()
-            self._finish(record, start, usage=usage, target=target, ttft=ttft, status=status, error=error)
+            self._finish(
+                record, start, usage=usage, target=target, ttft=ttft, status=status, error=error
+            )
 
     def _finish(
         self,
@@ -190,6 +194,3 @@ class ChatService:
             if target is not None:
                 record.cost_usd, record.cost_status = price(target.model, usage)
         self.recorder.submit(record)
-
-
-

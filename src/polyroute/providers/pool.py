@@ -7,8 +7,10 @@ gateway can serve can also be benchmarked.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+
+import httpx
 
 from polyroute.config import Config, ModelConfig
 from polyroute.errors import ConfigError, ModelNotFound
@@ -27,7 +29,9 @@ class Target:
 class ProviderPool:
     """Providers keyed by name, and model names (and aliases) resolved to targets."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         _load_builtin_providers()
         self.config = config
         self.providers: dict[str, Provider] = {}
@@ -37,7 +41,7 @@ class ProviderPool:
             except KeyError as e:
                 raise ConfigError(f"providers.{pname}.kind: {e.args[0]}") from None
             models = [m for m in config.models if m.provider == pname]
-            self.providers[pname] = cls(pname, pconf, models)
+            self.providers[pname] = cls(pname, pconf, models, transport=transport)
         self._targets: dict[str, Target] = {}
         for m in config.models:
             target = Target(m, self.providers[m.provider])
@@ -69,7 +73,7 @@ class ProviderPool:
         t = self.resolve(name)
         return await t.provider.chat(t.model, {**body, "model": t.model.target})
 
-    def chat_stream(self, name: str, body: JSON) -> AsyncIterator[JSON]:
+    def chat_stream(self, name: str, body: JSON) -> AsyncGenerator[JSON, None]:
         t = self.resolve(name)
         return t.provider.chat_stream(t.model, {**body, "model": t.model.target})
 

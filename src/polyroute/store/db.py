@@ -46,7 +46,9 @@ class Store:
                     continue
                 migrate(ops)
                 conn.execute(
-                    schema.schema_migrations.insert().values(name=name, applied_at=datetime.now(UTC))
+                    schema.schema_migrations.insert().values(
+                        name=name, applied_at=datetime.now(UTC)
+                    )
                 )
                 applied_now.append(name)
         return applied_now
@@ -55,7 +57,9 @@ class Store:
         with self.engine.connect() as conn:
             return list(
                 conn.scalars(
-                    sa.select(schema.schema_migrations.c.name).order_by(schema.schema_migrations.c.name)
+                    sa.select(schema.schema_migrations.c.name).order_by(
+                        schema.schema_migrations.c.name
+                    )
                 )
             )
 
@@ -65,7 +69,9 @@ class Store:
                 conn.execute(schema.requests.insert(), list(rows))
 
     def recent_requests(self, limit: int = 100) -> list[dict[str, Any]]:
-        query = sa.select(schema.requests).order_by(schema.requests.c.created_at.desc()).limit(limit)
+        query = (
+            sa.select(schema.requests).order_by(schema.requests.c.created_at.desc()).limit(limit)
+        )
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
