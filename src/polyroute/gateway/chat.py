@@ -40,13 +40,17 @@ class ChatService:
         start = time.perf_counter()
         body = await read_json_body(request, self.config.server.max_body_bytes)
         chat = validate_chat_request(body)
-        targets = self._targets(chat.model)
         record = RequestRecord(
             id=f"chatcmpl-{uuid.uuid4().hex}",
             created_at=datetime.now(UTC),
             requested_model=chat.model,
             stream=chat.stream,
         )
+        try:
+            targets = self._targets(chat.model)
+        except PolyrouteError as e:
+            self._finish(record, start, status=e.status_code, error=e.message)
+            raise
         if chat.stream:
             return await self._stream(body, targets, record, start)
         return await self._complete(body, targets, record, start)

