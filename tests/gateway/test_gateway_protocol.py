@@ -30,7 +30,11 @@ def fake_upstream(seen: list[dict[str, Any]]) -> httpx.MockTransport:
                 "created": 0,
                 "model": body["model"],
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "hi"},
+                        "finish_reason": "stop",
+                    }
                 ],
                 "usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500},
             },
@@ -109,12 +113,17 @@ async def test_bad_requests_get_openai_style_errors(
 
 
 async def test_body_too_large_is_413(asgi_client: Any, db_url: str) -> None:
-    cfg = config(db_url).model_copy(update={"server": Config().server.model_copy(update={"max_body_bytes": 1000})})
+    cfg = config(db_url).model_copy(
+        update={"server": Config().server.model_copy(update={"max_body_bytes": 1000})}
+    )
     client = await asgi_client(cfg, fake_upstream([]))
     big = {"model": "echo", "messages": [{"role": "user", "content": "x" * 5000}]}
     r = await client.post("/v1/chat/completions", json=big)
     assert r.status_code == 413
-    assert "limit of 1000 bytes" in r.json()["error"]["message"] or "1000" in r.json()["error"]["message"]
+    assert (
+        "limit of 1000 bytes" in r.json()["error"]["message"]
+        or "1000" in r.json()["error"]["message"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -192,16 +201,29 @@ async def test_unknown_route_is_json_404(asgi_client: Any, db_url: str) -> None:
     assert "Unknown request URL" in r.json()["error"]["message"]
 
 
-async def test_every_request_is_recorded_with_tokens_cost_and_errors(asgi_client: Any, db_url: str) -> None:
+async def test_every_request_is_recorded_with_tokens_cost_and_errors(
+    asgi_client: Any, db_url: str
+) -> None:
     client = await asgi_client(config(db_url), fake_upstream([]))
     gateway = client.gateway
-    assert (await client.post("/v1/chat/completions", json={"model": "echo", "messages": USER})).status_code == 200
-    assert (await client.post("/v1/chat/completions", json={"model": "renamed", "messages": USER})).status_code == 200
-    assert (await client.post("/v1/chat/completions", json={"model": "missing", "messages": USER})).status_code == 404
+    assert (
+        await client.post("/v1/chat/completions", json={"model": "echo", "messages": USER})
+    ).status_code == 200
+    assert (
+        await client.post("/v1/chat/completions", json={"model": "renamed", "messages": USER})
+    ).status_code == 200
+    assert (
+        await client.post("/v1/chat/completions", json={"model": "missing", "messages": USER})
+    ).status_code == 404
     await gateway.recorder.flush()
     rows = {r["requested_model"]: r for r in gateway.store.recent_requests()}
     echo = rows["echo"]
-    assert (echo["model"], echo["provider"], echo["upstream_model"], echo["status"]) == ("echo", "up", "echo", 200)
+    assert (echo["model"], echo["provider"], echo["upstream_model"], echo["status"]) == (
+        "echo",
+        "up",
+        "echo",
+        200,
+    )
     assert (echo["input_tokens"], echo["output_tokens"]) == (1000, 500)
     # 1000 input tokens at $1/M + 500 output tokens at $2/M
     assert echo["cost_usd"] == pytest.approx(0.002)

@@ -29,14 +29,20 @@ def test_openai_sdk_non_streaming_and_streaming(echo_upstream: EchoUpstream, db_
 
         # Without include_usage: no usage chunk reaches the client, though the gateway asked for one.
         chunks = list(client.chat.completions.create(model="echo", messages=USER, stream=True))  # type: ignore[arg-type]
-        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).split() == USER[0]["content"].split()
+        assert (
+            "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).split()
+            == USER[0]["content"].split()
+        )
         assert all(c.usage is None for c in chunks)
         assert echo_upstream.stats.bodies[-1]["stream_options"] == {"include_usage": True}
 
         # With include_usage: the last chunk carries usage and no choices, as OpenAI sends it.
         chunks = list(
             client.chat.completions.create(
-                model="echo", messages=USER, stream=True, stream_options={"include_usage": True}  # type: ignore[arg-type]
+                model="echo",
+                messages=USER,
+                stream=True,
+                stream_options={"include_usage": True},  # type: ignore[arg-type]
             )
         )
         assert chunks[-1].choices == [] and chunks[-1].usage is not None
@@ -82,7 +88,9 @@ def test_upstream_errors_before_the_first_chunk_keep_their_status(
         assert e.value.status_code == 502
 
 
-def test_upstream_timeout_is_504_and_a_stalled_stream_ends(echo_upstream: EchoUpstream, db_url: str) -> None:
+def test_upstream_timeout_is_504_and_a_stalled_stream_ends(
+    echo_upstream: EchoUpstream, db_url: str
+) -> None:
     app = create_app(remote_config(echo_upstream.base_url, db_url, timeout_s=0.5))
     with serving(app) as base_url, httpx.Client(timeout=10) as http:
         t = time.monotonic()
@@ -98,7 +106,9 @@ def test_upstream_timeout_is_504_and_a_stalled_stream_ends(echo_upstream: EchoUp
         assert time.monotonic() - t < 8
 
 
-def test_client_disconnect_cancels_the_upstream_stream(echo_upstream: EchoUpstream, db_url: str) -> None:
+def test_client_disconnect_cancels_the_upstream_stream(
+    echo_upstream: EchoUpstream, db_url: str
+) -> None:
     app = create_app(remote_config(echo_upstream.base_url, db_url))
     cancelled_before = echo_upstream.stats.cancelled_streams
     with serving(app) as base_url:
@@ -109,7 +119,10 @@ def test_client_disconnect_cancels_the_upstream_stream(echo_upstream: EchoUpstre
                 assert first.startswith("data: ")
             # leaving the block closes the connection mid-stream
         deadline = time.monotonic() + 5
-        while echo_upstream.stats.cancelled_streams == cancelled_before and time.monotonic() < deadline:
+        while (
+            echo_upstream.stats.cancelled_streams == cancelled_before
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.02)
         assert echo_upstream.stats.cancelled_streams == cancelled_before + 1
     rows = Store(db_url).recent_requests()

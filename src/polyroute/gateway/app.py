@@ -19,6 +19,7 @@ from polyroute.config import Config, default_config
 from polyroute.errors import InvalidRequest, PolyrouteError
 from polyroute.gateway.chat import ChatService
 from polyroute.gateway.errors import error_response, handle_polyroute_error, handle_unexpected
+from polyroute.gateway.routing import AUTO, build_router_hub
 from polyroute.providers.pool import ProviderPool
 from polyroute.store import Recorder, Store
 
@@ -37,7 +38,8 @@ class Gateway:
             batch_size=config.store.batch_size,
             flush_interval_s=config.store.flush_interval_s,
         )
-        self.chat = ChatService(config, self.pool, self.recorder)
+        self.routers = build_router_hub(config)
+        self.chat = ChatService(config, self.pool, self.recorder, self.routers)
         self.started_at = time.time()
 
     async def start(self) -> None:
@@ -94,6 +96,14 @@ def create_app(
             {"id": m.name, "object": "model", "created": created, "owned_by": m.provider}
             for m in gateway.config.models
         ]
+        if gateway.routers is not None:
+            names = list(gateway.routers.routers)
+            if gateway.routers.default is not None:
+                names.insert(0, AUTO)
+            data += [
+                {"id": n, "object": "model", "created": created, "owned_by": "polyroute-router"}
+                for n in names
+            ]
         return _json({"object": "list", "data": data})
 
     @app.get("/v1/models/{model_id:path}")

@@ -6,6 +6,7 @@ record to the recorder's queue (never to the database).
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -19,9 +20,15 @@ from polyroute.config import Config
 from polyroute.errors import PolyrouteError, UpstreamError
 from polyroute.gateway.accounting import price
 from polyroute.gateway.errors import error_body
-from polyroute.gateway.protocol import read_json_body, validate_chat_request
+from polyroute.gateway.protocol import (
+    ChatCompletionRequest,
+    read_json_body,
+    validate_chat_request,
+)
+from polyroute.gateway.routing import RouterHub, route_request
 from polyroute.providers.base import JSON, Usage
 from polyroute.providers.pool import ProviderPool, Target
+from polyroute.routing.base import Decision
 from polyroute.store.recorder import Recorder, RequestRecord
 
 _SSE_DONE = b"data: [DONE]\n\n"
@@ -31,10 +38,17 @@ _STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 class ChatService:
     """Serves chat completions over the provider pool and records each request."""
 
-    def __init__(self, config: Config, pool: ProviderPool, recorder: Recorder) -> None:
+    def __init__(
+        self,
+        config: Config,
+        pool: ProviderPool,
+        recorder: Recorder,
+        routers: RouterHub | None = None,
+    ) -> None:
         self.config = config
         self.pool = pool
         self.recorder = recorder
+        self.routers = routers
 
     async def __call__(self, request: Request) -> Response:
         start = time.perf_counter()
@@ -47,17 +61,30 @@ class ChatService:
             stream=chat.stream,
         )
         try:
-            targets = self._targets(chat.model)
+            targets, decision = await self._targets(chat, body)
         except PolyrouteError as e:
             self._finish(record, start, status=e.status_code, error=e.message)
             raise
+        headers = {"x-polyroute-trace-id": record.id}
+        if decision is not None:
+            record.router = decision.router
+            headers.update(decision_headers(decision))
         if chat.stream:
-            return await self._stream(body, targets, record, start)
-        return await self._complete(body, targets, record, start)
+            response = await self._stream(body, targets, record, start)
+        else:
+            response = await self._complete(body, targets, record, start)
+        response.headers.update(headers)
+        return response
 
-    def _targets(self, requested: str) -> list[Target]:
-        """The model to try, then its fallbacks (routing plugs in here)."""
-        return [self.pool.resolve(requested)]
+    async def _targets(
+        self, chat: ChatCompletionRequest, body: JSON
+    ) -> tuple[list[Target], Decision | None]:
+        """The model to try, then its fallbacks: named directly, or chosen by a router."""
+        if self.routers is None or not self.routers.handles(chat.model):
+            return [self.pool.resolve(chat.model)], None
+        decision = await self.routers.decide(chat.model, route_request(chat, body))
+        names = [decision.model, *(m for m in decision.fallbacks if m != decision.model)]
+        return [self.pool.resolve(n) for n in names], decision
 
     async def _complete(
         self, body: JSON, targets: list[Target], record: RequestRecord, start: float
@@ -68,6 +95,7 @@ class ChatService:
             self._finish(record, start, status=e.status_code, error=e.message)
             raise
         result["model"] = target.model.name
+        result["id"] = record.id  # the trace id: what feedback refers to
         usage = Usage.from_openai(result.get("usage"))
         self._finish(record, start, usage=usage, target=target, ttft=None)
         return Response(orjson.dumps(result), media_type="application/json")
@@ -79,13 +107,17 @@ class ChatService:
         for target in targets:
             record.model, record.provider = target.model.name, target.provider.name
             try:
-                return target, await target.provider.chat(
+                result = await target.provider.chat(
                     target.model, {**body, "model": target.model.target}
                 )
             except UpstreamError as e:
                 if not e.retryable:
                     raise
+                self._failed(target)
                 last = e
+                continue
+            self._succeeded(target)
+            return target, result
         assert last is not None
         raise last
 
@@ -116,6 +148,7 @@ class ChatService:
                 if not e.retryable:
                     self._finish(record, start, status=e.status_code, error=e.message)
                     raise
+                self._failed(target)
                 last = e
                 continue
             except PolyrouteError as e:
@@ -123,6 +156,7 @@ class ChatService:
                 self._finish(record, start, status=e.status_code, error=e.message)
                 raise
             ttft = time.perf_counter() - start
+            self._succeeded(target)
             return StreamingResponse(
                 self._relay(first, chunks, target, record, start, ttft, client_wants_usage),
                 media_type="text/event-stream",
@@ -149,6 +183,7 @@ class ChatService:
             chunk = first
             while chunk is not None:
                 chunk["model"] = name
+                chunk["id"] = record.id
                 if chunk.get("usage"):
                     usage = Usage.from_openai(chunk["usage"])
                     if not client_wants_usage:
@@ -174,6 +209,14 @@ class ChatService:
                 record, start, usage=usage, target=target, ttft=ttft, status=status, error=error
             )
 
+    def _failed(self, target: Target) -> None:
+        if self.routers is not None:
+            self.routers.health.failed(target.model.name)
+
+    def _succeeded(self, target: Target) -> None:
+        if self.routers is not None:
+            self.routers.health.succeeded(target.model.name)
+
     def _finish(
         self,
         record: RequestRecord,
@@ -198,3 +241,16 @@ class ChatService:
             if target is not None:
                 record.cost_usd, record.cost_status = price(target.model, usage)
         self.recorder.submit(record)
+
+
+def decision_headers(decision: Decision) -> dict[str, str]:
+    """Why this model: the router and each candidate's predicted quality and cost."""
+    scores = {m: round(v, 4) for m, v in decision.scores.items()}
+    costs = {m: float(f"{v:.3g}") for m, v in decision.costs.items()}
+    return {
+        "x-polyroute-router": decision.router,
+        "x-polyroute-model": decision.model,
+        # json (not orjson): header values must stay ASCII, whatever the model names are.
+        "x-polyroute-scores": json.dumps(scores, separators=(",", ":")),
+        "x-polyroute-costs": json.dumps(costs, separators=(",", ":")),
+    }

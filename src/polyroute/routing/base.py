@@ -68,6 +68,15 @@ class Router(ABC):
     def __init__(self, name: str) -> None:
         self.name = name
 
+    @classmethod
+    def from_config(cls, name: str, options: dict[str, Any]) -> Router:
+        """Build the router named ``name`` from its config section (minus ``kind``).
+
+        The default passes the options as keyword arguments; routers that load a trained
+        artefact (``path: DIR``) override this.
+        """
+        return cls(name, **options)
+
     @abstractmethod
     def route(self, request: RouteRequest, candidates: Sequence[Candidate]) -> Decision:
         """Pick one of ``candidates`` (never empty: the caller raises NoEligibleModel)."""

@@ -1,0 +1,163 @@
+"""Routers in the gateway: ``model="auto"`` (or a router's name) becomes a model per request.
+
+The hub turns a chat request into a :class:`RouteRequest`, removes the models that cannot
+serve it (constraints), asks the router, and returns the chosen model with its fallbacks.
+Learned routers embed the prompt, which is CPU work: they run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from polyroute.config import Config
+from polyroute.errors import ConfigError, NoEligibleModel
+from polyroute.gateway.protocol import ChatCompletionRequest
+from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
+
+#: Name that clients send to mean "the default router".
+AUTO = "auto"
+_DEFAULT_OUTPUT_TOKENS = 256
+
+EligibleFn = Callable[[RouteRequest, Sequence[Candidate]], list[Candidate]]
+
+
+class HealthTracker:
+    """Passive health: a model whose upstream just failed is skipped for a cool-down."""
+
+    def __init__(self, cooldown_s: float = 30.0) -> None:
+        self.cooldown_s = cooldown_s
+        self._down_until: dict[str, float] = {}
+
+    def failed(self, model: str) -> None:
+        self._down_until[model] = time.monotonic() + self.cooldown_s
+
+    def succeeded(self, model: str) -> None:
+        self._down_until.pop(model, None)
+
+    def healthy(self, model: str) -> bool:
+        until = self._down_until.get(model)
+        return until is None or time.monotonic() >= until
+
+
+def flatten_messages(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The prompt as one text: content parts joined, roles kept where there are several."""
+    parts: list[str] = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            content = " ".join(
+                str(p.get("text", ""))
+                for p in content
+                if isinstance(p, dict) and p.get("type") == "text"
+            )
+        text = "" if content is None else str(content)
+        parts.append(text if len(messages) == 1 else f"{m.get('role', 'user')}: {text}")
+    return "\n".join(parts)
+
+
+def route_request(chat: ChatCompletionRequest, body: Mapping[str, Any]) -> RouteRequest:
+    messages = [m for m in body["messages"] if isinstance(m, dict)]
+    prompt = flatten_messages(messages)
+    needs: set[str] = set()
+    if chat.tools:
+        needs.add("tools")
+    if chat.response_format and chat.response_format.get("type") in ("json_object", "json_schema"):
+        needs.add("json_mode")
+    if any(
+        isinstance(m.get("content"), list)
+        and any(isinstance(p, dict) and p.get("type") == "image_url" for p in m["content"])
+        for m in messages
+    ):
+        needs.add("vision")
+    return RouteRequest(
+        prompt=prompt,
+        messages=messages,
+        # ~4 characters a token: good enough for context checks and cost estimates, and free.
+        input_tokens=max(1, len(prompt) // 4),
+        output_tokens=chat.max_completion_tokens or chat.max_tokens or _DEFAULT_OUTPUT_TOKENS,
+        required_capabilities=frozenset(needs),
+    )
+
+
+class RouterHub:
+    """The configured routers, and the candidates they choose among."""
+
+    def __init__(
+        self,
+        config: Config,
+        routers: Mapping[str, Router],
+        eligible: EligibleFn,
+        health: HealthTracker | None = None,
+    ) -> None:
+        self.config = config
+        self.routers = dict(routers)
+        self.eligible = eligible
+        self.health = health or HealthTracker()
+        self.default = config.default_router or (next(iter(self.routers)) if self.routers else None)
+        if self.default is not None and self.default not in self.routers:
+            raise ConfigError(
+                f"default_router {self.default!r} is not one of the routers: "
+                f"{', '.join(self.routers)}"
+            )
+
+    def handles(self, model: str) -> bool:
+        return model in self.routers or (model == AUTO and self.default is not None)
+
+    def candidates(self, router: Router) -> list[Candidate]:
+        names = getattr(router, "models", None) or [m.name for m in self.config.models]
+        out = []
+        for name in names:
+            m = self.config.model(name)
+            if m is None:
+                continue  # a router trained on a model this config does not serve
+            out.append(
+                Candidate(
+                    name=m.name,
+                    input_price=m.input_price,
+                    output_price=m.output_price,
+                    context_window=m.context_window or m.n_ctx,
+                    capabilities=frozenset(m.capabilities),
+                    healthy=self.health.healthy(m.name),
+                )
+            )
+        return out
+
+    async def decide(self, model: str, request: RouteRequest) -> Decision:
+        name = self.default if model == AUTO else model
+        assert name is not None
+        router = self.routers[name]
+        candidates = self.eligible(request, self.candidates(router))
+        if not candidates:
+            raise NoEligibleModel(f"router {name!r} has no model that can serve this request")
+        if router.blocking:
+            return await asyncio.to_thread(router.route, request, candidates)
+        return router.route(request, candidates)
+
+
+def build_router_hub(config: Config) -> RouterHub | None:
+    """The routers the config declares, built through the routers registry; None if none."""
+    if not config.routers:
+        return None
+    from polyroute.routing.constraints import eligible
+    from polyroute.routing.registry import ROUTERS
+
+    routers: dict[str, Router] = {}
+    for name, section in config.routers.items():
+        options = dict(section)
+        kind = options.pop("kind", None)
+        if not isinstance(kind, str):
+            raise ConfigError(
+                f"routers.{name}.kind is required; known kinds: {', '.join(ROUTERS.names())}"
+            )
+        try:
+            cls = ROUTERS.get(kind)
+        except KeyError as e:
+            raise ConfigError(f"routers.{name}.kind: {e.args[0]}") from None
+        try:
+            routers[name] = cls.from_config(name, options)
+        except TypeError as e:
+            raise ConfigError(f"routers.{name}: {e}") from None
+    return RouterHub(config, routers, lambda req, cands: eligible(req, cands).candidates)
