@@ -100,8 +100,11 @@ class Config(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: list[ModelConfig] = Field(default_factory=list)
-    #: Free-form sections owned by later parts (routers, telemetry, ...).
+    #: A YAML file of catalog entries that override or extend the bundled model hub.
+    catalog_file: str | None = None
+    #: name → {kind: ..., options}; each becomes a router clients can name as a model.
     routers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: The router ``model="auto"`` uses; defaults to the first router.
     default_router: str | None = None
 
     @model_validator(mode="after")

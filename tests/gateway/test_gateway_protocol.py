@@ -232,3 +232,35 @@ async def test_every_request_is_recorded_with_tokens_cost_and_errors(
     # No price configured: unknown, never $0.
     assert rows["renamed"]["cost_usd"] is None and rows["renamed"]["cost_status"] == "unknown"
     assert rows["missing"]["status"] == 404 and "does not exist" in rows["missing"]["error"]
+
+
+async def test_catalog_prices_a_model_the_config_does_not_price(
+    asgi_client: Any, db_url: str
+) -> None:
+    cfg = Config.model_validate(
+        {
+            "store": {"database_url": db_url},
+            "providers": {"openai": {"kind": "openai", "base_url": "https://api.openai.com/v1"}},
+            "models": [{"name": "gpt-4o-mini", "provider": "openai"}],
+        }
+    )
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        usage = {
+            "prompt_tokens": 2000,
+            "completion_tokens": 1000,
+            "prompt_tokens_details": {"cached_tokens": 1000},
+        }
+        return httpx.Response(200, json={"choices": [], "usage": usage})
+
+    client = await asgi_client(cfg, httpx.MockTransport(handle))
+    card = (await client.get("/v1/models/gpt-4o-mini")).json()
+    assert card["pricing"] == {"input": 0.15, "output": 0.6, "cached_input": 0.075}
+    assert card["context_window"] >= 128_000
+    r = await client.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": USER})
+    assert r.status_code == 200
+    await client.gateway.recorder.flush()
+    row = client.gateway.store.recent_requests()[0]
+    # 1000 uncached input at $0.15/M + 1000 cached at $0.075/M + 1000 output at $0.60/M
+    assert row["cost_usd"] == pytest.approx((1000 * 0.15 + 1000 * 0.075 + 1000 * 0.6) / 1e6)
+    assert row["cost_status"] == "known" and row["cached_tokens"] == 1000

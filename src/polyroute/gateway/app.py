@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from polyroute import __version__
-from polyroute.config import Config, default_config
+from polyroute.catalog import apply_catalog, load_catalog
+from polyroute.config import Config, ModelConfig, default_config
 from polyroute.errors import InvalidRequest, PolyrouteError
 from polyroute.gateway.chat import ChatService
 from polyroute.gateway.errors import error_response, handle_polyroute_error, handle_unexpected
@@ -57,6 +58,27 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
+def model_card(m: ModelConfig, created: int) -> dict[str, Any]:
+    """An OpenAI model object, plus what the hub knows (prices in USD per million tokens)."""
+    card: dict[str, Any] = {
+        "id": m.name,
+        "object": "model",
+        "created": created,
+        "owned_by": m.provider,
+    }
+    if m.context_window is not None:
+        card["context_window"] = m.context_window
+    if m.capabilities:
+        card["capabilities"] = list(m.capabilities)
+    if m.input_price is not None and m.output_price is not None:
+        card["pricing"] = {"input": m.input_price, "output": m.output_price}
+        if m.cached_input_price is not None:
+            card["pricing"]["cached_input"] = m.cached_input_price
+    if m.aliases:
+        card["aliases"] = list(m.aliases)
+    return card
+
+
 def create_app(
     config: Config | None = None, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> FastAPI:
@@ -92,10 +114,7 @@ def create_app(
     @app.get("/v1/models")
     async def list_models() -> Response:
         created = int(gateway.started_at)
-        data = [
-            {"id": m.name, "object": "model", "created": created, "owned_by": m.provider}
-            for m in gateway.config.models
-        ]
+        data = [model_card(m, created) for m in gateway.config.models]
         if gateway.routers is not None:
             names = list(gateway.routers.routers)
             if gateway.routers.default is not None:
@@ -109,15 +128,7 @@ def create_app(
     @app.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str) -> Response:
         target = gateway.pool.resolve(model_id)
-        m = target.model
-        return _json(
-            {
-                "id": m.name,
-                "object": "model",
-                "created": int(gateway.started_at),
-                "owned_by": m.provider,
-            }
-        )
+        return _json(model_card(target.model, int(gateway.started_at)))
 
     @app.get("/health")
     async def health() -> Response:

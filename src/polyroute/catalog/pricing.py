@@ -1,0 +1,58 @@
+"""What a request cost, from per-million-token prices and the usage an upstream reported.
+
+An unknown price gives an unknown cost (``None``), never $0 and never another model's
+price. Local models cost what their config says, zero money by default.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from polyroute.catalog.schema import Prices
+from polyroute.errors import UnknownPrice
+
+if TYPE_CHECKING:  # only annotations: the catalog loads without the provider stack
+    from polyroute.config import ModelConfig
+    from polyroute.providers.base import Usage
+
+#: A model running on this machine: no money per token unless the config says otherwise.
+LOCAL_PRICES = Prices(input=0.0, output=0.0, cached_input=0.0)
+
+
+def prices_of(model: ModelConfig) -> Prices:
+    """The prices written in (or filled into) a model's config."""
+    return Prices(
+        input=model.input_price,
+        output=model.output_price,
+        cached_input=model.cached_input_price,
+    )
+
+
+def cost_usd(prices: Prices, usage: Usage) -> float | None:
+    """USD for ``usage`` at ``prices``, or ``None`` when the input or output price is unknown.
+
+    ``usage.prompt_tokens`` includes ``usage.cached_tokens`` (as OpenAI reports them); the
+    cached ones bill at ``prices.cached_input`` when known, else at ``prices.input``.
+    """
+    if prices.input is None or prices.output is None:
+        return None
+    cached = max(0, min(usage.cached_tokens, usage.prompt_tokens))
+    uncached = max(0, usage.prompt_tokens - cached)
+    cached_price = prices.cached_input if prices.cached_input is not None else prices.input
+    return (
+        uncached * prices.input
+        + cached * cached_price
+        + max(0, usage.completion_tokens) * prices.output
+    ) / 1_000_000
+
+
+def require_cost_usd(prices: Prices, usage: Usage, *, model: str) -> float:
+    """Like :func:`cost_usd`, but an unknown price raises :class:`polyroute.errors.UnknownPrice`."""
+    usd = cost_usd(prices, usage)
+    if usd is None:
+        missing = [n for n in ("input", "output") if getattr(prices, n) is None]
+        raise UnknownPrice(
+            f"the {' and '.join(missing)} price of {model!r} is not known: set input_price and "
+            "output_price in its config, or a catalog_id that has them"
+        )
+    return usd
