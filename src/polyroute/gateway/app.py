@@ -31,6 +31,8 @@ class Gateway:
     def __init__(
         self, config: Config, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
+        # Prices, context windows and capabilities the config leaves out come from the hub.
+        config = apply_catalog(config, load_catalog(config.catalog_file))
         self.config = config
         self.pool = ProviderPool(config, transport=transport)
         self.store = Store(config.store.database_url)
