@@ -13,7 +13,7 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install --upgrade pip
 
 extras="local"
-[ "${1:-}" = "dev" ] && extras="local,dev,learn"
+[ "${1:-}" = "dev" ] && extras="local,dev,plot"
 
 # llama-cpp-python compiles llama.cpp from source (about 7 minutes on 2 cores, once: pip
 # caches the wheel). LLAVA is not needed and costs a minute.

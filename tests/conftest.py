@@ -14,10 +14,10 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from tests.support.echo_upstream import EchoUpstream, running_echo_upstream
 
 from polyroute.config import Config
 from polyroute.gateway import create_app
-from tests.support.echo_upstream import EchoUpstream, running_echo_upstream
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

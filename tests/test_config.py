@@ -24,14 +24,19 @@ def test_default_config_serves_the_local_models() -> None:
 
 
 def test_a_remote_upstream_beside_local_models(tmp_path: Path) -> None:
-    cfg = load_config(write(tmp_path, """
+    cfg = load_config(
+        write(
+            tmp_path,
+            """
 providers:
   openai: {kind: openai, base_url: https://api.openai.com/v1, api_key_env: OPENAI_API_KEY}
   local: {kind: llama_cpp}
 models:
   - {name: gpt-4o-mini, provider: openai, input_price: 0.15, output_price: 0.6}
   - {name: smollm2-135m, provider: local, source: smollm2-135m}
-"""))
+""",
+        )
+    )
     assert cfg.model("gpt-4o-mini") is not None
     assert cfg.model("gpt-4o-mini").target == "gpt-4o-mini"  # type: ignore[union-attr]
 
@@ -40,9 +45,15 @@ models:
     ("text", "needle"),
     [
         ("models: [{name: a, provider: nowhere}]", "provider 'nowhere' is not defined"),
-        ("providers: {p: {kind: openai, base_url: x, colour: red}}", "providers.p.colour: unknown field"),
+        (
+            "providers: {p: {kind: openai, base_url: x, colour: red}}",
+            "providers.p.colour: unknown field",
+        ),
         ("server: {port: 99999}", "server.port"),
-        ("providers: {p: {kind: openai}}\nmodels: [{name: a, provider: p}, {name: a, provider: p}]", "already used"),
+        (
+            "providers: {p: {kind: openai}}\nmodels: [{name: a, provider: p}, {name: a, provider: p}]",
+            "already used",
+        ),
         ("[1, 2]", "mapping at the top level"),
         ("models: [unclosed", "not valid YAML"),
     ],
@@ -62,10 +73,15 @@ def test_missing_api_key_variable_is_named(tmp_path: Path, monkeypatch: pytest.M
     from polyroute.providers.pool import ProviderPool
 
     monkeypatch.delenv("POLYROUTE_TEST_MISSING_KEY", raising=False)
-    cfg = load_config(write(tmp_path, """
+    cfg = load_config(
+        write(
+            tmp_path,
+            """
 providers: {p: {kind: openai, base_url: "http://127.0.0.1:9/v1", api_key_env: POLYROUTE_TEST_MISSING_KEY}}
 models: [{name: a, provider: p}]
-"""))
+""",
+        )
+    )
     with pytest.raises(ConfigError, match="POLYROUTE_TEST_MISSING_KEY is not set"):
         ProviderPool(cfg)
 
@@ -73,6 +89,11 @@ models: [{name: a, provider: p}]
 def test_unknown_provider_kind_lists_the_known_ones(tmp_path: Path) -> None:
     from polyroute.providers.pool import ProviderPool
 
-    cfg = load_config(write(tmp_path, "providers: {p: {kind: telepathy}}\nmodels: [{name: a, provider: p}]"))
-    with pytest.raises(ConfigError, match=r"providers.p.kind: unknown providers 'telepathy'; known: llama_cpp, openai"):
+    cfg = load_config(
+        write(tmp_path, "providers: {p: {kind: telepathy}}\nmodels: [{name: a, provider: p}]")
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"providers.p.kind: unknown providers 'telepathy'; known: llama_cpp, openai",
+    ):
         ProviderPool(cfg)

@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from tests.conftest import remote_config
 
 from polyroute.config import Config
-from tests.conftest import remote_config
 
 BASE = "http://upstream.test/v1"
 

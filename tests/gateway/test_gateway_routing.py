@@ -8,13 +8,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from tests.conftest import remote_config, serving
+from tests.support.echo_upstream import EchoUpstream
 
 from polyroute.config import Config
 from polyroute.errors import ConfigError
 from polyroute.gateway import create_app
 from polyroute.store import Store
-from tests.conftest import remote_config, serving
-from tests.support.echo_upstream import EchoUpstream
 
 pytestmark = pytest.mark.e2e
 USER = [{"role": "user", "content": "route me"}]
@@ -109,7 +109,7 @@ def test_constraints_leave_no_model_is_a_clear_400(
 
 
 def test_router_config_errors_name_the_router(echo_upstream: EchoUpstream, db_url: str) -> None:
-    with pytest.raises(ConfigError, match="routers.r.kind"):
+    with pytest.raises(ConfigError, match=r"routers\.r\.kind"):
         create_app(routed_config(echo_upstream.base_url, db_url, {"r": {"kind": "psychic"}}, "r"))
     with pytest.raises(ConfigError, match="default_router 'nope'"):
         create_app(routed_config(echo_upstream.base_url, db_url, {"r": {"kind": "random"}}, "nope"))

@@ -8,11 +8,11 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from tests.conftest import remote_config, serving
+from tests.support.echo_upstream import EchoUpstream
 
 from polyroute.gateway import create_app
 from polyroute.store import Store
-from tests.conftest import remote_config, serving
-from tests.support.echo_upstream import EchoUpstream
 
 pytestmark = pytest.mark.e2e
 USER = [{"role": "user", "content": "the quick brown fox"}]

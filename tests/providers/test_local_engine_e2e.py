@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from tests.conftest import serving
 
 from polyroute.config import Config, ModelConfig, default_config
 from polyroute.gateway import create_app
 from polyroute.store import Store
-from tests.conftest import serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
@@ -35,14 +35,20 @@ def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         yield url, db_url
 
 
-def test_local_model_answers_streamed_and_not_with_matching_usage(local_gateway: tuple[str, str]) -> None:
+def test_local_model_answers_streamed_and_not_with_matching_usage(
+    local_gateway: tuple[str, str],
+) -> None:
     url, _ = local_gateway
     client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
-    r = client.chat.completions.create(model="smollm2-135m", messages=QUESTION, max_tokens=16, temperature=0)  # type: ignore[arg-type]
+    r = client.chat.completions.create(
+        model="smollm2-135m", messages=QUESTION, max_tokens=16, temperature=0
+    )  # type: ignore[arg-type]
     text = r.choices[0].message.content or ""
     assert "paris" in text.lower()
     assert r.model == "smollm2-135m"
-    assert r.usage is not None and r.usage.prompt_tokens > 10 and 0 < r.usage.completion_tokens <= 16
+    assert (
+        r.usage is not None and r.usage.prompt_tokens > 10 and 0 < r.usage.completion_tokens <= 16
+    )
 
     chunks = list(
         client.chat.completions.create(
@@ -54,7 +60,10 @@ def test_local_model_answers_streamed_and_not_with_matching_usage(local_gateway:
     assert streamed == text  # greedy decoding: the same answer both ways
     usage = chunks[-1].usage
     assert usage is not None
-    assert (usage.prompt_tokens, usage.completion_tokens) == (r.usage.prompt_tokens, r.usage.completion_tokens)
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        r.usage.prompt_tokens,
+        r.usage.completion_tokens,
+    )
 
 
 def test_qwen_is_offered_and_answers(local_gateway: tuple[str, str]) -> None:
@@ -67,7 +76,9 @@ def test_qwen_is_offered_and_answers(local_gateway: tuple[str, str]) -> None:
     assert "5" in (r.choices[0].message.content or "")
 
 
-def test_concurrent_requests_queue_safely_without_blocking_the_loop(local_gateway: tuple[str, str]) -> None:
+def test_concurrent_requests_queue_safely_without_blocking_the_loop(
+    local_gateway: tuple[str, str],
+) -> None:
     url, _ = local_gateway
     client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
     finished = threading.Event()
@@ -96,7 +107,9 @@ def test_concurrent_requests_queue_safely_without_blocking_the_loop(local_gatewa
 def test_a_missing_local_model_is_a_clear_503_and_unhealthy(local_gateway: tuple[str, str]) -> None:
     url, _ = local_gateway
     with httpx.Client(timeout=30) as http:
-        r = http.post(f"{url}/chat/completions", json={"model": "broken-local", "messages": QUESTION})
+        r = http.post(
+            f"{url}/chat/completions", json={"model": "broken-local", "messages": QUESTION}
+        )
         assert r.status_code == 503
         assert "does not exist" in r.json()["error"]["message"]
         health = http.get(url.removesuffix("/v1") + "/health").json()
@@ -104,7 +117,9 @@ def test_a_missing_local_model_is_a_clear_503_and_unhealthy(local_gateway: tuple
     assert health["models"]["broken-local"]["ready"] is False
 
 
-def test_local_requests_are_recorded_as_free(local_gateway: tuple[str, str], tmp_path: Path) -> None:
+def test_local_requests_are_recorded_as_free(
+    local_gateway: tuple[str, str], tmp_path: Path
+) -> None:
     url, db_url = local_gateway
     client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
     client.chat.completions.create(model="smollm2-135m", messages=QUESTION, max_tokens=4)  # type: ignore[arg-type]

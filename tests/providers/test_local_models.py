@@ -9,7 +9,12 @@ import pytest
 
 from polyroute.errors import ModelUnavailable
 from polyroute.providers import local_models
-from polyroute.providers.local_models import BUILTIN_MODELS, BuiltinModel, builtin_model_path, local_model_path
+from polyroute.providers.local_models import (
+    BUILTIN_MODELS,
+    BuiltinModel,
+    builtin_model_path,
+    local_model_path,
+)
 
 
 def test_smollm2_is_found_inside_its_package_and_verified() -> None:
@@ -20,7 +25,14 @@ def test_smollm2_is_found_inside_its_package_and_verified() -> None:
 
 
 def test_a_missing_package_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = BuiltinModel("ghost", "g.gguf", "0" * 64, 1, (("no_such_pkg_polyroute", "g.gguf"),), "pip install ghost-model")
+    fake = BuiltinModel(
+        "ghost",
+        "g.gguf",
+        "0" * 64,
+        1,
+        (("no_such_pkg_polyroute", "g.gguf"),),
+        "pip install ghost-model",
+    )
     monkeypatch.setitem(BUILTIN_MODELS, "ghost", fake)
     with pytest.raises(ModelUnavailable, match="pip install ghost-model"):
         builtin_model_path("ghost")
@@ -43,7 +55,9 @@ def test_a_corrupt_file_is_refused(tmp_path: Path) -> None:
         local_model_path(None, str(copy), expected)
 
 
-def test_split_parts_are_joined_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_split_parts_are_joined_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import hashlib
 
     pkg = tmp_path / "fake_parts_pkg"
@@ -54,7 +68,14 @@ def test_split_parts_are_joined_and_checked(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     parts = (("fake_parts_pkg", "data/a.bin"), ("fake_parts_pkg", "data/b.bin"))
-    good = BuiltinModel("joined", "joined.gguf", hashlib.sha256(b"hello world").hexdigest(), 11, parts, "pip install x")
+    good = BuiltinModel(
+        "joined",
+        "joined.gguf",
+        hashlib.sha256(b"hello world").hexdigest(),
+        11,
+        parts,
+        "pip install x",
+    )
     monkeypatch.setitem(BUILTIN_MODELS, "joined", good)
     path = builtin_model_path("joined")
     assert path.read_bytes() == b"hello world"

@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Sequence
 from fractions import Fraction
 
-_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
+_ARTICLES = re.compile(r"(?<!\S)(?:a|an|the)(?!\S)")
 # Punctuation at the edge of a word ("Paris." "(B)" "Jr,") but not inside one ("3.5" "don't").
 _EDGE_PUNCT = re.compile(r"(?<!\w)[^\w\s]+|[^\w\s]+(?!\w)")
 
@@ -47,6 +47,8 @@ _NUMBER_WORD = re.compile(
     re.IGNORECASE,
 )
 _FINAL_MARKER = re.compile(r"####\s*(.*)$", re.DOTALL)
+# "the answer is", "Answer:", "the answer to this problem is" (a few words in between)
+_ANSWER_IS = re.compile(r"\banswer\b(?:\s+[\w'-]+){0,5}?\s*(?:\bis\b|:|=)\s*", re.IGNORECASE)
 
 
 def find_numbers(text: str) -> list[tuple[int, float]]:
@@ -72,15 +74,24 @@ def find_numbers(text: str) -> list[tuple[int, float]]:
     return found
 
 
+def is_number_text(text: str) -> bool:
+    """Whether ``text`` is just one number ("21", "1,000", "-2.5", "twenty-one")."""
+    text = text.strip()
+    return bool(_NUMBER.fullmatch(text) or _NUMBER_WORD.fullmatch(text))
+
+
 def final_number(text: str) -> float | None:
-    """The answer's number, GSM8K style: after ``####``, else in the last ``\\boxed{}``, else the last."""
+    """The answer's number, GSM8K style: after ``####``, else in the last ``\\boxed{}``, else the
+    first after the last "answer is" / "answer:", else the last number in the text."""
     marker = _FINAL_MARKER.search(text)
     if marker:
         text = marker.group(1)
+    elif (boxed := last_boxed(text)) is not None:
+        text = boxed
     else:
-        boxed = last_boxed(text)
-        if boxed is not None:
-            text = boxed
+        said = list(_ANSWER_IS.finditer(text))
+        if said and (numbers := find_numbers(text[said[-1].end() :])):
+            return numbers[0][1]
     numbers = find_numbers(text)
     return numbers[-1][1] if numbers else None
 
@@ -115,7 +126,7 @@ _FRAC = re.compile(r"\\[dt]?frac\{?(-?\d+)\}?\{?(-?\d+)\}?")
 
 
 def normalize_math(text: str) -> str:
-    """A LaTeX answer in a canonical form: no spaces, ``$``, ``\\left``, ``\\text{}``, units of degree."""
+    """A LaTeX answer in a canonical form: no spaces, ``$``, ``\\left``, ``\\text{}``, degrees."""
     text = _TEXT_CMD.sub(r"\1", text)
     text = _LATEX_DROP.sub("", text)
     text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
@@ -143,12 +154,12 @@ _STRONG_LETTER = (
     re.compile(r"\boption\s*[\(\[]?([A-Z])\b(?![\w'])"),
     re.compile(r"\(([A-Z])\)"),
 )
-_LEADING_LETTER = re.compile(r"^\W*([A-Z])(?:[\.\):]|\s*$|\s+[-\u2013\u2014]\s)")
+_LEADING_LETTER = re.compile(r"^\W*([A-Z])(?:[\.\):]|\s+[-\u2013\u2014]\s)")
 _TRAILING_LETTER = re.compile(r"\b([A-Z])\W*$")
 
 
 def choice_index(answer: str, choices: Sequence[str]) -> int | None:
-    """Which option ``answer`` picks: a letter ("B", "(B)", "The answer is B."), or the option's text.
+    """Which option ``answer`` picks: a letter ("B", "(B)", "The answer is B.") or an option's text.
 
     Returns None when the answer names no option, or names several and says which one
     is meant nowhere.
@@ -167,39 +178,51 @@ def choice_index(answer: str, choices: Sequence[str]) -> int | None:
     norm_choices = [normalize_text(c) for c in choices]
     # 1. The whole answer is a letter ("b", "(B)", "B.") or exactly one option's text.
     bare = re.fullmatch(r"\W*([A-Za-z])\W*", text)
-    if bare and not (bare.group(1).lower() in norm_choices and n <= 2):
+    if bare:
         return letter(bare.group(1))
     if norm_answer in norm_choices:
         return norm_choices.index(norm_answer)
     # 2. A letter said explicitly: "the answer is B", "Answer: (C)", "option D".
     for pattern in _STRONG_LETTER:
-        for m in reversed(list(pattern.finditer(text))):
-            if (i := letter(m.group(1))) is not None and (
-                m.group(1).isupper() or pattern is _STRONG_LETTER[0]
-            ):
-                if m.group(1).islower() and _word_after(text, m.end()):
-                    continue  # "the answer is a dog": an article, not option A
+        for found in reversed(list(pattern.finditer(text))):
+            c = found.group(1)
+            if c.islower() and (pattern is not _STRONG_LETTER[0] or _word_after(text, found.end())):
+                continue  # "the answer is a dog": an article, not option A
+            if (i := letter(c)) is not None:
                 return i
     # 3. "B. four" / "C) ..." at the start.
-    m = _LEADING_LETTER.match(text)
-    if m and m.group(1) not in "AI" and (i := letter(m.group(1))) is not None:
+    lead = _LEADING_LETTER.match(text)
+    if lead and (i := letter(lead.group(1))) is not None:
         return i
-    if m and m.group(1) in "AI" and re.match(r"^\W*[AI][\.\):]", text):
-        return letter(m.group(1))
     # 4. The text of exactly one option, as whole words ("implausible" is not "plausible").
     mentioned = {i for i, c in enumerate(norm_choices) if c and _contains_words(norm_answer, c)}
-    # An option contained in a longer mentioned option ("5" in "15 %") is not a mention.
+    # An option inside a longer mentioned one ("new york" in "new york city") is no mention.
     mentioned = {
         i for i in mentioned
-        if not any(j != i and norm_choices[i] in norm_choices[j] for j in mentioned)
+        if not any(j != i and _contains_words(norm_choices[j], norm_choices[i]) for j in mentioned)
     }  # fmt: skip
     if len(mentioned) == 1:
         return mentioned.pop()
+    # 4b. Numeric options: the answer's final number names one ("Horses have 4 legs" -> "four").
+    if not mentioned and (i := _numeric_choice(text, choices)) is not None:
+        return i
     # 5. A capital letter closing the answer ("I'd pick D.").
-    m = _TRAILING_LETTER.search(text)
-    if m and (i := letter(m.group(1))) is not None and not mentioned:
+    trail = _TRAILING_LETTER.search(text)
+    if trail and (i := letter(trail.group(1))) is not None and not mentioned:
         return i
     return None
+
+
+def _numeric_choice(answer: str, choices: Sequence[str]) -> int | None:
+    value = final_number(answer)
+    if value is None:
+        return None
+    hits = []
+    for i, choice in enumerate(choices):
+        numbers = find_numbers(choice)
+        if len(numbers) == 1 and numbers_equal(numbers[0][1], value):
+            hits.append(i)
+    return hits[0] if len(hits) == 1 else None
 
 
 def _word_after(text: str, pos: int) -> bool:

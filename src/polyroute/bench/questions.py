@@ -74,7 +74,9 @@ def flatten_messages(messages: Sequence[Message]) -> str:
     """Chat messages as one text, the way routers see a prompt."""
     if len(messages) == 1 and messages[0].get("role") == "user":
         return _content_text(messages[0].get("content"))
-    return "\n".join(f"{m.get('role', 'user')}: {_content_text(m.get('content'))}" for m in messages)
+    return "\n".join(
+        f"{m.get('role', 'user')}: {_content_text(m.get('content'))}" for m in messages
+    )
 
 
 def _content_text(content: Any) -> str:
@@ -82,6 +84,8 @@ def _content_text(content: Any) -> str:
         return content
     if isinstance(content, list):  # OpenAI content parts: keep the text ones
         return " ".join(
-            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
         )
     return "" if content is None else str(content)

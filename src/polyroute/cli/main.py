@@ -24,7 +24,13 @@ app = typer.Typer(
 err = Console(stderr=True)
 
 # One module per area; each defines ``register(app: typer.Typer) -> None``.
-_COMMAND_MODULES = ("polyroute.cli.serve",)
+_COMMAND_MODULES = (
+    "polyroute.cli.serve",
+    "polyroute.cli.bench",
+    "polyroute.cli.routing_data",
+    "polyroute.cli.models",
+    "polyroute.cli.routing",
+)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,221 @@
+"""What routing adds to a request: embedding a prompt, a learned decision, the simple routers.
+
+Figures (p50 / p99 over ``--runs`` calls, after warm-up, one request at a time):
+
+- **embedding**: all-MiniLM-L6-v2 (numpy) on one 200-token prompt (the target: 10 ms) and a
+  short 30-token one, with BLAS capped to 1 thread and with BLAS's default. The baseline,
+  measured in the same run, is the encoder's matrix products alone (the same shapes through
+  the same BLAS): the floor of any float32 implementation on this CPU.
+- **decision**: a learned router's work after the embedding (predict + the knob), for kNN and
+  MLP fitted on random data of the LLMRouter set's size (5,608 prompts × 9 models); and a
+  full ``route()`` (embedding included) of the 200-token prompt.
+- **non-learned**: ``random`` and ``wrr`` ``route()`` over 9 candidates (target: 0.1 ms),
+  against an empty function call as baseline.
+
+Usage::
+
+    python benchmarks/routing_latency.py               # 200 runs each
+    python benchmarks/routing_latency.py --runs 50 --strict   # exit 2 if a target is missed
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from polyroute.routing.base import Candidate, RouteRequest  # noqa: E402
+from polyroute.routing.embedding import MiniLMEmbedder  # noqa: E402
+from polyroute.routing.routers.knn import KNNRouter  # noqa: E402
+from polyroute.routing.routers.learned import LearnedRouter  # noqa: E402
+from polyroute.routing.routers.mlp import MLPRouter  # noqa: E402
+from polyroute.routing.routers.random import RandomRouter  # noqa: E402
+from polyroute.routing.routers.wrr import WeightedRoundRobinRouter  # noqa: E402
+from polyroute.routing.tradeoff import select  # noqa: E402
+
+EMBED_TARGET_MS = 10.0
+SIMPLE_TARGET_MS = 0.1
+WORDS = (
+    "the committee reviewed quarterly results and asked whether the new routing policy "
+    "would lower costs without hurting answer quality for customers in every region"
+)
+
+
+def timed(fn: Callable[[], object], runs: int, warmup: int = 5) -> tuple[float, float]:
+    """(p50, p99) in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    samples = np.empty(runs)
+    for i in range(runs):
+        t = time.perf_counter()
+        fn()
+        samples[i] = time.perf_counter() - t
+    return float(np.percentile(samples, 50) * 1e3), float(np.percentile(samples, 99) * 1e3)
+
+
+def prompt_of(embedder: MiniLMEmbedder, tokens: int) -> str:
+    """A text of exactly ``tokens`` model tokens, [CLS] and [SEP] included."""
+    vocabulary = WORDS.split()
+    words: list[str] = []
+    i = 0
+    while embedder.count_tokens([" ".join(words)])[0] < tokens - 2:
+        words.append(vocabulary[i % len(vocabulary)])
+        i += 1
+    while embedder.count_tokens([" ".join(words)])[0] > tokens - 2:
+        words.pop()
+    return " ".join(words)
+
+
+def matmul_floor(tokens: int) -> Callable[[], object]:
+    """The encoder's matrix products for one prompt, nothing else."""
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((tokens, 384), dtype=np.float32)
+    inner = rng.standard_normal((tokens, 1536), dtype=np.float32)
+    w = {
+        k: rng.standard_normal(s, dtype=np.float32)
+        for k, s in {
+            "qkv": (384, 1152),
+            "out": (384, 384),
+            "in": (384, 1536),
+            "ffn": (1536, 384),
+        }.items()
+    }
+    q = rng.standard_normal((12, tokens, 32), dtype=np.float32)
+
+    def run() -> None:
+        for _ in range(6):
+            h @ w["qkv"]
+            h @ w["out"]
+            h @ w["in"]
+            inner @ w["ffn"]
+            (q @ q.transpose(0, 2, 1)) @ q
+
+    return run
+
+
+def learned(kind: str, embedder: MiniLMEmbedder) -> LearnedRouter:
+    rng = np.random.default_rng(0)
+    models = [f"model-{j}" for j in range(9)]
+    keys = rng.standard_normal((5608, 384)).astype(np.float32)
+    keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+    scores = (rng.random((5608, 9)) < 0.5).astype(np.float64)
+    router: LearnedRouter = (
+        KNNRouter(embedder=embedder) if kind == "knn" else MLPRouter(embedder=embedder)
+    )
+    router.fit(keys, scores, models)
+    router.prices = {m: (0.1 * (j + 1), 0.1 * (j + 1)) for j, m in enumerate(models)}
+    router.lam = 100.0
+    return router
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--strict", action="store_true", help="exit 2 if a target is missed")
+    args = parser.parse_args()
+    runs = args.runs
+
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    one = MiniLMEmbedder(threads=1)
+    default = MiniLMEmbedder()
+    long_prompt, short_prompt = prompt_of(one, 200), prompt_of(one, 30)
+    rows: list[tuple[str, float, float, str]] = []
+
+    def add(
+        label: str, fn: Callable[[], object], target: str = "", n: int = runs
+    ) -> tuple[float, float]:
+        p50, p99 = timed(fn, n)
+        rows.append((label, p50, p99, target))
+        return p50, p99
+
+    embed_runs = max(20, runs // 4)
+    emb_p50, _ = add(
+        "embed 200 tokens, BLAS 1 thread",
+        lambda: one.embed([long_prompt]),
+        f"≤ {EMBED_TARGET_MS:g} ms",
+        embed_runs,
+    )
+    add(
+        "embed 200 tokens, BLAS default threads",
+        lambda: default.embed([long_prompt]),
+        "",
+        embed_runs,
+    )
+    with one._limit():  # the floor under the same thread cap
+        add("  baseline: its matmuls alone, 1 thread", matmul_floor(200), "", embed_runs)
+    add("embed 30 tokens, BLAS 1 thread", lambda: one.embed([short_prompt]), "", embed_runs)
+
+    embedded = one.embed([long_prompt])
+    candidates = [Candidate(f"model-{j}") for j in range(9)]
+    request = RouteRequest(prompt=long_prompt, input_tokens=200)
+    costs = np.array([[(j + 1) * 1e-5 for j in range(9)]])
+    for kind in ("knn", "mlp"):
+        router = learned(kind, one)
+        add(
+            f"{kind} decision (predict + knob), no embedding",
+            lambda r=router: select(r.predict_embeddings(embedded), costs, r.lam),  # type: ignore[misc]
+        )
+        add(
+            f"{kind} route(), embedding included",
+            lambda r=router: r.route(request, candidates),
+            "",
+            embed_runs,
+        )
+
+    simple_worst = 0.0
+    rnd = RandomRouter(seed=0)
+    wrr = WeightedRoundRobinRouter(weights={c.name: j + 1 for j, c in enumerate(candidates)})
+    simple_worst = max(
+        simple_worst,
+        add(
+            "random route()",
+            lambda: rnd.route(request, candidates),
+            f"≤ {SIMPLE_TARGET_MS:g} ms",
+            runs * 10,
+        )[0],
+    )
+    simple_worst = max(
+        simple_worst,
+        add(
+            "wrr route()",
+            lambda: wrr.route(request, candidates),
+            f"≤ {SIMPLE_TARGET_MS:g} ms",
+            runs * 10,
+        )[0],
+    )
+    add("  baseline: an empty call", lambda: None, "", runs * 10)
+
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'':{width}}  {'p50 ms':>9}  {'p99 ms':>9}  target")
+    for label, p50, p99, target in rows:
+        print(f"{label:{width}}  {p50:9.3f}  {p99:9.3f}  {target}")
+    print(
+        "\nreproduce: "
+        + shlex.join([sys.executable, "benchmarks/routing_latency.py", *sys.argv[1:]])
+    )
+    missed = emb_p50 > EMBED_TARGET_MS or simple_worst > SIMPLE_TARGET_MS
+    if missed:
+        print(
+            f"target missed: embedding p50 {emb_p50:.1f} ms (target {EMBED_TARGET_MS:g}), "
+            f"simple routers p50 {simple_worst:.4f} ms (target {SIMPLE_TARGET_MS:g})"
+        )
+    return 2 if (missed and args.strict) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""``polyroute train`` and ``polyroute route``: build a learned router, and ask it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from polyroute.errors import PolyrouteError
+from polyroute.routing.costs import DEFAULT_OUTPUT_TOKENS
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {escape(message)}")
+    return typer.Exit(2)
+
+
+def _knob(lam: float | None, max_cost: float | None, min_quality: float | None) -> object:
+    from polyroute.routing.knob import Knob
+
+    try:
+        return Knob(lam=lam, max_cost_fraction=max_cost, min_quality_fraction=min_quality)
+    except ValueError as e:
+        raise _fail(
+            str(e).replace(
+                "lambda, max_cost_fraction or min_quality_fraction",
+                "--lambda, --max-cost-fraction or --min-quality-fraction",
+            )
+        ) from None
+
+
+def default_cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "polyroute" / "embeddings"
+
+
+LAMBDA_HELP = "λ: quality points traded for 1 USD of one request (0: quality only)."
+MAX_COST_HELP = "Spend at most this fraction of the strongest model's average cost (e.g. 0.3)."
+MIN_QUALITY_HELP = "Keep at least this fraction of the strongest model's quality (e.g. 0.95)."
+
+
+def train(
+    data: Path = typer.Option(
+        ..., "--data", help="Routing dataset (JSONL; `polyroute import-data` converts others)."
+    ),
+    out_dir: Path = typer.Option(..., "--out", help="Directory to write the router to."),
+    router: str | None = typer.Option(
+        None, "--router", help="Learned router kind (knn, mlp) [default: the best measured]."
+    ),
+    prices: Path | None = typer.Option(
+        None, "--prices", help="Prices (USD per 1M tokens), for costs the data does not hold."
+    ),
+    lam: float | None = typer.Option(None, "--lambda", help=LAMBDA_HELP),
+    max_cost_fraction: float | None = typer.Option(None, "--max-cost-fraction", help=MAX_COST_HELP),
+    min_quality_fraction: float | None = typer.Option(
+        None, "--min-quality-fraction", help=MIN_QUALITY_HELP + " [default: 1.0 without a knob]"
+    ),
+    output_tokens: int = typer.Option(
+        DEFAULT_OUTPUT_TOKENS, "--output-tokens", min=0, help="Assumed answer length, for costs."
+    ),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Embedding cache [default: ~/.cache/polyroute/embeddings]."
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Embed every prompt afresh."),
+) -> None:
+    """Train a learned router on a routing dataset and save it to a directory."""
+    from polyroute.routing.costs import load_prices
+    from polyroute.routing.dataset import RoutingDataset
+    from polyroute.routing.embedding import CachedEmbedder, Embedder, MiniLMEmbedder
+    from polyroute.routing.knob import Knob
+    from polyroute.routing.persist import save_router
+    from polyroute.routing.train import BEST_KIND, DEFAULT_KNOB, train_router
+
+    knob = _knob(lam, max_cost_fraction, min_quality_fraction)
+    assert isinstance(knob, Knob)
+    try:
+        dataset = RoutingDataset.load(data)
+        table = load_prices(prices) if prices is not None else None
+        embedder: Embedder = MiniLMEmbedder()
+        if not no_cache:
+            embedder = CachedEmbedder(embedder, cache_dir or default_cache_dir())
+        with err.status("training…") as status:
+            result = train_router(
+                dataset,
+                kind=router or BEST_KIND,
+                knob=knob if knob.to_dict() else DEFAULT_KNOB,
+                prices=table,
+                output_tokens=output_tokens,
+                embedder=embedder,
+                progress=lambda msg: status.update(escape(msg) + "…"),
+            )
+        result.summary["source"] = str(data)
+        save_router(result.router, out_dir, training=result.summary)
+    except PolyrouteError as e:
+        raise _fail(e.message) from None
+    except OSError as e:
+        raise _fail(f"{e.filename or out_dir}: {e.strerror or e}") from None
+    r = result.router
+    seconds = result.summary["seconds"]
+    out.print(
+        f"trained a [bold]{r.kind}[/bold] router on {len(dataset)} prompts × "
+        f"{len(r.models)} models in {seconds['total']:.0f} s "
+        f"(embedding {seconds['embedding']:.0f} s) → {escape(str(out_dir))}"
+    )
+    if r.calibration is not None:
+        out.print(escape(r.calibration.describe()))
+    out.print(f'try it: polyroute route --router {escape(str(out_dir))} "a question"')
+
+
+def route(
+    prompt: str = typer.Argument(..., help="The prompt to route."),
+    router_dir: Path = typer.Option(..., "--router", help="A trained router's directory."),
+    lam: float | None = typer.Option(None, "--lambda", help=LAMBDA_HELP),
+    max_cost_fraction: float | None = typer.Option(None, "--max-cost-fraction", help=MAX_COST_HELP),
+    min_quality_fraction: float | None = typer.Option(
+        None, "--min-quality-fraction", help=MIN_QUALITY_HELP
+    ),
+    output_tokens: int = typer.Option(
+        DEFAULT_OUTPUT_TOKENS, "--output-tokens", min=0, help="Expected answer length, for costs."
+    ),
+) -> None:
+    """Show which model a trained router picks for a prompt, and why."""
+    from polyroute.routing.base import Candidate, RouteRequest
+    from polyroute.routing.knob import Knob
+    from polyroute.routing.persist import load_router
+
+    knob = _knob(lam, max_cost_fraction, min_quality_fraction)
+    assert isinstance(knob, Knob)
+    try:
+        router = load_router(router_dir)
+        if knob.to_dict():
+            try:
+                router.set_knob(knob)
+            except ValueError as e:
+                raise _fail(str(e)) from None
+        candidates = [Candidate(name=m) for m in router.models]
+        request = RouteRequest(prompt=prompt, output_tokens=output_tokens)
+        decision = router.route(request, candidates)
+    except PolyrouteError as e:
+        raise _fail(e.message) from None
+    table = Table(title=f"{router.kind} router, λ = {router.lam:.4g}")
+    table.add_column("model")
+    table.add_column("predicted quality", justify="right")
+    table.add_column("est. cost (USD)", justify="right")
+    table.add_column("quality − λ·cost", justify="right")
+    rows = sorted(router.models, key=lambda m: -decision.scores.get(m, 0.0))
+    for m in rows:
+        q = decision.scores.get(m)
+        c = decision.costs.get(m)
+        chosen = m == decision.model
+        table.add_row(
+            f"[bold green]{escape(m)} ←[/bold green]" if chosen else escape(m),
+            "?" if q is None else f"{q:.3f}",
+            "unknown" if c is None else f"{c:.3g}",
+            "" if q is None or c is None else f"{q - router.lam * c:.3f}",
+        )
+    out.print(table)
+    out.print(f"[bold]{escape(decision.model)}[/bold]: {escape(decision.reason)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command()(route)

@@ -1,0 +1,192 @@
+"""``polyroute import-data`` and ``polyroute eval``: routing datasets and offline evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from polyroute.errors import PolyrouteError
+from polyroute.routing.costs import DEFAULT_OUTPUT_TOKENS, fill_missing_costs, load_prices
+from polyroute.routing.dataset import RoutingDataError, RoutingDataset
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {escape(message)}")
+    return typer.Exit(2)
+
+
+def import_data(
+    input_path: Path = typer.Argument(
+        ..., metavar="INPUT", help="The file to import (JSON or CSV, per --format)."
+    ),
+    fmt: str = typer.Option(
+        ..., "--format", "-f", help="Source format: llmrouter, routerbench or routellm."
+    ),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Routing dataset to write (JSONL)."),
+    prices: Path | None = typer.Option(
+        None,
+        "--prices",
+        help="Prices (USD per 1M tokens) to estimate missing costs: LLMRouter's "
+        "default_llm.json or {model: [input, output]}. llmrouter finds its own by default.",
+    ),
+    output_tokens: int = typer.Option(
+        DEFAULT_OUTPUT_TOKENS, "--output-tokens", min=0, help="Assumed answer length for costs."
+    ),
+) -> None:
+    """Convert LLMRouter, RouterBench or RouteLLM data into polyroute's routing JSONL."""
+    from polyroute.routing.importers import IMPORTERS, import_dataset
+
+    if fmt not in IMPORTERS:
+        raise typer.BadParameter(
+            f"unknown format {fmt!r}; choose one of: {', '.join(IMPORTERS.names())}",
+            param_hint="--format",
+        )
+    try:
+        dataset, estimate = import_dataset(
+            fmt, input_path, prices=prices, output_tokens=output_tokens
+        )
+        dataset.save(out_path)
+    except PolyrouteError as e:
+        raise _fail(e.message) from None
+    except OSError as e:
+        raise _fail(f"{out_path}: cannot write: {e.strerror or e}") from None
+    labelled = sum(t is not None for t in dataset.tasks)
+    out.print(
+        f"wrote {len(dataset)} prompts × {len(dataset.models)} models to {escape(str(out_path))} "
+        f"({labelled} with a task)"
+    )
+    if estimate is not None:
+        out.print(escape(estimate.describe()))
+    elif not dataset.has_all_costs:
+        out.print(
+            "[yellow]note:[/yellow] some costs are missing; pass --prices here or to "
+            "`polyroute eval` to estimate them"
+        )
+
+
+def eval_router(
+    router_dir: Path = typer.Option(..., "--router", help="Saved router directory."),
+    data: Path = typer.Option(..., "--data", help="Test routing dataset (JSONL)."),
+    report_path: Path = typer.Option(..., "--report", help="Report to write (JSON)."),
+    predictions_path: Path = typer.Option(
+        ..., "--predictions", help="Per-prompt predicted quality to write (JSONL)."
+    ),
+    plot_path: Path | None = typer.Option(None, "--plot", help="Cost–quality plot (PNG)."),
+    log_cost: bool = typer.Option(False, "--log-cost", help="Log-scale cost axis in the plot."),
+    exclude_from: list[Path] = typer.Option(
+        [], "--exclude-from", help="Drop test prompts that also occur in this dataset (train)."
+    ),
+    prices: Path | None = typer.Option(
+        None, "--prices", help="Prices (USD per 1M tokens) for costs missing in --data."
+    ),
+    output_tokens: int = typer.Option(DEFAULT_OUTPUT_TOKENS, "--output-tokens", min=0),
+    strong: str | None = typer.Option(None, "--strong", help="Strong model of a two-model set."),
+) -> None:
+    """Evaluate a saved router on a test set: report, predictions and optional plot."""
+    from polyroute.routing.evaluate import align_predictions, evaluate, write_report
+
+    try:
+        dataset = RoutingDataset.load(data)
+        read = len(dataset)
+        dataset = dataset.dedupe()
+        duplicates = read - len(dataset)
+        overlap = 0
+        for path in exclude_from:
+            before = len(dataset)
+            dataset = dataset.without_prompts_in(RoutingDataset.load(path))
+            overlap += before - len(dataset)
+        if not len(dataset):
+            raise RoutingDataError(f"{data}: no prompt left after removing duplicates and overlap")
+        router = _load_router(router_dir)
+        dataset = dataset.subset_models(list(router.models))
+        if not dataset.has_all_costs and prices is not None:
+            dataset, estimate = fill_missing_costs(
+                dataset, load_prices(prices), output_tokens=output_tokens
+            )
+            out.print(escape(estimate.describe()))
+        predicted = router.predict(dataset.prompts)
+        dataset, predicted = align_predictions(dataset, router.models, predicted)
+        report = evaluate(dataset, predicted, predictions_path=predictions_path, strong=strong)
+        report["data"] = {
+            "path": str(data),
+            "rows_read": read,
+            "duplicates_removed": duplicates,
+            "overlap_removed": overlap,
+            "rows_evaluated": len(dataset),
+        }
+        write_report(report_path, report)
+        if plot_path is not None:
+            from polyroute.routing.plot import plot_report
+
+            plot_report(report, plot_path, log_cost=log_cost)
+    except ImportError as e:  # matplotlib, for --plot; the report is written already
+        raise _fail(f"{e}; or leave out --plot") from None
+    except PolyrouteError as e:
+        raise _fail(e.message) from None
+    except OSError as e:
+        raise _fail(f"{e.filename or ''}: {e.strerror or e}") from None
+    out.print(
+        f"{read} prompts read, {duplicates} duplicates and {overlap} also in "
+        f"--exclude-from removed: evaluated on {len(dataset)}"
+    )
+    _print_summary(report)
+
+
+def _load_router(path: Path) -> Any:
+    if not path.exists():
+        raise RoutingDataError(f"{path}: no such router directory (train one first)")
+    try:
+        from polyroute.routing.persist import load_router
+    except ImportError as e:
+        raise RoutingDataError(f"router loading is not available in this install ({e})") from None
+    try:
+        return load_router(path)
+    except (ValueError, KeyError) as e:
+        raise RoutingDataError(f"{path}: cannot load the router: {e}") from None
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    table = Table(title=f"{report['prompts']} prompts, {len(report['models'])} models")
+    table.add_column("")
+    table.add_column("quality", justify="right")
+    table.add_column("avg cost (USD)", justify="right")
+    best = report["best_model"]
+    rows = [
+        ("router (λ = 0)", report["router"]),
+        (f"best model: {best['name']}", best),
+        ("random model", report["random"]),
+        ("oracle", report["oracle"]),
+    ]
+    for name, r in rows:
+        table.add_row(escape(name), f"{r['quality']:.4f}", f"{r['cost']:.3g}")
+    out.print(table)
+    router = report["router"]
+    out.print(f"AIQ: router {router['aiq']:.4f}, random mix {report['random']['aiq']:.4f}")
+    q_at = router["quality_at_best_model_cost"]
+    out.print(f"quality at the best model's cost: {'—' if q_at is None else f'{q_at:.4f}'}")
+    match = router["cost_to_match_best_model"]
+    if match is None:
+        out.print("the router never matches the best model's quality")
+    else:
+        saving = router["cost_saving_vs_best_model"]
+        out.print(f"matches the best model's quality at {match:.3g} USD ({saving:.0%} cheaper)")
+    two = report["two_model"]
+    if two is not None and two["apgr"] is not None:
+        out.print(
+            f"strong {escape(two['strong'])} / weak {escape(two['weak'])}: APGR "
+            f"{two['apgr']:.4f}, CPT(50%) {two['cpt_50_pct']:.1f}%, "
+            f"CPT(80%) {two['cpt_80_pct']:.1f}%"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("import-data")(import_data)
+    app.command("eval")(eval_router)

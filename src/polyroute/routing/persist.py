@@ -1,0 +1,198 @@
+"""A trained router on disk: a directory anyone can inspect, loaded without pickle.
+
+::
+
+    DIR/manifest.json   what it is: kind, models, hyperparameters, the embedding model and its
+                        weights' sha256, prices, the knob and its calibration, a training
+                        summary, and the sha256 of arrays.npz
+    DIR/arrays.npz      the learned arrays ("model/...") and the calibration set
+                        ("calibration/..."), read with allow_pickle=False
+
+Loading checks the format version, the kind (in the routers registry), that the embedding
+model installed here is the one the router learned from, and the arrays' hash; each failure
+is a :class:`RouterFileError` saying what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polyroute import __version__
+from polyroute.errors import ConfigError
+from polyroute.routing.embedding import Embedder
+from polyroute.routing.knob import Calibration, Knob
+from polyroute.routing.routers.learned import CalibrationSet, LearnedRouter
+
+FORMAT = "polyroute-router"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ARRAYS = "arrays.npz"
+
+
+class RouterFileError(ConfigError):
+    """A directory that is not a usable trained router."""
+
+
+def save_router(
+    router: LearnedRouter, path: str | Path, *, training: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``router`` to the directory ``path`` (created; a router already there is replaced)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RouterFileError(f"{path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).is_file():
+        raise RouterFileError(
+            f"{path} is a non-empty directory that holds no router; choose another --out"
+        )
+    if not router.models:
+        raise ValueError("the router is not trained")
+    path.mkdir(parents=True, exist_ok=True)
+    arrays = {f"model/{k}": v for k, v in router.state().items()}
+    if router.calibration_set is not None:
+        cs = router.calibration_set
+        arrays |= {
+            "calibration/predicted": cs.predicted.astype(np.float32),
+            "calibration/costs": cs.costs,
+            "calibration/scores": cs.scores.astype(np.float32),
+        }
+    tmp = path / f".{ARRAYS}.tmp"
+    with tmp.open("wb") as f:
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # the stubs miss **arrays
+    tmp.replace(path / ARRAYS)
+    embedder = router.embedder
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": router.kind,
+        "name": router.name,
+        "models": router.models,
+        "params": router.params(),
+        "embedding": {
+            "model": embedder.model_id,
+            "sha256": embedder.fingerprint,
+            "dim": embedder.dim,
+        },
+        "prices": {m: {"input": p[0], "output": p[1]} for m, p in router.prices.items()},
+        "output_tokens": router.output_tokens,
+        "knob": router.knob.to_dict(),
+        "lambda": router.lam,
+        "calibration": router.calibration.to_dict() if router.calibration else None,
+        "training": dict(training or {}),
+        "arrays": {"file": ARRAYS, "sha256": _sha256(path / ARRAYS)},
+        "polyroute_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    text = json.dumps(manifest, indent=2, ensure_ascii=False, allow_nan=False)
+    tmp = path / f".{MANIFEST}.tmp"
+    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.replace(path / MANIFEST)
+    return path
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of the router in ``path``, checked for format and version."""
+    path = Path(path)
+    file = path / MANIFEST
+    if not path.is_dir():
+        raise RouterFileError(f"{path}: no such directory (train one with `polyroute train`)")
+    if not file.is_file():
+        raise RouterFileError(
+            f"{path} is not a trained router: it has no {MANIFEST} "
+            "(train one with `polyroute train --data DATA.jsonl --out DIR`)"
+        )
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RouterFileError(f"{file}: cannot read it as JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise RouterFileError(f"{file} is not a polyroute router manifest")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise RouterFileError(
+            f"{file}: format version {version!r}; this polyroute reads version "
+            f"{FORMAT_VERSION} (retrain the router, or use the polyroute that wrote it)"
+        )
+    return manifest
+
+
+def load_router(
+    path: str | Path, *, name: str | None = None, embedder: Embedder | None = None
+) -> LearnedRouter:
+    """The learned router saved in ``path``; ``embedder`` defaults to the installed model."""
+    from polyroute.routing.registry import ROUTERS
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    try:
+        kind = manifest["kind"]
+        cls = ROUTERS.get(kind)
+        if not (isinstance(cls, type) and issubclass(cls, LearnedRouter)):
+            raise RouterFileError(f"{path}: {kind!r} is not a learned router kind")
+        _check_embedding(path, manifest["embedding"], embedder)
+        router = cls(name or manifest.get("name") or kind, embedder=embedder, **manifest["params"])
+        arrays = _read_arrays(path, manifest["arrays"]["sha256"])
+        router.models = [str(m) for m in manifest["models"]]
+        router.load_state(
+            {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
+        )
+        router.prices = {
+            m: (float(p["input"]), float(p["output"])) for m, p in manifest["prices"].items()
+        }
+        router.output_tokens = int(manifest["output_tokens"])
+        router.knob = Knob.from_dict(manifest["knob"])
+        router.lam = float(manifest["lambda"])
+        if manifest.get("calibration"):
+            router.calibration = Calibration.from_dict(manifest["calibration"])
+        if "calibration/predicted" in arrays:
+            router.calibration_set = CalibrationSet(
+                predicted=arrays["calibration/predicted"].astype(np.float64),
+                costs=arrays["calibration/costs"].astype(np.float64),
+                scores=arrays["calibration/scores"].astype(np.float64),
+            )
+    except KeyError as e:
+        raise RouterFileError(f"{path}/{MANIFEST}: missing or unknown {e.args[0]}") from None
+    except (TypeError, ValueError) as e:
+        raise RouterFileError(f"{path}: the router's files are inconsistent ({e})") from None
+    router.manifest = manifest
+    return router
+
+
+def _check_embedding(path: Path, spec: Mapping[str, Any], embedder: Embedder | None) -> None:
+    from polyroute.routing.embedding import MODEL_ID, WEIGHTS_SHA256
+
+    model, sha = spec["model"], spec["sha256"]
+    have_model = embedder.model_id if embedder else MODEL_ID
+    have_sha = embedder.fingerprint if embedder else WEIGHTS_SHA256
+    if (model, sha) != (have_model, have_sha):
+        raise RouterFileError(
+            f"{path} was trained on embeddings of {model} (weights sha256 {sha[:12]}…) but "
+            f"this polyroute embeds with {have_model} ({have_sha[:12]}…); retrain the router"
+        )
+
+
+def _read_arrays(path: Path, sha256: str) -> dict[str, np.ndarray[Any, Any]]:
+    file = path / ARRAYS
+    if not file.is_file():
+        raise RouterFileError(f"{path}: {ARRAYS} is missing")
+    if _sha256(file) != sha256:
+        raise RouterFileError(f"{file} does not match the manifest's sha256: damaged; retrain")
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError) as e:
+        raise RouterFileError(f"{file}: cannot read ({e})") from None
+
+
+def _sha256(file: Path) -> str:
+    h = hashlib.sha256()
+    with file.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,190 @@
+"""``mlp``: one small neural network predicts every model's quality from the prompt embedding.
+
+A hidden layer shared by all models (what makes a prompt hard is largely common to them)
+feeds one sigmoid output per model. It is trained on the known scores only (NaN entries are
+masked out of the loss) with binary cross-entropy, which takes fractional scores (F1-like)
+as they are, Adam, weight decay, and early stopping on a held-out tenth of the prompts.
+A few networks from different seeds are averaged, which steadies the predictions.
+
+Written in numpy (about 60 lines of maths) rather than with scikit-learn: its networks
+cannot mask unknown targets, and a saved router is then plain arrays, loaded without
+pickle and served without any dependency beyond numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from polyroute.routing.embedding import Embedder, Float32Array
+from polyroute.routing.registry import ROUTERS
+from polyroute.routing.routers.learned import LearnedRouter, check_finite
+from polyroute.routing.tradeoff import FloatArray
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingOptions:
+    hidden: int = 128
+    weight_decay: float = 1e-4
+    learning_rate: float = 1e-3
+    batch_size: int = 128
+    max_epochs: int = 200
+    patience: int = 10
+    validation_fraction: float = 0.1
+
+
+@ROUTERS.register("mlp")
+class MLPRouter(LearnedRouter):
+    """A shared-hidden-layer network, one sigmoid output per model; an ensemble of seeds."""
+
+    kind = "mlp"
+
+    def __init__(
+        self,
+        name: str = "mlp",
+        *,
+        hidden: int = 128,
+        ensemble: int = 3,
+        weight_decay: float = 1e-4,
+        seed: int = 0,
+        embedder: Embedder | None = None,
+    ) -> None:
+        super().__init__(name, embedder=embedder)
+        if hidden < 1 or ensemble < 1:
+            raise ValueError("hidden and ensemble must be >= 1")
+        self.hidden = hidden
+        self.ensemble = ensemble
+        self.weight_decay = weight_decay
+        self.seed = seed
+        self._nets: list[dict[str, FloatArray]] = []
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "hidden": self.hidden,
+            "ensemble": self.ensemble,
+            "weight_decay": self.weight_decay,
+            "seed": self.seed,
+        }
+
+    def _fit(self, embeddings: Float32Array, scores: FloatArray) -> None:
+        options = TrainingOptions(hidden=self.hidden, weight_decay=self.weight_decay)
+        x = embeddings.astype(np.float32)
+        self._nets = [
+            train_network(x, scores, options, np.random.default_rng([self.seed, i]))
+            for i in range(self.ensemble)
+        ]
+
+    def state(self) -> dict[str, NDArray[Any]]:
+        return {f"{i}.{k}": v for i, net in enumerate(self._nets) for k, v in net.items()}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]]) -> None:
+        nets: dict[int, dict[str, FloatArray]] = {}
+        for key, value in arrays.items():
+            i, _, part = key.partition(".")
+            nets.setdefault(int(i), {})[part] = np.asarray(value, dtype=np.float32)
+        self._nets = [nets[i] for i in sorted(nets)]
+
+    def predict_embeddings(self, embeddings: Float32Array) -> FloatArray:
+        x = np.asarray(embeddings, dtype=np.float32)
+        width = self._nets[0]["w1"].shape[0] if self._nets else 0
+        if x.ndim != 2 or x.shape[1] != width:
+            raise ValueError(f"expected (n, {width}) embeddings, got {embeddings.shape}")
+        total = sum(_forward(net, x)[1] for net in self._nets)
+        return check_finite(
+            np.asarray(total, dtype=np.float64) / len(self._nets), f"mlp router {self.name!r}"
+        )
+
+
+def _forward(net: Mapping[str, NDArray[Any]], x: NDArray[Any]) -> tuple[NDArray[Any], NDArray[Any]]:
+    hidden = np.maximum(x @ net["w1"] + net["b1"], 0.0)
+    logits = hidden @ net["w2"] + net["b2"]
+    return hidden, 1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0)))
+
+
+def train_network(
+    x: Float32Array, y: FloatArray, options: TrainingOptions, rng: np.random.Generator
+) -> dict[str, FloatArray]:
+    """A network fitted to the known entries of ``y`` (NaN = unknown); the best epoch's weights."""
+    n, d = x.shape
+    m = y.shape[1]
+    known = np.isfinite(y).astype(np.float32)
+    target = np.nan_to_num(y, nan=0.0).astype(np.float32)
+    order = rng.permutation(n)
+    n_val = max(1, int(n * options.validation_fraction)) if n >= 20 else 0
+    val, fit = order[:n_val], order[n_val:]
+    prior = np.clip(np.nanmean(y, axis=0), 1e-3, 1 - 1e-3)
+    net: dict[str, FloatArray] = {
+        "w1": (rng.standard_normal((d, options.hidden)) * np.sqrt(2.0 / d)).astype(np.float32),
+        "b1": np.zeros(options.hidden, dtype=np.float32),
+        "w2": (rng.standard_normal((options.hidden, m)) * np.sqrt(1.0 / options.hidden)).astype(
+            np.float32
+        ),
+        "b2": np.log(prior / (1 - prior)).astype(np.float32),  # start at each model's average
+    }
+    adam = _Adam(net, options.learning_rate)
+    best, best_loss, stale = {k: v.copy() for k, v in net.items()}, np.inf, 0
+    for _ in range(options.max_epochs):
+        rng.shuffle(fit)
+        for start in range(0, len(fit), options.batch_size):
+            rows = fit[start : start + options.batch_size]
+            adam.step(_gradients(net, x[rows], target[rows], known[rows], options.weight_decay))
+        if n_val == 0:
+            best = net
+            continue
+        loss = _loss(net, x[val], target[val], known[val])
+        if loss < best_loss - 1e-5:
+            best, best_loss, stale = {k: v.copy() for k, v in net.items()}, loss, 0
+        else:
+            stale += 1
+            if stale >= options.patience:
+                break
+    return best
+
+
+def _loss(
+    net: Mapping[str, FloatArray], x: NDArray[Any], y: NDArray[Any], mask: NDArray[Any]
+) -> float:
+    _, p = _forward(net, x)
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    bce = -(y * np.log(p) + (1 - y) * np.log(1 - p)) * mask
+    return float(bce.sum() / max(mask.sum(), 1.0))
+
+
+def _gradients(
+    net: Mapping[str, FloatArray],
+    x: NDArray[Any],
+    y: NDArray[Any],
+    mask: NDArray[Any],
+    decay: float,
+) -> dict[str, FloatArray]:
+    hidden, p = _forward(net, x)
+    # d(mean masked BCE)/d(logits) = (p - y) · mask / (number of known entries)
+    d_logits = ((p - y) * mask / max(float(mask.sum()), 1.0)).astype(np.float32)
+    d_hidden = (d_logits @ net["w2"].T) * (hidden > 0)
+    return {
+        "w1": x.T @ d_hidden + decay * net["w1"],
+        "b1": d_hidden.sum(axis=0),
+        "w2": hidden.T @ d_logits + decay * net["w2"],
+        "b2": d_logits.sum(axis=0),
+    }
+
+
+class _Adam:
+    def __init__(self, params: dict[str, FloatArray], lr: float) -> None:
+        self.params, self.lr, self.t = params, lr, 0
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+
+    def step(self, grads: Mapping[str, FloatArray], b1: float = 0.9, b2: float = 0.999) -> None:
+        self.t += 1
+        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
+        for k, g in grads.items():
+            self.m[k] = b1 * self.m[k] + (1 - b1) * g
+            self.v[k] = b2 * self.v[k] + (1 - b2) * g * g
+            self.params[k] -= (
+                self.lr * (self.m[k] / c1) / (np.sqrt(self.v[k] / c2) + 1e-8)
+            ).astype(np.float32)

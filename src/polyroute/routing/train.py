@@ -1,0 +1,158 @@
+"""Training a learned router from a routing dataset, ready to save and serve.
+
+1. Costs: taken from the data, the missing ones estimated from prices
+   (:func:`polyroute.routing.costs.fill_missing_costs`).
+2. Embeddings of every prompt (cached on disk by the CLI: it is the slow step on a CPU).
+3. Out-of-fold predictions: the router is fitted ``folds`` times, each time predicting the
+   fold it did not see (prompts with the same text stay in one fold). These honest
+   predictions are the calibration set of the knob.
+4. The final router is fitted on everything, and the knob calibrated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from polyroute.routing.costs import DEFAULT_OUTPUT_TOKENS, PriceTable, fill_missing_costs
+from polyroute.routing.dataset import RoutingDataError, RoutingDataset, prompt_key
+from polyroute.routing.embedding import Embedder, Float32Array, default_embedder
+from polyroute.routing.knob import Knob
+from polyroute.routing.registry import ROUTERS
+from polyroute.routing.routers.learned import CalibrationSet, LearnedRouter, price_table
+from polyroute.routing.tradeoff import FloatArray
+
+#: The learned router ``polyroute train`` builds when no kind is named: the best measured on
+#: LLMRouter's data (see docs/routers.md for the figures).
+BEST_KIND = "knn"
+#: Without a knob: match the strongest model's quality for as little as possible.
+DEFAULT_KNOB = Knob(min_quality_fraction=1.0)
+
+
+@dataclass
+class TrainResult:
+    router: LearnedRouter
+    #: Facts about the training run, stored in the manifest.
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def learned_kinds() -> list[str]:
+    """The registered router kinds that learn from data."""
+    kinds = []
+    for name in ROUTERS.names():
+        cls = ROUTERS.get(name)
+        if isinstance(cls, type) and issubclass(cls, LearnedRouter):
+            kinds.append(name)
+    return kinds
+
+
+def train_router(
+    dataset: RoutingDataset,
+    *,
+    kind: str = BEST_KIND,
+    knob: Knob = DEFAULT_KNOB,
+    prices: PriceTable | None = None,
+    output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+    embedder: Embedder | None = None,
+    params: Mapping[str, Any] | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    name: str | None = None,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> TrainResult:
+    """Train a router of ``kind`` on ``dataset`` and calibrate ``knob``; see the module doc."""
+    started = time.perf_counter()
+    if kind not in learned_kinds():
+        raise RoutingDataError(
+            f"unknown learned router {kind!r}; choose one of: {', '.join(learned_kinds())}"
+        )
+    if len(dataset) < 2 * folds:
+        raise RoutingDataError(f"too few prompts to train on: {len(dataset)} (need {2 * folds})")
+    embedder = embedder or default_embedder()
+    prices = prices or {}
+    estimate = None
+    if not dataset.has_all_costs and prices:
+        dataset, estimate = fill_missing_costs(dataset, prices, output_tokens=output_tokens)
+    if not dataset.has_all_costs and knob.needs_calibration:
+        unpriced = [m for m in dataset.models if m not in prices]
+        raise RoutingDataError(
+            f"{knob.describe()} needs every prompt's cost; the data lacks some and there is no "
+            f"price for {', '.join(unpriced) or 'some models'}: pass prices (--prices FILE)"
+        )
+
+    def build() -> LearnedRouter:
+        cls = ROUTERS.get(kind)
+        assert issubclass(cls, LearnedRouter)
+        return cls(name or kind, embedder=embedder, **dict(params or {}))
+
+    progress(f"embedding {len(dataset)} prompts with {embedder.model_id}")
+    t0 = time.perf_counter()
+    embeddings = embedder.embed(dataset.prompts)
+    embed_s = time.perf_counter() - t0
+    progress(f"out-of-fold predictions ({folds} folds) for the knob's calibration")
+    t1 = time.perf_counter()
+    predicted = out_of_fold(build, embeddings, dataset, folds=folds, seed=seed)
+    progress("fitting on all prompts")
+    router = build()
+    router.fit(embeddings, dataset.scores, dataset.models)
+    router.prices = price_table(prices, dataset.models)
+    router.output_tokens = output_tokens
+    if dataset.costs is not None and dataset.has_all_costs:
+        calibration = router.set_knob(
+            knob, CalibrationSet(predicted, dataset.costs, dataset.scores)
+        )
+    else:
+        calibration = router.set_knob(knob)
+    fit_s = time.perf_counter() - t1
+    summary = {
+        "prompts": len(dataset),
+        "models": len(dataset.models),
+        "known_scores": int(np.isfinite(dataset.scores).sum()),
+        "mean_scores": {
+            m: round(float(np.nanmean(dataset.scores[:, j])), 4)
+            for j, m in enumerate(dataset.models)
+        },
+        "tasks": dict(Counter(t for t in dataset.tasks if t is not None).most_common()),
+        "costs": estimate.describe() if estimate else "from the data",
+        "folds": folds,
+        "seed": seed,
+        "seconds": {
+            "embedding": round(embed_s, 1),
+            "fitting": round(fit_s, 1),
+            "total": round(time.perf_counter() - started, 1),
+        },
+        "calibration": calibration.describe(),
+    }
+    return TrainResult(router, summary)
+
+
+def out_of_fold(
+    build: Callable[[], LearnedRouter],
+    embeddings: Float32Array,
+    dataset: RoutingDataset,
+    *,
+    folds: int,
+    seed: int = 0,
+) -> FloatArray:
+    """Each prompt's prediction by a router fitted without its fold (same texts, same fold)."""
+    groups: dict[str, int] = {}
+    group_of = np.array([groups.setdefault(prompt_key(p), len(groups)) for p in dataset.prompts])
+    fold_of_group = np.random.default_rng(seed).permutation(len(groups)) % folds
+    fold = fold_of_group[group_of]
+    predicted = np.empty(dataset.scores.shape)
+    for f in range(folds):
+        held = fold == f
+        if not held.any():
+            continue
+        router = build()
+        try:
+            router.fit(embeddings[~held], dataset.scores[~held], dataset.models)
+        except ValueError as e:
+            raise RoutingDataError(f"cannot train on fold {f + 1} of {folds}: {e}") from None
+        predicted[held] = router.predict_embeddings(embeddings[held])
+    return predicted

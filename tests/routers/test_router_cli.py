@@ -1,0 +1,86 @@
+"""``polyroute train`` and ``polyroute route``, with the real embedding model on a tiny dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.routers.router_fakes import topic_dataset
+from typer.testing import CliRunner
+
+from polyroute.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> tuple[Path, Path]:
+    dataset = topic_dataset(n_per_topic=8)
+    path = tmp_path / "train.jsonl"
+    dataset.with_costs(None).save(path)  # type: ignore[arg-type]
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"cheap": [0.1, 0.1], "coder": [0.3, 0.3], "strong": [1, 1]}))
+    return path, prices
+
+
+def train(tmp_path: Path, data: tuple[Path, Path], *extra: str) -> Path:
+    out = tmp_path / "router"
+    args = ["train", "--data", str(data[0]), "--out", str(out), "--prices", str(data[1])]
+    result = runner.invoke(app, [*args, "--cache-dir", str(tmp_path / "cache"), *extra])
+    assert result.exit_code == 0, result.output
+    assert "trained a knn router on 24 prompts × 3 models" in result.output
+    return out
+
+
+def test_train_then_route(tmp_path: Path, data: tuple[Path, Path]) -> None:
+    out = train(tmp_path, data, "--router", "knn", "--max-cost-fraction", "0.5")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["knob"] == {"max_cost_fraction": 0.5}
+    assert manifest["embedding"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    result = runner.invoke(app, ["route", "--router", str(out), "poem question number 99"])
+    assert result.exit_code == 0, result.output
+    assert "predicted quality" in result.output
+    for model in ("cheap", "coder", "strong"):
+        assert model in result.output
+    result = runner.invoke(app, ["route", "--router", str(out), "--lambda", "0", "math question"])
+    assert result.exit_code == 0, result.output
+    assert "λ = 0" in result.output
+
+
+def test_without_a_knob_train_matches_the_strongest_model(
+    tmp_path: Path, data: tuple[Path, Path]
+) -> None:
+    out = train(tmp_path, data)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["knob"] == {"min_quality_fraction": 1.0}
+    assert manifest["kind"] == "knn"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--data", "missing.jsonl", "--out", "x"], "cannot read"),
+        (
+            ["train", "--data", "d", "--out", "x", "--lambda", "1", "--max-cost-fraction", "0.3"],
+            "one of --lambda",
+        ),
+        (["train", "--data", "d", "--out", "x", "--min-quality-fraction", "-1"], "> 0"),
+        (["route", "--router", ".", "hello"], "not a trained router"),
+        (["route", "--router", "nowhere", "hello"], "no such directory"),
+    ],
+)
+def test_bad_input_is_a_message_not_a_traceback(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_train_without_prices_for_costless_data_says_what_to_pass(
+    tmp_path: Path, data: tuple[Path, Path]
+) -> None:
+    args = ["train", "--data", str(data[0]), "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, [*args, "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 2
+    assert "--prices" in result.output
