@@ -126,11 +126,14 @@ def train_network(
         "b2": np.log(prior / (1 - prior)).astype(np.float32),  # start at each model's average
     }
     adam = _Adam(net, options.learning_rate)
+    # Small datasets would get one step an epoch and stop long before they fit: keep at
+    # least eight batches an epoch.
+    batch = max(8, min(options.batch_size, len(fit) // 8))
     best, best_loss, stale = {k: v.copy() for k, v in net.items()}, np.inf, 0
     for _ in range(options.max_epochs):
         rng.shuffle(fit)
-        for start in range(0, len(fit), options.batch_size):
-            rows = fit[start : start + options.batch_size]
+        for start in range(0, len(fit), batch):
+            rows = fit[start : start + batch]
             adam.step(_gradients(net, x[rows], target[rows], known[rows], options.weight_decay))
         if n_val == 0:
             best = net
