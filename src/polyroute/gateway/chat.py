@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -32,6 +32,10 @@ from polyroute.routing.base import Decision
 from polyroute.store.recorder import Recorder, RequestRecord
 
 _SSE_DONE = b"data: [DONE]\n\n"
+
+#: Called with each finished request (metrics, tracing). Must be quick and must not raise:
+#: it runs on the request path, right after the record is queued for the store.
+Observer = Callable[[RequestRecord], None]
 _STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -44,11 +48,13 @@ class ChatService:
         pool: ProviderPool,
         recorder: Recorder,
         routers: RouterHub | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.config = config
         self.pool = pool
         self.recorder = recorder
         self.routers = routers
+        self.observers = list(observers)
 
     async def __call__(self, request: Request) -> Response:
         start = time.perf_counter()
@@ -241,6 +247,8 @@ class ChatService:
             if target is not None:
                 record.cost_usd, record.cost_status = price(target.model, usage)
         self.recorder.submit(record)
+        for observe in self.observers:
+            observe(record)
 
 
 def decision_headers(decision: Decision) -> dict[str, str]:

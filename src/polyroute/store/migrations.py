@@ -37,6 +37,55 @@ def m0001_requests(op: Operations) -> None:
     )
 
 
+def m0002_traces_feedback_state(op: Operations) -> None:
+    """A request row becomes a trace: its decision, attempts, text (optional) and feedback."""
+    with op.batch_alter_table("requests") as batch:
+        # {"router", "model", "reason", "scores", "costs", "fallbacks"} as JSON text.
+        batch.add_column(sa.Column("decision", sa.Text))
+        # The request body without secrets, and the answer's text; NULL when
+        # store.store_text is off.
+        batch.add_column(sa.Column("request_body", sa.Text))
+        batch.add_column(sa.Column("response_text", sa.Text))
+    op.create_table(
+        "attempts",
+        sa.Column("request_id", sa.String(64), primary_key=True),
+        sa.Column("n", sa.Integer, primary_key=True),  # 0 = first try, then fallbacks
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("provider", sa.String(200), nullable=False),
+        sa.Column("upstream_model", sa.String(200)),
+        sa.Column("status", sa.Integer, nullable=False),
+        sa.Column("input_tokens", sa.Integer),
+        sa.Column("output_tokens", sa.Integer),
+        sa.Column("latency_ms", sa.Float),
+        sa.Column("ttft_ms", sa.Float),
+        sa.Column("cost_usd", sa.Float),
+        sa.Column("cost_status", sa.String(16)),
+        sa.Column("error", sa.Text),
+    )
+    op.create_table(
+        "feedback",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("request_id", sa.String(64), nullable=False, index=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+        # The score in [0, 1] that learning uses, whatever form it was given in ...
+        sa.Column("score", sa.Float, nullable=False),
+        # ... and that form: "number" | "boolean" | "category", with the category's label.
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("label", sa.String(200)),
+        sa.Column("source", sa.String(200)),  # "user", a grader's name, ...
+        sa.Column("comment", sa.Text),
+    )
+    op.create_table(
+        "router_state",
+        sa.Column("router", sa.String(200), primary_key=True),
+        sa.Column("kind", sa.String(64), nullable=False),
+        sa.Column("state", sa.Text, nullable=False),  # the router's state_dict() as JSON
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[Operations], None]]] = [
     ("0001_requests", m0001_requests),
+    ("0002_traces_feedback_state", m0002_traces_feedback_state),
 ]

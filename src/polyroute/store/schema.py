@@ -33,4 +33,48 @@ requests = sa.Table(
     sa.Column("cost_usd", sa.Float),
     sa.Column("cost_status", sa.String(16)),
     sa.Column("error", sa.Text),
+    sa.Column("decision", sa.Text),
+    sa.Column("request_body", sa.Text),
+    sa.Column("response_text", sa.Text),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("n", sa.Integer, primary_key=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("provider", sa.String(200), nullable=False),
+    sa.Column("upstream_model", sa.String(200)),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("input_tokens", sa.Integer),
+    sa.Column("output_tokens", sa.Integer),
+    sa.Column("latency_ms", sa.Float),
+    sa.Column("ttft_ms", sa.Float),
+    sa.Column("cost_usd", sa.Float),
+    sa.Column("cost_status", sa.String(16)),
+    sa.Column("error", sa.Text),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("label", sa.String(200)),
+    sa.Column("source", sa.String(200)),
+    sa.Column("comment", sa.Text),
+)
+
+router_state = sa.Table(
+    "router_state",
+    metadata,
+    sa.Column("router", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
