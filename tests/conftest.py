@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from tests.support.echo_upstream import EchoUpstream, running_echo_upstream
+from tests.support.postgres import postgres_server, postgres_url, store_url  # noqa: F401
 
 from polyroute.config import Config
 from polyroute.gateway import create_app

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from polyroute.errors import ConfigError
 
@@ -34,6 +41,83 @@ class StoreConfig(_Strict):
     batch_size: int = Field(200, gt=0)
     #: ... at least this often (seconds).
     flush_interval_s: float = Field(0.5, gt=0)
+    #: Keep the (redacted) request body and the answer's text in each trace.
+    store_text: bool = True
+    #: Delete traces (with their attempts and feedback) older than this many days;
+    #: None keeps them forever.
+    retention_days: float | None = Field(None, gt=0)
+    #: How often the background purge runs when retention_days is set (seconds).
+    purge_interval_s: float = Field(3600.0, gt=0)
+
+
+def _default_categories() -> dict[str, float]:
+    return {
+        "good": 1.0,
+        "bad": 0.0,
+        "thumbs_up": 1.0,
+        "thumbs_down": 0.0,
+        "correct": 1.0,
+        "incorrect": 0.0,
+        "neutral": 0.5,
+    }
+
+
+class FeedbackConfig(_Strict):
+    """``POST /v1/feedback`` and the online routers that learn from it."""
+
+    #: Category name → the score in [0, 1] it stands for.
+    categories: dict[str, float] = Field(default_factory=_default_categories)
+    #: Recent traces kept in memory (router, model, routing context), so that feedback
+    #: arriving before the trace is written, or soon after, teaches without a database read.
+    recent_traces: int = Field(10_000, gt=0)
+    #: Online routers' learned state is saved to the store at most this often (seconds)
+    #: when it changed, and always at shutdown.
+    save_interval_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_categories(self) -> FeedbackConfig:
+        for name, score in self.categories.items():
+            if not 0.0 <= score <= 1.0:
+                raise ValueError(f"categories.{name}: score {score} is not in [0, 1]")
+        return self
+
+
+class DashboardConfig(_Strict):
+    """The web page at ``/ui``."""
+
+    enabled: bool = True
+    #: Results files of ``polyroute bench --out`` whose leaderboards the page shows
+    #: (paths relative to the directory the gateway runs in).
+    bench_results: list[str] = Field(default_factory=list)
+
+
+class TelemetryConfig(_Strict):
+    """``GET /metrics`` (Prometheus) and OpenTelemetry spans exported over OTLP/HTTP."""
+
+    #: Serve Prometheus metrics at ``/metrics``.
+    metrics: bool = True
+    #: An OTLP/HTTP collector, e.g. ``http://127.0.0.1:4318`` (``/v1/traces`` is appended
+    #: unless the URL ends with it). None (the default) turns tracing off, at no cost.
+    otlp_endpoint: str | None = None
+    #: Headers for the collector; empty: OTEL_EXPORTER_OTLP_HEADERS is used, if set.
+    otlp_headers: dict[str, str] = Field(default_factory=dict)
+    service_name: str = Field("polyroute", min_length=1)
+    #: Share of requests traced (by trace id, so a sampled request is whole).
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+    #: Seconds one export may take (in the exporter's thread, never on the request path).
+    export_timeout_s: float = Field(10.0, gt=0)
+    #: Spans waiting for export; past this, new spans are dropped rather than wait.
+    max_queued_spans: int = Field(2048, gt=0)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _check_endpoint(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"{url!r} is not an http:// or https:// URL of an OTLP/HTTP collector "
+                "(e.g. http://127.0.0.1:4318)"
+            )
+        return url
 
 
 class ProviderConfig(_Strict):
@@ -98,6 +182,9 @@ class ModelConfig(_Strict):
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: list[ModelConfig] = Field(default_factory=list)
     #: A YAML file of catalog entries that override or extend the bundled model hub.
@@ -163,6 +250,10 @@ def default_config() -> Config:
                 aliases=["Qwen2.5-Coder-0.5B-Instruct"],
             ),
         ],
+        # model="auto": a kNN router trained on the two models' BIG-bench answers
+        # (src/polyroute/routing/builtin/local/README.md says how it was made).
+        routers={"local-router": {"kind": "knn", "path": "builtin:local"}},
+        default_router="local-router",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +75,22 @@ def test_qwen_is_offered_and_answers(local_gateway: tuple[str, str]) -> None:
         max_tokens=8, temperature=0,
     )  # fmt: skip
     assert "5" in (r.choices[0].message.content or "")
+
+
+def test_auto_routes_with_the_builtin_router(local_gateway: tuple[str, str]) -> None:
+    """The embedded default serves model="auto": its kNN router knows Qwen does arithmetic."""
+    url, _ = local_gateway
+    client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "What is 4 plus 5?"}],
+        max_tokens=8, temperature=0,
+    )  # fmt: skip
+    r = raw.parse()
+    assert raw.headers["x-polyroute-router"] == "local-router"
+    scores = json.loads(raw.headers["x-polyroute-scores"])
+    assert scores["qwen2.5-coder-0.5b"] > scores["smollm2-135m"]
+    assert r.model == "qwen2.5-coder-0.5b"
+    assert "9" in (r.choices[0].message.content or "")
 
 
 def test_concurrent_requests_queue_safely_without_blocking_the_loop(

@@ -10,6 +10,7 @@ from tests.routers.router_fakes import topic_dataset
 from typer.testing import CliRunner
 
 from polyroute.cli.main import app
+from polyroute.routing.train import BEST_KIND
 
 runner = CliRunner()
 
@@ -29,7 +30,8 @@ def train(tmp_path: Path, data: tuple[Path, Path], *extra: str) -> Path:
     args = ["train", "--data", str(data[0]), "--out", str(out), "--prices", str(data[1])]
     result = runner.invoke(app, [*args, "--cache-dir", str(tmp_path / "cache"), *extra])
     assert result.exit_code == 0, result.output
-    assert "trained a knn router on 24 prompts × 3 models" in result.output
+    kind = extra[extra.index("--router") + 1] if "--router" in extra else BEST_KIND
+    assert f"trained a {kind} router on 24 prompts × 3 models" in result.output
     return out
 
 
@@ -54,7 +56,7 @@ def test_without_a_knob_train_matches_the_strongest_model(
     out = train(tmp_path, data)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["knob"] == {"min_quality_fraction": 1.0}
-    assert manifest["kind"] == "knn"
+    assert manifest["kind"] == BEST_KIND == "mlp"
 
 
 @pytest.mark.parametrize(

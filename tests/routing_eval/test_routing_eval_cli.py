@@ -175,6 +175,14 @@ def test_eval_writes_report_predictions_and_plot(
     }
     assert len((tmp_path / "pred.jsonl").read_text().splitlines()) == 4
     assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
+    assert report["cost_unit"] == "USD"
+    # bench results can measure cost in seconds: labels follow
+    code, output = invoke(
+        "eval", "--router", tmp_path / "knn", "--data", test, "--report", tmp_path / "r.json",
+        "--predictions", tmp_path / "pred.jsonl", "--exclude-from", train, "--cost-unit", "s",
+    )  # fmt: skip
+    assert code == 0, output
+    assert "avg cost (s)" in output and "quality at 1.5 s (50% cheaper)" in output
 
 
 def test_eval_bad_input_says_what_to_do(
@@ -255,3 +263,30 @@ def test_the_polyroute_command_has_both() -> None:
     r = runner.invoke(app, ["eval", "--help"])
     for option in ("--router", "--data", "--report", "--predictions", "--plot", "--exclude-from"):
         assert option in r.output
+
+
+def test_split_data_splits_each_task_and_keeps_repeated_prompts_together(tmp_path: Path) -> None:
+    rows = [
+        {"id": f"{task}{i}", "prompt": f"{task} q{i % 8}", "scores": {"a": 1.0}, "task": task}
+        for task, n in (("big", 20), ("small", 10))
+        for i in range(n)
+    ]
+    data = tmp_path / "all.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, output = invoke(
+        "split-data", "--data", data, "--train", tmp_path / "tr.jsonl", "--test", tmp_path / "te.jsonl",
+        "--test-fraction", "0.25", "--seed", "3",
+    )  # fmt: skip
+    assert code == 0, output
+    train = RoutingDataset.load(tmp_path / "tr.jsonl")
+    test = RoutingDataset.load(tmp_path / "te.jsonl")
+    assert sorted(train.ids + test.ids) == sorted(r["id"] for r in rows)  # nothing lost
+    # big has 8 distinct prompts (2 of them go to test), small has 8 too: 2 each
+    assert {t: test.tasks.count(t) > 0 for t in ("big", "small")} == {"big": True, "small": True}
+    assert not set(train.prompts) & set(test.prompts)  # a prompt is on one side only
+    assert len({p for p, t in zip(test.prompts, test.tasks, strict=True) if t == "big"}) == 2
+    code, output = invoke(
+        "split-data", "--data", data, "--train", tmp_path / "a", "--test", tmp_path / "b",
+        "--test-fraction", "1",
+    )  # fmt: skip
+    assert code == 2 and "(0, 1)" in output

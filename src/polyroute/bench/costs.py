@@ -1,24 +1,30 @@
-"""What one answer cost. The single place to swap in the model hub's prices.
+"""What one answer cost, priced exactly as the gateway prices a request.
 
-:func:`answer_cost_usd` prices from the model's config (``input_price`` / ``output_price``,
-USD per million tokens). When ``polyroute.catalog`` lands, this function is the one to
-change so the bench prices answers exactly as the gateway's recorder does.
+Prices come from the model's config, which :func:`polyroute.catalog.apply_catalog` fills
+from the model hub where the config leaves them out; the arithmetic (cached input tokens
+included) is :func:`polyroute.catalog.pricing.cost_usd`, the one the gateway's recorder uses.
 """
 
 from __future__ import annotations
 
+from polyroute.catalog.pricing import cost_usd, prices_of
 from polyroute.config import ModelConfig
+from polyroute.providers.base import Usage
 
 
 def answer_cost_usd(
-    model: ModelConfig | None, input_tokens: int | None, output_tokens: int | None
+    model: ModelConfig | None,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cached_tokens: int = 0,
 ) -> float | None:
     """USD for one answer, or None when the price or the token counts are not known.
 
     An unknown price is never $0 (local models say ``0.0`` explicitly in their config).
     """
-    if model is None or model.input_price is None or model.output_price is None:
+    if model is None or input_tokens is None or output_tokens is None:
         return None
-    if input_tokens is None or output_tokens is None:
-        return None
-    return (input_tokens * model.input_price + output_tokens * model.output_price) / 1_000_000
+    usage = Usage(
+        prompt_tokens=input_tokens, completion_tokens=output_tokens, cached_tokens=cached_tokens
+    )
+    return cost_usd(prices_of(model), usage)

@@ -235,7 +235,10 @@ class BenchRunner:
             latency_s=reply.latency_s,
             ttft_s=reply.ttft_s,
             cost_usd=answer_cost_usd(
-                self.model_config(model), reply.input_tokens, reply.output_tokens
+                self.model_config(model),
+                reply.input_tokens,
+                reply.output_tokens,
+                reply.cached_tokens,
             ),
             prompt_sha=prompt_fingerprint(question),
             task=question.task,
@@ -317,18 +320,24 @@ class _Reply:
     latency_s: float
     ttft_s: float | None
     error: str | None = None
+    cached_tokens: int = 0
 
     @classmethod
     def of(cls, text: str, usage: Any, latency_s: float, ttft_s: float | None) -> _Reply:
         prompt = completion = None
+        cached = 0
         if isinstance(usage, dict):
             prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            details = usage.get("prompt_tokens_details")
+            if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+                cached = details["cached_tokens"]
         return cls(
             text=text,
             input_tokens=int(prompt) if isinstance(prompt, int | float) else None,
             output_tokens=int(completion) if isinstance(completion, int | float) else None,
             latency_s=latency_s,
             ttft_s=ttft_s,
+            cached_tokens=cached,
         )
 
     @classmethod

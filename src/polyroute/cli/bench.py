@@ -27,6 +27,7 @@ from polyroute.bench.results import (
 )
 from polyroute.bench.runner import BenchRunner, RunSettings, RunSummary
 from polyroute.bench.suites import default_data_dir, list_suites, load_suites
+from polyroute.catalog import apply_catalog, load_catalog
 from polyroute.config import Config, load_config
 from polyroute.errors import PolyrouteError
 
@@ -109,7 +110,9 @@ def bench(
     if out_path is None:
         raise _fail("name the results file with --out RESULTS.jsonl")
     try:
+        # Prices the config leaves out come from the model hub, as in the gateway.
         cfg = load_config(config)
+        cfg = apply_catalog(cfg, load_catalog(cfg.catalog_file))
         names = _models(cfg, models)
         questions = load_suites(
             [s for spec in suite for s in spec.split(",") if s.strip()],

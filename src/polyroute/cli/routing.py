@@ -159,10 +159,18 @@ def route(
             f"[bold green]{escape(m)} ←[/bold green]" if chosen else escape(m),
             "?" if q is None else f"{q:.3f}",
             "unknown" if c is None else f"{c:.3g}",
-            "" if q is None or c is None else f"{q - router.lam * c:.3f}",
+            _utility(q, c, router.lam),
         )
     out.print(table)
-    out.print(f"[bold]{escape(decision.model)}[/bold]: {escape(decision.reason)}")
+    out.print(f"[bold]chosen[/bold]: {escape(decision.reason)}")
+
+
+def _utility(quality: float | None, cost: float | None, lam: float) -> str:
+    if quality is None:
+        return ""
+    if lam == 0.0:  # cost does not count, known or not
+        return f"{quality:.3f}"
+    return "" if cost is None else f"{quality - lam * cost:.3f}"
 
 
 def register(app: typer.Typer) -> None:

@@ -89,6 +89,11 @@ def eval_router(
     ),
     output_tokens: int = typer.Option(DEFAULT_OUTPUT_TOKENS, "--output-tokens", min=0),
     strong: str | None = typer.Option(None, "--strong", help="Strong model of a two-model set."),
+    cost_unit: str = typer.Option(
+        "USD",
+        "--cost-unit",
+        help="What the data's costs measure, for labels (e.g. 's' for bench latency costs).",
+    ),
 ) -> None:
     """Evaluate a saved router on a test set: report, predictions and optional plot."""
     from polyroute.routing.evaluate import align_predictions, evaluate, write_report
@@ -115,6 +120,7 @@ def eval_router(
         predicted = router.predict(dataset.prompts)
         dataset, predicted = align_predictions(dataset, router.models, predicted)
         report = evaluate(dataset, predicted, predictions_path=predictions_path, strong=strong)
+        report["cost_unit"] = cost_unit
         report["data"] = {
             "path": str(data),
             "rows_read": read,
@@ -157,7 +163,8 @@ def _print_summary(report: dict[str, Any]) -> None:
     table = Table(title=f"{report['prompts']} prompts, {len(report['models'])} models")
     table.add_column("")
     table.add_column("quality", justify="right")
-    table.add_column("avg cost (USD)", justify="right")
+    unit = report.get("cost_unit", "USD")
+    table.add_column(f"avg cost ({unit})", justify="right")
     best = report["best_model"]
     rows = [
         ("router (λ = 0)", report["router"]),
@@ -177,7 +184,7 @@ def _print_summary(report: dict[str, Any]) -> None:
         out.print("the router never matches the best model's quality")
     else:
         saving = router["cost_saving_vs_best_model"]
-        out.print(f"matches the best model's quality at {match:.3g} USD ({saving:.0%} cheaper)")
+        out.print(f"matches the best model's quality at {match:.3g} {unit} ({saving:.0%} cheaper)")
     two = report["two_model"]
     if two is not None and two["apgr"] is not None:
         out.print(
@@ -187,6 +194,28 @@ def _print_summary(report: dict[str, Any]) -> None:
         )
 
 
+def split_data(
+    data: Path = typer.Option(..., "--data", help="Routing dataset to split (JSONL)."),
+    train_path: Path = typer.Option(..., "--train", help="Training part to write (JSONL)."),
+    test_path: Path = typer.Option(..., "--test", help="Test part to write (JSONL)."),
+    test_fraction: float = typer.Option(
+        0.3, "--test-fraction", min=0.0, max=1.0, help="Share of each task's prompts for test."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the split."),
+) -> None:
+    """Split a routing dataset (or bench results) into train and test, task by task."""
+    try:
+        train, test = RoutingDataset.load(data).split(test_fraction, seed)
+        train.save(train_path)
+        test.save(test_path)
+    except PolyrouteError as e:
+        raise _fail(e.message) from None
+    except OSError as e:
+        raise _fail(f"cannot write: {e.strerror or e} ({e.filename})") from None
+    out.print(f"wrote {len(train)} prompts to {train_path} and {len(test)} to {test_path}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("import-data")(import_data)
+    app.command("split-data")(split_data)
     app.command("eval")(eval_router)

@@ -17,12 +17,17 @@ from starlette.responses import Response
 from polyroute import __version__
 from polyroute.catalog import apply_catalog, load_catalog
 from polyroute.config import Config, ModelConfig, default_config
+from polyroute.dashboard import Dashboard
 from polyroute.errors import InvalidRequest, PolyrouteError
 from polyroute.gateway.chat import ChatService
 from polyroute.gateway.errors import error_response, handle_polyroute_error, handle_unexpected
+from polyroute.gateway.feedback import FeedbackService
+from polyroute.gateway.learning import OnlineLearning, RecentTraces
 from polyroute.gateway.routing import AUTO, build_router_hub
 from polyroute.providers.pool import ProviderPool
 from polyroute.store import Recorder, Store
+from polyroute.store.retention import Purger
+from polyroute.telemetry import Telemetry
 
 
 class Gateway:
@@ -42,17 +47,44 @@ class Gateway:
             flush_interval_s=config.store.flush_interval_s,
         )
         self.routers = build_router_hub(config)
-        self.chat = ChatService(config, self.pool, self.recorder, self.routers)
+        self.telemetry = Telemetry(config)  # /metrics, and OTLP spans when configured
+        # Feedback finds recent traces here, and teaches the online routers through learning.
+        self.recent = RecentTraces(config.feedback.recent_traces)
+        self.learning = OnlineLearning(
+            self.routers.online if self.routers is not None else {},
+            self.store,
+            save_interval_s=config.feedback.save_interval_s,
+        )
+        self.chat = ChatService(
+            config,
+            self.pool,
+            self.recorder,
+            self.routers,
+            observers=self.telemetry.observers,
+            recent=self.recent,
+        )
+        self.feedback = FeedbackService(config, self.store, self.recent, self.learning)
+        self.purger = Purger(self.store, config.store.retention_days, config.store.purge_interval_s)
         self.started_at = time.time()
+        self.dashboard = Dashboard(self.store, config.dashboard)  # /ui; reads on its own thread
 
     async def start(self) -> None:
         await asyncio.to_thread(self.store.migrate)
+        await asyncio.to_thread(self.learning.load)  # what the online routers learned before
+        if self.routers is not None:
+            await asyncio.to_thread(self.routers.warm)  # embedding weights, before any request
         self.recorder.start()
+        self.learning.start()
+        self.purger.start()
         await self.pool.start()
 
     async def stop(self) -> None:
         await self.pool.aclose()
         await self.recorder.aclose()  # flush every queued record before exit
+        await self.learning.aclose()  # and save what the online routers learned
+        await self.purger.aclose()
+        await self.telemetry.aclose()  # and every queued span
+        self.dashboard.close()
         await asyncio.to_thread(self.store.dispose)
 
 
@@ -113,6 +145,10 @@ def create_app(
     async def chat_completions(request: Request) -> Response:
         return await gateway.chat(request)
 
+    @app.post("/v1/feedback", response_model=None)
+    async def feedback(request: Request) -> Response:
+        return await gateway.feedback(request)
+
     @app.get("/v1/models")
     async def list_models() -> Response:
         created = int(gateway.started_at)
@@ -142,9 +178,24 @@ def create_app(
             status=200 if ready else 503,
         )
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        if gateway.telemetry.metrics is None:
+            off = InvalidRequest("Metrics are off: set telemetry.metrics: true to serve them")
+            off.status_code = 404
+            return error_response(off)
+        # In a thread: a scrape of many series takes milliseconds the event loop should not lose.
+        body, content_type = await asyncio.to_thread(
+            gateway.telemetry.metrics.exposition, request.headers.get("accept")
+        )
+        return Response(body, media_type=content_type)
+
     @app.get("/health/live")
     async def live() -> Response:
         return _json({"status": "ok"})
+
+    if gateway.config.dashboard.enabled:
+        app.include_router(gateway.dashboard.router())
 
     # Unknown routes and wrong methods get OpenAI-style bodies too.
     @app.api_route(

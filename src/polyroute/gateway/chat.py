@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -20,6 +21,7 @@ from polyroute.config import Config
 from polyroute.errors import PolyrouteError, UpstreamError
 from polyroute.gateway.accounting import price
 from polyroute.gateway.errors import error_body
+from polyroute.gateway.learning import RecentTrace, RecentTraces
 from polyroute.gateway.protocol import (
     ChatCompletionRequest,
     read_json_body,
@@ -29,7 +31,7 @@ from polyroute.gateway.routing import RouterHub, route_request
 from polyroute.providers.base import JSON, Usage
 from polyroute.providers.pool import ProviderPool, Target
 from polyroute.routing.base import Decision
-from polyroute.store.recorder import Recorder, RequestRecord
+from polyroute.store.recorder import AttemptRecord, Recorder, RequestRecord
 
 _SSE_DONE = b"data: [DONE]\n\n"
 
@@ -49,12 +51,16 @@ class ChatService:
         recorder: Recorder,
         routers: RouterHub | None = None,
         observers: Sequence[Observer] = (),
+        recent: RecentTraces | None = None,
     ) -> None:
         self.config = config
         self.pool = pool
         self.recorder = recorder
         self.routers = routers
         self.observers = list(observers)
+        #: Each finished request, for feedback that comes before (or soon after) it is stored.
+        self.recent = recent if recent is not None else RecentTraces(config.feedback.recent_traces)
+        self.store_text = config.store.store_text
 
     async def __call__(self, request: Request) -> Response:
         start = time.perf_counter()
@@ -66,14 +72,17 @@ class ChatService:
             requested_model=chat.model,
             stream=chat.stream,
         )
+        if self.store_text:
+            record.request_body = body  # redacted and encoded by the recorder, off this path
         try:
-            targets, decision = await self._targets(chat, body)
+            targets, decision, context = await self._targets(chat, body)
         except PolyrouteError as e:
             self._finish(record, start, status=e.status_code, error=e.message)
             raise
         headers = {"x-polyroute-trace-id": record.id}
         if decision is not None:
             record.router = decision.router
+            record.decision, record.route_context = decision, context
             headers.update(decision_headers(decision))
         if chat.stream:
             response = await self._stream(body, targets, record, start)
@@ -84,13 +93,18 @@ class ChatService:
 
     async def _targets(
         self, chat: ChatCompletionRequest, body: JSON
-    ) -> tuple[list[Target], Decision | None]:
-        """The model to try, then its fallbacks: named directly, or chosen by a router."""
+    ) -> tuple[list[Target], Decision | None, Any]:
+        """The model to try, then its fallbacks: named directly, or chosen by a router.
+
+        The third value is what an online router wants back with feedback (or None).
+        """
         if self.routers is None or not self.routers.handles(chat.model):
-            return [self.pool.resolve(chat.model)], None
-        decision = await self.routers.decide(chat.model, route_request(chat, body))
+            return [self.pool.resolve(chat.model)], None, None
+        decision, context = await self.routers.decide_with_context(
+            chat.model, route_request(chat, body)
+        )
         names = [decision.model, *(m for m in decision.fallbacks if m != decision.model)]
-        return [self.pool.resolve(n) for n in names], decision
+        return [self.pool.resolve(n) for n in names], decision, context
 
     async def _complete(
         self, body: JSON, targets: list[Target], record: RequestRecord, start: float
@@ -102,6 +116,8 @@ class ChatService:
             raise
         result["model"] = target.model.name
         result["id"] = record.id  # the trace id: what feedback refers to
+        if self.store_text:
+            record.response_text = message_text(result)
         usage = Usage.from_openai(result.get("usage"))
         self._finish(record, start, usage=usage, target=target, ttft=None)
         return Response(orjson.dumps(result), media_type="application/json")
@@ -112,12 +128,14 @@ class ChatService:
         last: UpstreamError | None = None
         for target in targets:
             record.model, record.provider = target.model.name, target.provider.name
+            attempt = _attempt(record, target)
             try:
                 result = await target.provider.chat(
                     target.model, {**body, "model": target.model.target}
                 )
-            except UpstreamError as e:
-                if not e.retryable:
+            except PolyrouteError as e:
+                _end_attempt(attempt, e.status_code, e.message)
+                if not isinstance(e, UpstreamError) or not e.retryable:
                     raise
                 self._failed(target)
                 last = e
@@ -140,6 +158,7 @@ class ChatService:
         last: UpstreamError | None = None
         for target in targets:
             record.model, record.provider = target.model.name, target.provider.name
+            attempt = _attempt(record, target)
             chunks = target.provider.chat_stream(
                 target.model, {**upstream_body, "model": target.model.target}
             )
@@ -151,6 +170,7 @@ class ChatService:
                 first = None
             except UpstreamError as e:
                 await chunks.aclose()
+                _end_attempt(attempt, e.status_code, e.message)
                 if not e.retryable:
                     self._finish(record, start, status=e.status_code, error=e.message)
                     raise
@@ -159,9 +179,12 @@ class ChatService:
                 continue
             except PolyrouteError as e:
                 await chunks.aclose()
+                _end_attempt(attempt, e.status_code, e.message)
                 self._finish(record, start, status=e.status_code, error=e.message)
                 raise
-            ttft = time.perf_counter() - start
+            now = time.perf_counter()
+            ttft = now - start
+            attempt.ttft_ms = (now - attempt.t0) * 1000
             self._succeeded(target)
             return StreamingResponse(
                 self._relay(first, chunks, target, record, start, ttft, client_wants_usage),
@@ -185,11 +208,14 @@ class ChatService:
         name = target.model.name
         usage: Usage | None = None
         status, error = 200, None
+        parts: list[str] | None = [] if self.store_text else None
         try:
             chunk = first
             while chunk is not None:
                 chunk["model"] = name
                 chunk["id"] = record.id
+                if parts is not None:
+                    _collect_text(chunk, parts)
                 if chunk.get("usage"):
                     usage = Usage.from_openai(chunk["usage"])
                     if not client_wants_usage:
@@ -211,6 +237,8 @@ class ChatService:
             raise
         finally:
             await chunks.aclose()
+            if parts:
+                record.response_text = "".join(parts)
             self._finish(
                 record, start, usage=usage, target=target, ttft=ttft, status=status, error=error
             )
@@ -246,6 +274,15 @@ class ChatService:
             record.cached_tokens = usage.cached_tokens
             if target is not None:
                 record.cost_usd, record.cost_status = price(target.model, usage)
+        if record.attempts and record.attempts[-1].latency_ms is None:
+            # The attempt that answered (or was cut short) ends with the request.
+            last = record.attempts[-1]
+            _end_attempt(last, status, error)
+            last.input_tokens, last.output_tokens = record.input_tokens, record.output_tokens
+            last.cost_usd, last.cost_status = record.cost_usd, record.cost_status
+        self.recent.add(
+            record.id, RecentTrace(record.router, record.model, status, record.route_context)
+        )
         self.recorder.submit(record)
         for observe in self.observers:
             observe(record)
@@ -262,3 +299,41 @@ def decision_headers(decision: Decision) -> dict[str, str]:
         "x-polyroute-scores": json.dumps(scores, separators=(",", ":")),
         "x-polyroute-costs": json.dumps(costs, separators=(",", ":")),
     }
+
+
+def _attempt(record: RequestRecord, target: Target) -> AttemptRecord:
+    """Start the record's next upstream attempt on ``target``."""
+    attempt = AttemptRecord(
+        n=len(record.attempts),
+        started_at=datetime.now(UTC),
+        model=target.model.name,
+        provider=target.provider.name,
+        upstream_model=target.model.target,
+        t0=time.perf_counter(),
+    )
+    record.attempts.append(attempt)
+    return attempt
+
+
+def _end_attempt(attempt: AttemptRecord, status: int, error: str | None = None) -> None:
+    attempt.latency_ms = (time.perf_counter() - attempt.t0) * 1000
+    attempt.status, attempt.error = status, error
+
+
+def message_text(result: JSON) -> str | None:
+    """The text of a completion's first choice, if it has one."""
+    choices = result.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        message = choices[0].get("message")
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            return str(message["content"])
+    return None
+
+
+def _collect_text(chunk: JSON, parts: list[str]) -> None:
+    # The answer's text is the first choice's deltas; other choices (n > 1) are not kept.
+    for choice in chunk.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            delta = choice.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+                parts.append(delta["content"])

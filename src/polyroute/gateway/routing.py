@@ -96,6 +96,12 @@ class RouterHub:
         self.routers = dict(routers)
         self.eligible = eligible
         self.health = health or HealthTracker()
+        from polyroute.routing.online import OnlineRouter
+
+        #: The routers that learn from feedback.
+        self.online: dict[str, OnlineRouter] = {
+            n: r for n, r in self.routers.items() if isinstance(r, OnlineRouter)
+        }
         self.default = config.default_router or (next(iter(self.routers)) if self.routers else None)
         if self.default is not None and self.default not in self.routers:
             raise ConfigError(
@@ -118,23 +124,54 @@ class RouterHub:
                     name=m.name,
                     input_price=m.input_price,
                     output_price=m.output_price,
-                    context_window=m.context_window or m.n_ctx,
+                    # A local model serves no more than the context it was loaded with.
+                    context_window=min(
+                        (n for n in (m.context_window, m.n_ctx) if n is not None), default=None
+                    ),
                     capabilities=frozenset(m.capabilities),
                     healthy=self.health.healthy(m.name),
                 )
             )
         return out
 
+    def warm(self) -> None:
+        """Load every router's models now (blocking: run it in a thread at start-up)."""
+        for router in self.routers.values():
+            router.warm()
+
     async def decide(self, model: str, request: RouteRequest) -> Decision:
+        return (await self.decide_with_context(model, request))[0]
+
+    async def decide_with_context(self, model: str, request: RouteRequest) -> tuple[Decision, Any]:
+        """The decision, and what an online router wants back with feedback (else None)."""
         name = self.default if model == AUTO else model
         assert name is not None
         router = self.routers[name]
         candidates = self.eligible(request, self.candidates(router))
         if not candidates:
             raise NoEligibleModel(f"router {name!r} has no model that can serve this request")
+        route = _route_online if name in self.online else _route
         if router.blocking:
-            return await asyncio.to_thread(router.route, request, candidates)
-        return router.route(request, candidates)
+            return await asyncio.to_thread(route, router, request, candidates)
+        return route(router, request, candidates)
+
+
+def _route(
+    router: Router, request: RouteRequest, candidates: Sequence[Candidate]
+) -> tuple[Decision, Any]:
+    return router.route(request, candidates), None
+
+
+def _route_online(
+    router: Router, request: RouteRequest, candidates: Sequence[Candidate]
+) -> tuple[Decision, Any]:
+    # The context (LinUCB: the prompt's embedding) is computed once, for routing now and
+    # for learning when the feedback comes.
+    from polyroute.routing.online import OnlineRouter
+
+    assert isinstance(router, OnlineRouter)
+    context = router.context(request)
+    return router.route_with_context(request, candidates, context), context
 
 
 def build_router_hub(config: Config) -> RouterHub | None:

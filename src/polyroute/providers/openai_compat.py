@@ -1,17 +1,19 @@
 """Any OpenAI-compatible upstream: OpenAI, vLLM, SGLang, Ollama, llama.cpp server, ...
 
-One pooled ``httpx.AsyncClient`` per provider. The request body is forwarded as it came
+One pooled transport per provider (aiohttp's pool under httpx's request and response types,
+see :mod:`polyroute.providers.http_transport`). The request body is forwarded as it came
 (with the upstream's model name); errors are mapped once onto polyroute's hierarchy.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 
+from polyroute import __version__
 from polyroute.config import ModelConfig, ProviderConfig
 from polyroute.errors import (
     ConfigError,
@@ -23,6 +25,7 @@ from polyroute.errors import (
 )
 from polyroute.providers import PROVIDERS
 from polyroute.providers.base import JSON, ModelHealth, Provider
+from polyroute.providers.http_transport import AiohttpTransport
 
 
 class OpenAICompatProvider(Provider):
@@ -44,27 +47,50 @@ class OpenAICompatProvider(Provider):
                 f"providers.{name}.base_url is required for kind 'openai' "
                 f"(e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1)"
             )
-        headers = {"content-type": "application/json", **config.headers}
+        headers = {
+            "accept": "application/json",
+            "accept-encoding": "gzip, deflate",
+            "user-agent": f"polyroute/{__version__}",
+            "content-type": "application/json",
+            **config.headers,
+        }
         key = config.api_key()
         if key:
             headers["authorization"] = f"Bearer {key}"
-        self._client = httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.max_connections,
-            ),
-            transport=transport,
-        )
+        # Requests go straight to the transport, without an httpx.AsyncClient: its URL
+        # merging, cookie jar and hooks cost more CPU than the proxying itself, and a
+        # gateway needs none of them. URLs, headers and timeouts are built once, here.
+        self._transport = transport or AiohttpTransport(max_connections=config.max_connections)
+        base = config.base_url.rstrip("/")
+        self._chat_url = httpx.URL(f"{base}/chat/completions")
+        self._models_url = httpx.URL(f"{base}/models")
+        self._headers = httpx.Headers(headers)
+        self._timeout = httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s).as_dict()
+        self._health_timeout = httpx.Timeout(2.0).as_dict()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """The transport's answer, its body not read yet (the caller closes it)."""
+        return await self._transport.handle_async_request(request)
+
+    def _post_chat(self, body: JSON) -> httpx.Request:
+        return httpx.Request(
+            "POST",
+            self._chat_url,
+            headers=self._headers,
+            content=orjson.dumps(body),
+            extensions={"timeout": self._timeout},
+        )
 
     async def chat(self, model: ModelConfig, body: JSON) -> JSON:
         try:
-            response = await self._client.post("/chat/completions", content=orjson.dumps(body))
+            response = await self._send(self._post_chat(body))
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx.HTTPError as e:
             raise self._transport_error(e) from e
         if response.status_code >= 400:
@@ -81,21 +107,18 @@ class OpenAICompatProvider(Provider):
         return data
 
     async def chat_stream(self, model: ModelConfig, body: JSON) -> AsyncGenerator[JSON, None]:
-        request = self._client.build_request(
-            "POST", "/chat/completions", content=orjson.dumps(body)
-        )
         try:
-            response = await self._client.send(request, stream=True)
+            response = await self._send(self._post_chat(body))
         except httpx.HTTPError as e:
             raise self._transport_error(e) from e
         try:
             if response.status_code >= 400:
                 raise self._status_error(response.status_code, await response.aread())
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
+            async for line in sse_lines(response.aiter_bytes()):
+                if not line.startswith(b"data:"):
                     continue  # blank separators, comments (": keep-alive"), event names
                 payload = line[5:].strip()
-                if payload == "[DONE]":
+                if payload == b"[DONE]":
                     return
                 try:
                     chunk = orjson.loads(payload)
@@ -112,8 +135,18 @@ class OpenAICompatProvider(Provider):
             await response.aclose()
 
     async def health(self, model: ModelConfig) -> ModelHealth:
+        request = httpx.Request(
+            "GET",
+            self._models_url,
+            headers=self._headers,
+            extensions={"timeout": self._health_timeout},
+        )
         try:
-            response = await self._client.get("/models", timeout=2.0)
+            response = await self._send(request)
+            try:
+                await response.aread()  # read to the end, so the connection is kept
+            finally:
+                await response.aclose()
         except httpx.HTTPError as e:
             return ModelHealth(False, str(self._transport_error(e)))
         if response.status_code == 401 or response.status_code == 403:
@@ -144,6 +177,23 @@ class OpenAICompatProvider(Provider):
         if 400 <= status < 500:
             return UpstreamRejected(text, status_code=status)
         return UpstreamError(text)
+
+
+async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The lines of a server-sent event stream, without their ends (LF, CRLF or CR).
+
+    Works on bytes, as SSE is UTF-8 and orjson reads bytes: decoding to text first, as
+    ``httpx.Response.aiter_lines`` does, costs more than the rest of relaying a chunk.
+    """
+    pending = b""
+    async for chunk in chunks:
+        lines = (pending + chunk if pending else chunk).splitlines(keepends=True)
+        # A last line with no LF may be cut short (or be a CR whose LF is still coming).
+        pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        for line in lines:
+            yield line.rstrip(b"\r\n")
+    if pending:
+        yield pending.rstrip(b"\r\n")
 
 
 def _error_message(content: bytes) -> str | None:

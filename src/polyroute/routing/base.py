@@ -80,3 +80,10 @@ class Router(ABC):
     @abstractmethod
     def route(self, request: RouteRequest, candidates: Sequence[Candidate]) -> Decision:
         """Pick one of ``candidates`` (never empty: the caller raises NoEligibleModel)."""
+
+    def warm(self) -> None:
+        """Load what :meth:`route` needs (models, weights) now, so no request waits for it.
+
+        Called once at gateway start-up, in a worker thread. The default does nothing.
+        """
+        return None

@@ -152,6 +152,28 @@ class RoutingDataset:
             tasks=list(self.tasks),
         )
 
+    def split(self, test_fraction: float, seed: int = 0) -> tuple[RoutingDataset, RoutingDataset]:
+        """(train, test): ``test_fraction`` of each task's rows, drawn at random, go to test.
+
+        Per task, so that a small task is not left out of either side; rows sharing a
+        prompt text stay on the same side, so that the test set is never seen in training.
+        """
+        if not 0.0 < test_fraction < 1.0:
+            raise RoutingDataError(f"the test fraction must lie in (0, 1), got {test_fraction}")
+        rng = np.random.default_rng(seed)
+        by_task: dict[str, dict[str, list[int]]] = {}
+        for i, (task, text) in enumerate(zip(self.tasks, self.prompts, strict=True)):
+            by_task.setdefault(task or "", {}).setdefault(prompt_key(text), []).append(i)
+        test: list[int] = []
+        for task in sorted(by_task):
+            groups = list(by_task[task].values())
+            order = rng.permutation(len(groups))
+            n_test = round(test_fraction * len(groups))
+            test += [i for g in order[:n_test] for i in groups[g]]
+        chosen = set(test)
+        train = [i for i in range(len(self)) if i not in chosen]
+        return self.take(train), self.take(sorted(test))
+
     def with_costs(self, costs: FloatArray) -> RoutingDataset:
         """The same rows with ``costs`` replaced."""
         return RoutingDataset(

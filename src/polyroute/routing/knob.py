@@ -99,8 +99,9 @@ class Calibration:
         met = "" if self.met else " (target not reachable; closest λ used)"
         return (
             f"λ = {self.lam:.4g} for {self.knob.describe()}{met}: on {self.n_prompts} "
-            f"calibration prompts, quality {self.quality:.3f} at ${self.cost:.3g} a prompt vs "
-            f"{self.reference_model}'s {self.reference_quality:.3f} at ${self.reference_cost:.3g}"
+            f"calibration prompts, quality {self.quality:.3f} at a cost of {self.cost:.3g} a "
+            f"prompt vs {self.reference_model}'s {self.reference_quality:.3f} at "
+            f"{self.reference_cost:.3g} (cost in the data's unit, USD unless it says otherwise)"
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -98,7 +98,7 @@ def save_router(
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """The manifest of the router in ``path``, checked for format and version."""
-    path = Path(path)
+    path = resolve_router_path(path)
     file = path / MANIFEST
     if not path.is_dir():
         raise RouterFileError(f"{path}: no such directory (train one with `polyroute train`)")
@@ -122,13 +122,37 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
+#: ``builtin:NAME`` names a router shipped inside the package (``routing/builtin/NAME``).
+BUILTIN_PREFIX = "builtin:"
+
+
+def builtin_routers() -> list[str]:
+    """The names of the routers that ship with polyroute."""
+    root = Path(__file__).parent / "builtin"
+    return sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file())
+
+
+def resolve_router_path(path: str | Path) -> Path:
+    """A router directory, with ``builtin:NAME`` resolved to the copy in the package."""
+    text = str(path)
+    if not text.startswith(BUILTIN_PREFIX):
+        return Path(path).expanduser()
+    name = text.removeprefix(BUILTIN_PREFIX)
+    if name not in builtin_routers():
+        raise RouterFileError(
+            f"no built-in router {name!r}; built-in ones: {', '.join(builtin_routers())}"
+        )
+    return Path(__file__).parent / "builtin" / name
+
+
 def load_router(
     path: str | Path, *, name: str | None = None, embedder: Embedder | None = None
 ) -> LearnedRouter:
-    """The learned router saved in ``path``; ``embedder`` defaults to the installed model."""
+    """The learned router saved in ``path`` (or ``builtin:NAME``); ``embedder`` defaults to
+    the installed model."""
     from polyroute.routing.registry import ROUTERS
 
-    path = Path(path)
+    path = resolve_router_path(path)
     manifest = read_manifest(path)
     try:
         kind = manifest["kind"]

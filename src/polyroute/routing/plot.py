@@ -90,7 +90,10 @@ def plot_report(
 
         if log_cost:
             ax.set_xscale("log")
-        ax.set_xlabel("average cost per prompt (USD)" + (", log scale" if log_cost else ""))
+        ax.set_xlabel(
+            f"average cost per prompt ({report.get('cost_unit', 'USD')})"
+            + (", log scale" if log_cost else "")
+        )
         ax.set_ylabel("average true quality")
         ax.set_title(title or f"Cost–quality on {report['prompts']} prompts")
         ax.grid(True, alpha=0.3)

@@ -29,7 +29,7 @@ from polyroute.routing.tradeoff import FloatArray
 
 #: The learned router ``polyroute train`` builds when no kind is named: the best measured on
 #: LLMRouter's data (see docs/routers.md for the figures).
-BEST_KIND = "knn"
+BEST_KIND = "mlp"
 #: Without a knob: match the strongest model's quality for as little as possible.
 DEFAULT_KNOB = Knob(min_quality_fraction=1.0)
 

@@ -13,11 +13,17 @@ from alembic.operations import Operations
 
 from polyroute.errors import ConfigError
 from polyroute.store import schema
+from polyroute.store.learning import LearningStore
 from polyroute.store.migrations import MIGRATIONS
+from polyroute.store.traces import TraceStore
 
 
-class Store:
-    """A SQLAlchemy engine with polyroute's schema. Calls are blocking: run them off the loop."""
+class Store(TraceStore, LearningStore):
+    """A SQLAlchemy engine with polyroute's schema. Calls are blocking: run them off the loop.
+
+    Traces (:class:`~polyroute.store.traces.TraceStore`), feedback and router state
+    (:class:`~polyroute.store.learning.LearningStore`) are read and written through it.
+    """
 
     def __init__(self, url: str) -> None:
         try:
@@ -30,7 +36,18 @@ class Store:
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.url = url
-        self.engine = sa.create_engine(parsed)
+        try:
+            # pre-ping: a PostgreSQL server that restarted costs one retry, not an error.
+            self.engine = sa.create_engine(
+                parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite"
+            )
+        except (ModuleNotFoundError, sa.exc.NoSuchModuleError) as e:
+            driver = getattr(e, "name", None) or parsed.drivername
+            raise ConfigError(
+                f"store.database_url needs the {driver!r} driver, which is not installed; "
+                f"use sqlite:///PATH, or install polyroute[postgres] and use a "
+                f"postgresql+psycopg:// URL"
+            ) from None
         if parsed.get_backend_name() == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 

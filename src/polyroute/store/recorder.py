@@ -2,23 +2,51 @@
 
 ``submit`` never blocks and never raises: it puts a record on an in-memory queue. A
 background task writes batches in a worker thread, and ``aclose`` flushes what is left.
+Turning a record into rows (redacting the body, encoding JSON) happens in that worker
+thread too, so the request path only fills in a dataclass.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+import orjson
+
+from polyroute.routing.base import Decision
 from polyroute.store.db import Store
+from polyroute.store.redact import redact
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
+class AttemptRecord:
+    """One upstream try of a request: the first model, then each fallback (migration 0002)."""
+
+    n: int
+    started_at: datetime
+    model: str
+    provider: str
+    upstream_model: str | None = None
+    status: int = 200
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    cost_usd: float | None = None
+    cost_status: str | None = None
+    error: str | None = None
+    #: ``time.perf_counter()`` when the attempt started (for its latency); not stored.
+    t0: float = 0.0
+
+
+@dataclass(slots=True)
 class RequestRecord:
-    """One request as it is stored (see migration 0001)."""
+    """One request as it is stored: a trace (see migrations 0001 and 0002)."""
 
     id: str
     created_at: datetime
@@ -37,6 +65,57 @@ class RequestRecord:
     cost_usd: float | None = None
     cost_status: str | None = None
     error: str | None = None
+    #: The router's decision, when a router chose the model.
+    decision: Decision | None = None
+    #: The request body as received (redacted when written); None when text is not stored.
+    request_body: dict[str, Any] | None = None
+    #: The answer's text; None when text is not stored or there was no answer.
+    response_text: str | None = None
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    #: What an online router needs back with feedback (e.g. the prompt embedding); not stored.
+    route_context: Any = None
+
+
+_REQUEST_COLUMNS = (
+    "id", "created_at", "requested_model", "stream", "status", "model", "provider",
+    "upstream_model", "router", "input_tokens", "output_tokens", "cached_tokens",
+    "latency_ms", "ttft_ms", "cost_usd", "cost_status", "error", "response_text",
+)  # fmt: skip
+_ATTEMPT_COLUMNS = (
+    "n", "started_at", "model", "provider", "upstream_model", "status", "input_tokens",
+    "output_tokens", "latency_ms", "ttft_ms", "cost_usd", "cost_status", "error",
+)  # fmt: skip
+
+
+def decision_data(decision: Decision) -> dict[str, Any]:
+    """A decision as the JSON object stored in ``requests.decision``."""
+    return {
+        "router": decision.router,
+        "model": decision.model,
+        "reason": decision.reason,
+        "scores": decision.scores,
+        "costs": decision.costs,
+        "fallbacks": list(decision.fallbacks),
+    }
+
+
+def _json(value: Any) -> str:
+    # Non-finite scores (an untried arm's +inf) become null, as JSON has no infinity.
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=str).decode()
+
+
+def trace_rows(record: RequestRecord) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ``requests`` row and the ``attempts`` rows of one record (worker-thread work)."""
+    row = {c: getattr(record, c) for c in _REQUEST_COLUMNS}
+    row["decision"] = _json(decision_data(record.decision)) if record.decision else None
+    row["request_body"] = (
+        _json(redact(record.request_body)) if record.request_body is not None else None
+    )
+    attempts = [
+        {"request_id": record.id, **{c: getattr(a, c) for c in _ATTEMPT_COLUMNS}}
+        for a in record.attempts
+    ]
+    return row, attempts
 
 
 class Recorder:
@@ -81,13 +160,18 @@ class Recorder:
             batch = [first]
             deadline = loop.time() + self.flush_interval_s
             while len(batch) < self.batch_size:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
+                # What is queued already is taken without a timer: wait_for costs the
+                # event loop a task and a timer per record, which shows at high load.
                 try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout)
-                except TimeoutError:
-                    break
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    timeout = deadline - loop.time()
+                    if timeout <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), timeout)
+                    except TimeoutError:
+                        break
                 if item is None:
                     stopping = True
                     break
@@ -96,10 +180,19 @@ class Recorder:
 
     async def _write(self, batch: list[RequestRecord]) -> None:
         try:
-            await asyncio.to_thread(self.store.insert_requests, [asdict(r) for r in batch])
+            await asyncio.to_thread(self._write_sync, batch)
             self.written += len(batch)
         except Exception:
             log.exception("recorder could not write %d records", len(batch))
+
+    def _write_sync(self, batch: list[RequestRecord]) -> None:
+        requests: list[dict[str, Any]] = []
+        attempts: list[dict[str, Any]] = []
+        for record in batch:
+            row, tries = trace_rows(record)
+            requests.append(row)
+            attempts.extend(tries)
+        self.store.insert_traces(requests, attempts)  # one transaction per batch
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is written (tests and shutdown use it)."""

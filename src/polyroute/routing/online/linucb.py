@@ -78,6 +78,28 @@ class _Features:
     prior: FloatArray
 
 
+@dataclass(frozen=True, slots=True)
+class _Arm:
+    """One model's ridge regression: A, b and the feedback count (the state), with A⁻¹ and θ.
+
+    A⁻¹ and θ = A⁻¹b are derived, kept so that routing is two matrix–vector products per
+    candidate instead of a linear solve; they are recomputed from A on every update, never
+    updated incrementally, so no rounding drift builds up over a long stream.
+    """
+
+    a: FloatArray
+    b: FloatArray
+    n: int
+    inverse: FloatArray
+    theta: FloatArray
+
+    @staticmethod
+    def of(a: FloatArray, b: FloatArray, n: int) -> _Arm:
+        inverse: FloatArray = np.asarray(np.linalg.inv(a), dtype=np.float64)
+        theta: FloatArray = np.asarray(inverse @ b, dtype=np.float64)
+        return _Arm(a, b, n, inverse, theta)
+
+
 @ROUTERS.register("linucb")
 class LinUCBRouter(OnlineRouter):
     """Contextual bandit on the prompt embedding; optionally warm-started from a prior."""
@@ -134,8 +156,7 @@ class LinUCBRouter(OnlineRouter):
             scale = 1.0 / math.sqrt(self.dim)
             self._projection = rng.normal(0.0, scale, size=(self.dim, input_dim))
         self.features = (self.dim or input_dim) + 1
-        #: model → (A, b, feedback count)
-        self._arms: dict[str, tuple[FloatArray, FloatArray, int]] = {}
+        self._arms: dict[str, _Arm] = {}
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any]) -> LinUCBRouter:
@@ -173,28 +194,26 @@ class LinUCBRouter(OnlineRouter):
     # -- the bandit -----------------------------------------------------------------------
 
     def _scores(self, names: Sequence[str], features: _Features) -> ArmScores:
-        x, k, d = features.x, len(names), self.features
-        a = np.empty((k, d, d))
-        rhs = np.empty((k, d, 2))
+        x, k = features.x, len(names)
+        mean, var = np.empty(k), np.empty(k)
         plays = []
         for i, n in enumerate(names):
             arm = self._arms.get(n)
-            if arm is None:
-                a[i], rhs[i, :, 0] = self.ridge * np.eye(d), 0.0
+            if arm is None:  # A = ridge·I, b = 0
+                mean[i], var[i] = 0.0, float(x @ x) / self.ridge
                 plays.append(0)
             else:
-                a[i], rhs[i, :, 0] = arm[0], arm[1]
-                plays.append(arm[2])
-            rhs[i, :, 1] = x
-        sol = np.linalg.solve(a, rhs)  # A⁻¹b and A⁻¹x for every arm at once
-        estimate = features.prior + sol[:, :, 0] @ x
-        width = np.sqrt(np.maximum(sol[:, :, 1] @ x, 0.0))
+                mean[i], var[i] = arm.theta @ x, x @ arm.inverse @ x
+                plays.append(arm.n)
+        estimate = features.prior + mean
+        width = np.sqrt(np.maximum(var, 0.0))
         return ArmScores(index=estimate + self.alpha * width, estimate=estimate, plays=plays)
 
     def _update(self, model: str, reward: float, features: _Features) -> None:
         x, d = features.x, self.features
-        a, b, n = self._arms.get(model) or (self.ridge * np.eye(d), np.zeros(d), 0)
-        self._arms[model] = (a + np.outer(x, x), b + (reward - features.prior[0]) * x, n + 1)
+        arm = self._arms.get(model)
+        a, b, n = (arm.a, arm.b, arm.n) if arm else (self.ridge * np.eye(d), np.zeros(d), 0)
+        self._arms[model] = _Arm.of(a + np.outer(x, x), b + (reward - features.prior[0]) * x, n + 1)
 
     # -- state ----------------------------------------------------------------------------
 
@@ -212,7 +231,8 @@ class LinUCBRouter(OnlineRouter):
 
     def _state(self) -> dict[str, Any]:
         arms = {
-            m: {"A": a.tolist(), "b": b.tolist(), "n": n} for m, (a, b, n) in self._arms.items()
+            m: {"A": arm.a.tolist(), "b": arm.b.tolist(), "n": arm.n}
+            for m, arm in self._arms.items()
         }
         return {"config": self._config(), "arms": arms}
 
@@ -230,7 +250,7 @@ class LinUCBRouter(OnlineRouter):
         if not isinstance(raw, Mapping):
             raise ValueError("state 'arms' must be an object")
         d = self.features
-        arms: dict[str, tuple[FloatArray, FloatArray, int]] = {}
+        arms: dict[str, _Arm] = {}
         for model, arm in raw.items():
             try:
                 a = np.array(arm["A"], dtype=np.float64)
@@ -242,5 +262,8 @@ class LinUCBRouter(OnlineRouter):
                 raise ValueError(f"arms[{model!r}]: expected A {d}×{d}, b of {d} and n >= 0")
             if not (np.isfinite(a).all() and np.isfinite(b).all()):
                 raise ValueError(f"arms[{model!r}]: A and b must be finite")
-            arms[model] = (a, b, n)
+            try:
+                arms[model] = _Arm.of(a, b, n)
+            except np.linalg.LinAlgError:
+                raise ValueError(f"arms[{model!r}]: A is singular") from None
         self._arms = arms

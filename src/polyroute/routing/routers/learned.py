@@ -112,6 +112,10 @@ class LearnedRouter(Router):
             self._embedder = default_embedder()
         return self._embedder
 
+    def warm(self) -> None:
+        # Loading and checking the embedding weights takes about a second: do it at start-up.
+        self.predict(["warm-up"])
+
     def predict(self, prompts: Sequence[str]) -> FloatArray:
         """(len(prompts), len(models)) predicted quality in [0, 1]."""
         return self.predict_embeddings(self.embedder.embed(prompts))

@@ -1,0 +1,171 @@
+"""Traces in the store: writing requests with their attempts, reading them back, purging.
+
+A trace is one ``requests`` row (with its decision and, optionally, its text), the
+``attempts`` rows of its upstream tries and the ``feedback`` rows given for it. Times come
+back timezone-aware in UTC from SQLite and PostgreSQL alike; JSON columns come back decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from polyroute.store import schema
+
+_R, _A, _F = schema.requests, schema.attempts, schema.feedback
+#: Columns a listing leaves out: the text can be large; :meth:`TraceStore.get_trace` has it.
+_TEXT_COLUMNS = ("request_body", "response_text")
+_MAX_LIMIT = 1000
+#: Rows deleted per transaction when purging, so that a purge never holds a long lock.
+_PURGE_CHUNK = 5000
+
+
+def utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (SQLite hands naive ones back)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _row(mapping: Any) -> dict[str, Any]:
+    out = dict(mapping)
+    for key, value in out.items():
+        if isinstance(value, datetime):
+            out[key] = utc(value)
+    for key in ("decision", "request_body"):
+        if isinstance(out.get(key), str):
+            out[key] = orjson.loads(out[key])
+    return out
+
+
+class TraceStore:
+    """The trace queries of :class:`~polyroute.store.db.Store` (blocking: call off the loop)."""
+
+    engine: sa.Engine
+
+    def insert_traces(
+        self, requests: Sequence[dict[str, Any]], attempts: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Write request rows and their attempt rows in one transaction."""
+        if not requests:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(_R.insert(), list(requests))
+            if attempts:
+                conn.execute(_A.insert(), list(attempts))
+
+    def get_trace(self, trace_id: str) -> dict[str, Any] | None:
+        """The request row with ``attempts`` and ``feedback`` lists; None if no such trace."""
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(_R).where(_R.c.id == trace_id)).first()
+            if found is None:
+                return None
+            trace = _row(found._mapping)
+            tries = conn.execute(sa.select(_A).where(_A.c.request_id == trace_id).order_by(_A.c.n))
+            trace["attempts"] = [_row(a._mapping) for a in tries]
+            given = conn.execute(sa.select(_F).where(_F.c.request_id == trace_id).order_by(_F.c.id))
+            trace["feedback"] = [_row(f._mapping) for f in given]
+        return trace
+
+    def list_traces(
+        self,
+        *,
+        model: str | None = None,
+        router: str | None = None,
+        status: int | None = None,
+        errors: bool | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Traces newest first, without their text.
+
+        ``model`` is the model that answered, ``status`` an exact HTTP status, ``errors``
+        True for failed requests (status >= 400) and False for successful ones; ``since`` is
+        inclusive and ``until`` exclusive. ``limit`` is capped at 1000.
+        """
+        columns = [c for c in _R.c if c.name not in _TEXT_COLUMNS]
+        query = sa.select(*columns).where(
+            *self._filters(model, router, status, errors, since, until)
+        )
+        query = query.order_by(_R.c.created_at.desc(), _R.c.id.desc())
+        query = query.limit(max(0, min(limit, _MAX_LIMIT))).offset(max(0, offset))
+        with self.engine.connect() as conn:
+            return [_row(r._mapping) for r in conn.execute(query)]
+
+    def count_traces(
+        self,
+        *,
+        model: str | None = None,
+        router: str | None = None,
+        status: int | None = None,
+        errors: bool | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many traces :meth:`list_traces` would page through with these filters."""
+        query = sa.select(sa.func.count()).select_from(_R)
+        query = query.where(*self._filters(model, router, status, errors, since, until))
+        with self.engine.connect() as conn:
+            return int(conn.scalar(query) or 0)
+
+    @staticmethod
+    def _filters(
+        model: str | None,
+        router: str | None,
+        status: int | None,
+        errors: bool | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> list[sa.ColumnElement[bool]]:
+        where: list[sa.ColumnElement[bool]] = []
+        if model is not None:
+            where.append(_R.c.model == model)
+        if router is not None:
+            where.append(_R.c.router == router)
+        if status is not None:
+            where.append(_R.c.status == status)
+        if errors is not None:
+            where.append(_R.c.status >= 400 if errors else _R.c.status < 400)
+        # Stored times are UTC (SQLite keeps them without a zone): compare in UTC.
+        if since is not None:
+            where.append(_R.c.created_at >= utc(since))
+        if until is not None:
+            where.append(_R.c.created_at < utc(until))
+        return where
+
+    def trace_summary(self, trace_id: str) -> dict[str, Any] | None:
+        """What feedback needs of a trace: router, model, status and request body (or None)."""
+        query = sa.select(_R.c.id, _R.c.router, _R.c.model, _R.c.status, _R.c.request_body)
+        with self.engine.connect() as conn:
+            found = conn.execute(query.where(_R.c.id == trace_id)).first()
+        return None if found is None else _row(found._mapping)
+
+    def purge_before(self, cutoff: datetime, *, stop: Callable[[], bool] = lambda: False) -> int:
+        """Delete the traces created before ``cutoff``, their attempts and feedback.
+
+        Returns how many traces went. Works in chunks, one short transaction each, so that
+        the recorder is never locked out for long; ``stop()`` true ends it between chunks.
+        """
+        cutoff = utc(cutoff)
+        deleted = 0
+        while not stop():
+            with self.engine.begin() as conn:
+                ids = list(
+                    conn.scalars(
+                        sa.select(_R.c.id).where(_R.c.created_at < cutoff).limit(_PURGE_CHUNK)
+                    )
+                )
+                if not ids:
+                    # Feedback is never older than its trace: what is left before the
+                    # cutoff belongs to traces that were never written (dropped records).
+                    conn.execute(_F.delete().where(_F.c.created_at < cutoff))
+                    return deleted
+                conn.execute(_A.delete().where(_A.c.request_id.in_(ids)))
+                conn.execute(_F.delete().where(_F.c.request_id.in_(ids)))
+                conn.execute(_R.delete().where(_R.c.id.in_(ids)))
+            deleted += len(ids)
+        return deleted
