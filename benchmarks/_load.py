@@ -246,11 +246,14 @@ async def python_throughput(
     budget = [max_requests]
     done = [0]
     counting = [False]
+    stopped = [False]
 
     async def worker() -> None:
         client = Client("127.0.0.1", port, "/v1/chat/completions", body, headers)
         try:
-            while budget[0] > 0:
+            # The flag, not cancellation alone, ends a worker: Python 3.11's wait_for can
+            # swallow a cancel that races with an answer arriving.
+            while budget[0] > 0 and not stopped[0]:
                 budget[0] -= 1
                 try:
                     answer = await client.send(timeout_s=timeout_s)
@@ -288,6 +291,7 @@ async def python_throughput(
     result.seconds = time.perf_counter() - start
     if on_window is not None:
         on_window("end")
+    stopped[0] = True
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

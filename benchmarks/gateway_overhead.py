@@ -2,19 +2,24 @@
 
 Runs, all on 127.0.0.1 and each in its own process: the echo upstream (answers at once),
 ``polyroute serve`` with one uvicorn worker, and, when a ``litellm[proxy]`` install is found,
-LiteLLM's proxy with one worker. The load comes from this process. It prints:
+LiteLLM's proxy with one worker. The load comes from this process (a lean asyncio client,
+counted over a steady window; ``--load-tool wrk`` for wrk). Every target gets the same
+requests and must give the same answers. It prints:
 
 - latency at concurrency 1, direct and through each gateway, requests interleaved so that both
   see the same machine: p50 and p99 of the whole answer, and of the first content delta of a
   stream; a gateway's *added* latency is its percentile minus the direct one;
 - requests per second at concurrency 64 (LiteLLM's at 32 too, the figure the issue quotes), in
-  rounds that alternate the targets, with the gateway's CPU time per request; any answer that
-  is not a 200 carrying the echoed text counts as an error;
-- polyroute's throughput over LiteLLM's, the median of the per-round ratios.
+  rounds that alternate the targets, with the gateway's CPU time per request and the cores the
+  server, the upstream, the load generator and the whole machine used; any answer that is not
+  a 200 carrying the echoed text counts as an error;
+- polyroute's throughput over LiteLLM's, the median of the per-round ratios;
+- the command that reproduces the run.
 
-    python benchmarks/gateway_overhead.py --quick            # ~30 s; LiteLLM when set up
     python benchmarks/gateway_overhead.py --setup-litellm    # once: ./.bench-venv-litellm
-    python benchmarks/gateway_overhead.py                    # full run, ~3 min with LiteLLM
+    python benchmarks/gateway_overhead.py                    # full run, ~6 min with LiteLLM
+    python benchmarks/gateway_overhead.py --pin              # gateway alone on CPU 1
+    python benchmarks/gateway_overhead.py --quick --no-litellm   # ~30 s while developing
 
 Exits 1 when any request failed, and 2 with ``--strict`` when a target is missed.
 """
@@ -27,6 +32,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -453,8 +459,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds the ExitStack: no server outlives the benchmark
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if args.setup_litellm:
         print(f"installing litellm[proxy] into {LITELLM_VENV} ...", flush=True)
         setup_litellm()

@@ -153,4 +153,7 @@ def test_concurrent_feedback_keeps_counts_exact(kind: str) -> None:
         else:
             assert arm["n"] == expected
             x = np.append(router._featurize([m], ctx).x[:-1], 1.0)
-            np.testing.assert_allclose(np.array(arm["A"]), np.eye(9) + expected * np.outer(x, x))
+            assert isinstance(router, LinUCBRouter)
+            np.testing.assert_allclose(
+                np.array(arm["A"]), router.ridge * np.eye(9) + expected * np.outer(x, x)
+            )

@@ -39,7 +39,9 @@ def test_train_then_route(tmp_path: Path, data: tuple[Path, Path]) -> None:
     out = train(tmp_path, data, "--router", "knn", "--max-cost-fraction", "0.5")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["knob"] == {"max_cost_fraction": 0.5}
-    assert manifest["embedding"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    # The default embedding: MiniLM's static token table, not its encoder.
+    assert manifest["embedding"]["name"] == "minilm-static"
+    assert manifest["embedding"]["model"].startswith("sentence-transformers/all-MiniLM-L6-v2 (")
     result = runner.invoke(app, ["route", "--router", str(out), "poem question number 99"])
     assert result.exit_code == 0, result.output
     assert "predicted quality" in result.output
@@ -48,6 +50,19 @@ def test_train_then_route(tmp_path: Path, data: tuple[Path, Path]) -> None:
     result = runner.invoke(app, ["route", "--router", str(out), "--lambda", "0", "math question"])
     assert result.exit_code == 0, result.output
     assert "λ = 0" in result.output
+
+
+def test_the_full_encoder_is_an_option_and_its_routers_load_with_it(
+    tmp_path: Path, data: tuple[Path, Path]
+) -> None:
+    out = train(tmp_path, data, "--router", "knn", "--embedding", "minilm")
+    embedding = json.loads((out / "manifest.json").read_text())["embedding"]
+    assert embedding["name"] == "minilm"
+    assert embedding["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert list((tmp_path / "cache").glob("*/*.npz")), "the encoder's vectors are cached"
+    result = runner.invoke(app, ["route", "--router", str(out), "poem question number 99"])
+    assert result.exit_code == 0, result.output
+    assert "predicted quality" in result.output
 
 
 def test_without_a_knob_train_matches_the_strongest_model(
@@ -68,6 +83,7 @@ def test_without_a_knob_train_matches_the_strongest_model(
             "one of --lambda",
         ),
         (["train", "--data", "d", "--out", "x", "--min-quality-fraction", "-1"], "> 0"),
+        (["train", "--data", "d", "--out", "x", "--embedding", "bert"], "unknown embedding"),
         (["route", "--router", ".", "hello"], "not a trained router"),
         (["route", "--router", "nowhere", "hello"], "no such directory"),
     ],

@@ -180,7 +180,12 @@ def test_save_and_load_round_trip(
     manifest = read_manifest(path)
     assert manifest["kind"] == kind
     assert manifest["models"] == ["cheap", "coder", "strong"]
-    assert manifest["embedding"] == {"model": "test/topic-embedder", "sha256": "0" * 64, "dim": 8}
+    assert manifest["embedding"] == {
+        "name": None,  # not one of polyroute's own embeddings
+        "model": "test/topic-embedder",
+        "sha256": "0" * 64,
+        "dim": 8,
+    }
     assert manifest["knob"] == {"max_cost_fraction": 0.5}
     assert manifest["training"]["prompts"] == 90
     loaded = load_router(path, embedder=embedder)
@@ -206,7 +211,11 @@ def test_loading_explains_what_is_wrong(
     result = train_router(dataset, kind="knn", embedder=embedder, params={"k": 5})
     path = save_router(result.router, tmp_path / "r")
     with pytest.raises(RouterFileError, match="retrain"):
-        load_router(path)  # trained on the fake embedder, not all-MiniLM-L6-v2
+        load_router(path)  # trained on the fake embedder, not one polyroute has
+    other = TopicEmbedder()
+    other.fingerprint = "1" * 64  # same model name, other weights
+    with pytest.raises(RouterFileError, match=r"this embedder is test/topic-embedder \(111"):
+        load_router(path, embedder=other)
     arrays = path / "arrays.npz"
     arrays.write_bytes(arrays.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(RouterFileError, match="sha256"):
@@ -228,14 +237,17 @@ def test_from_config_loads_and_overrides_the_knob(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import polyroute.routing.embedding as embedding
+    from polyroute.routing.embedders import EMBEDDINGS, EmbeddingChoice
 
     result = train_router(dataset, kind="knn", embedder=embedder, prices=PRICES, params={"k": 5})
     path = save_router(result.router, tmp_path / "r")
-    monkeypatch.setattr(embedding, "MODEL_ID", embedder.model_id)
-    monkeypatch.setattr(embedding, "WEIGHTS_SHA256", embedder.fingerprint)
+    topic = EmbeddingChoice(
+        "topic", embedder.model_id, embedder.fingerprint, "test", lambda: embedder, cache=False
+    )
+    monkeypatch.setitem(EMBEDDINGS, "topic", topic)
     router = KNNRouter.from_config("auto", {"path": str(path), "lambda": 123.0})
     assert isinstance(router, KNNRouter)
+    assert router.embedder is embedder  # the embedding its manifest names
     assert (router.name, router.lam) == ("auto", 123.0)
     with pytest.raises(ConfigError, match="not 'mlp'"):
         MLPRouter.from_config("m", {"path": str(path)})

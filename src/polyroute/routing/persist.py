@@ -8,9 +8,10 @@
     DIR/arrays.npz      the learned arrays ("model/...") and the calibration set
                         ("calibration/..."), read with allow_pickle=False
 
-Loading checks the format version, the kind (in the routers registry), that the embedding
-model installed here is the one the router learned from, and the arrays' hash; each failure
-is a :class:`RouterFileError` saying what is wrong and what to do.
+Loading checks the format version, the kind (in the routers registry), that this polyroute
+has the embedding the router learned from (and uses that one: :mod:`polyroute.routing.embedders`),
+and the arrays' hash; each failure is a :class:`RouterFileError` saying what is wrong and what
+to do.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 from polyroute import __version__
 from polyroute.errors import ConfigError
+from polyroute.routing.embedders import EMBEDDINGS, find_choice, get_embedder
 from polyroute.routing.embedding import Embedder
 from polyroute.routing.knob import Calibration, Knob
 from polyroute.routing.routers.learned import CalibrationSet, LearnedRouter
@@ -67,6 +69,7 @@ def save_router(
         np.savez(f, **arrays)  # type: ignore[arg-type]  # the stubs miss **arrays
     tmp.replace(path / ARRAYS)
     embedder = router.embedder
+    fp = embedder.fingerprint
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -75,6 +78,7 @@ def save_router(
         "models": router.models,
         "params": router.params(),
         "embedding": {
+            "name": choice.name if (choice := find_choice(embedder.model_id, fp)) else None,
             "model": embedder.model_id,
             "sha256": embedder.fingerprint,
             "dim": embedder.dim,
@@ -149,7 +153,7 @@ def load_router(
     path: str | Path, *, name: str | None = None, embedder: Embedder | None = None
 ) -> LearnedRouter:
     """The learned router saved in ``path`` (or ``builtin:NAME``); ``embedder`` defaults to
-    the installed model."""
+    the one its manifest names (:mod:`polyroute.routing.embedders`)."""
     from polyroute.routing.registry import ROUTERS
 
     path = resolve_router_path(path)
@@ -159,7 +163,7 @@ def load_router(
         cls = ROUTERS.get(kind)
         if not (isinstance(cls, type) and issubclass(cls, LearnedRouter)):
             raise RouterFileError(f"{path}: {kind!r} is not a learned router kind")
-        _check_embedding(path, manifest["embedding"], embedder)
+        embedder = _embedder_for(path, manifest["embedding"], embedder)
         router = cls(name or manifest.get("name") or kind, embedder=embedder, **manifest["params"])
         arrays = _read_arrays(path, manifest["arrays"]["sha256"])
         router.models = [str(m) for m in manifest["models"]]
@@ -188,17 +192,25 @@ def load_router(
     return router
 
 
-def _check_embedding(path: Path, spec: Mapping[str, Any], embedder: Embedder | None) -> None:
-    from polyroute.routing.embedding import MODEL_ID, WEIGHTS_SHA256
-
+def _embedder_for(path: Path, spec: Mapping[str, Any], embedder: Embedder | None) -> Embedder:
+    """The embedder the router learned from: ``embedder`` if given (it must be that one), else
+    the known embedding the manifest names; anything else means the router must be retrained."""
     model, sha = spec["model"], spec["sha256"]
-    have_model = embedder.model_id if embedder else MODEL_ID
-    have_sha = embedder.fingerprint if embedder else WEIGHTS_SHA256
-    if (model, sha) != (have_model, have_sha):
-        raise RouterFileError(
-            f"{path} was trained on embeddings of {model} (weights sha256 {sha[:12]}…) but "
-            f"this polyroute embeds with {have_model} ({have_sha[:12]}…); retrain the router"
-        )
+    if embedder is not None and (embedder.model_id, embedder.fingerprint) == (model, sha):
+        return embedder
+    choice = find_choice(model, sha) if embedder is None else None
+    if choice is not None:
+        return get_embedder(choice.name)
+    have = (
+        f"this embedder is {embedder.model_id} ({embedder.fingerprint[:12]}…)"
+        if embedder is not None
+        else "this polyroute embeds with "
+        + ", ".join(f"{c.name} = {c.model_id} ({c.fingerprint[:12]}…)" for c in EMBEDDINGS.values())
+    )
+    raise RouterFileError(
+        f"{path} was trained on embeddings of {model} (sha256 {sha[:12]}…) but {have}; "
+        "retrain the router (`polyroute train --data DATA.jsonl --out DIR`)"
+    )
 
 
 def _read_arrays(path: Path, sha256: str) -> dict[str, np.ndarray[Any, Any]]:

@@ -10,19 +10,29 @@ duplicates, and the baseline the other learned routers must beat.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from polyroute.routing.embedding import Embedder, Float32Array
+from polyroute.routing.embedding import Embedder, Float32Array, blas_thread_limiter
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import LearnedRouter, check_finite
 from polyroute.routing.tradeoff import FloatArray
 
 #: Queries are scored against the training set this many at a time (bounds memory).
 _CHUNK = 256
+#: Blocks this small are scored on one BLAS thread: waking BLAS's worker threads for one
+#: serving query costs more than it saves (5-10 ms at p50 on a busy 2-core machine, against
+#: ~0.3 ms for the whole product on one thread).
+_ONE_THREAD_BELOW = 16
+
+
+@functools.cache
+def _one_blas_thread() -> Any:
+    return blas_thread_limiter(1)
 
 
 @ROUTERS.register("knn")
@@ -77,7 +87,11 @@ class KNNRouter(LearnedRouter):
 
     def _predict_block(self, queries: Float32Array) -> FloatArray:
         k = min(self.k, self._keys.shape[0])
-        sims = queries @ self._keys.T  # (q, n)
+        if queries.shape[0] < _ONE_THREAD_BELOW:
+            with _one_blas_thread()():
+                sims = queries @ self._keys.T  # (q, n)
+        else:
+            sims = queries @ self._keys.T
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (q, k), unordered
         near_sims = np.take_along_axis(sims, top, axis=1).astype(np.float64)
         weights = np.maximum(near_sims, 1e-6) if self.weighted else np.ones_like(near_sims)
