@@ -264,3 +264,30 @@ async def test_catalog_prices_a_model_the_config_does_not_price(
     # 1000 uncached input at $0.15/M + 1000 cached at $0.075/M + 1000 output at $0.60/M
     assert row["cost_usd"] == pytest.approx((1000 * 0.15 + 1000 * 0.075 + 1000 * 0.6) / 1e6)
     assert row["cost_status"] == "known" and row["cached_tokens"] == 1000
+
+
+async def test_a_bug_on_the_chat_path_is_a_500_json_error_without_traceback(
+    asgi_client: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The chat route is served ahead of FastAPI's middleware: it must map errors the same.
+    client = await asgi_client(config(db_url), fake_upstream([]))
+
+    def broken(_name: str) -> Any:
+        raise RuntimeError("internal detail that must not leak")
+
+    monkeypatch.setattr(client.gateway.pool, "resolve", broken)
+    r = await client.post("/v1/chat/completions", json={"model": "echo", "messages": USER})
+    assert r.status_code == 500
+    assert r.json()["error"]["type"] == "server_error"
+    assert "internal detail" not in r.text
+
+
+async def test_the_chat_route_also_answers_under_a_root_path(asgi_client: Any, db_url: str) -> None:
+    # Behind a proxy that strips a prefix (uvicorn --root-path), FastAPI's routing serves it.
+    client = await asgi_client(config(db_url), fake_upstream([]))
+    client._transport = httpx.ASGITransport(app=client._transport.app, root_path="/gw")
+    r = await client.post("/gw/v1/chat/completions", json={"model": "echo", "messages": USER})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "hi"
+    r = await client.post("/gw/v1/chat/completions", json={"model": "nope", "messages": USER})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"

@@ -157,3 +157,38 @@ def test_router_state_is_saved_replaced_and_loaded(store: Store) -> None:
         "bandit": ("ucb1", {"arms": {"a": {"n": 2, "sum": 1.5}}}),
         "ts": ("thompson", {"arms": {}}),
     }
+
+
+def test_insert_traces_stores_what_sqlalchemy_insert_stores(store: Store) -> None:
+    # insert_traces runs a precompiled executemany; the stored values (times in the
+    # dialect's own form, booleans, NULL for a column a row leaves out) must match a plain
+    # SQLAlchemy insert of the same rows.
+    import sqlalchemy as sa
+
+    from polyroute.store import schema
+
+    full = {"id": "fast", "created_at": T0, "requested_model": "m", "stream": True, "status": 200,
+            "model": "a", "latency_ms": 1.5, "request_body": '{"x": 1}'}  # fmt: skip
+    sparse = {"id": "fast2", "created_at": T0, "requested_model": "m", "stream": False,
+              "status": 502}  # fmt: skip
+    attempt = {"request_id": "fast", "n": 0, "started_at": T0, "model": "a", "provider": "up",
+               "status": 200}  # fmt: skip
+    store.insert_traces([full, sparse], [attempt])
+    with store.engine.begin() as conn:
+        conn.execute(schema.requests.insert(), [{**full, "id": "slow"}])
+        conn.execute(schema.requests.insert(), [{**sparse, "id": "slow2"}])
+        conn.execute(schema.attempts.insert(), [{**attempt, "request_id": "slow"}])
+    with store.engine.connect() as conn:
+        # Raw text, not through the column types: what is on disk must be the same.
+        rows = {r[0]: r[1:] for r in conn.execute(sa.text(
+            "SELECT id, CAST(created_at AS TEXT), stream, status, model, latency_ms, request_body, "
+            "error FROM requests"))}  # fmt: skip
+        tries = {r[0]: r[1:] for r in conn.execute(sa.text(
+            "SELECT request_id, CAST(started_at AS TEXT), n, status FROM attempts"))}  # fmt: skip
+    assert rows["fast"] == rows["slow"]
+    assert rows["fast2"] == rows["slow2"]
+    assert rows["fast2"][-1] is None and rows["fast2"][3] is None  # left out: NULL
+    assert tries["fast"] == tries["slow"]
+    trace = store.get_trace("fast")
+    assert trace is not None and trace["created_at"] == T0 and trace["stream"] is True
+    assert trace["attempts"][0]["started_at"] == T0

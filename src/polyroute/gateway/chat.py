@@ -84,12 +84,11 @@ class ChatService:
             record.router = decision.router
             record.decision, record.route_context = decision, context
             headers.update(decision_headers(decision))
+        # The headers go into the response as it is made: updating them afterwards
+        # rebuilds the header list once per header.
         if chat.stream:
-            response = await self._stream(body, targets, record, start)
-        else:
-            response = await self._complete(body, targets, record, start)
-        response.headers.update(headers)
-        return response
+            return await self._stream(body, targets, record, start, headers)
+        return await self._complete(body, targets, record, start, headers)
 
     async def _targets(
         self, chat: ChatCompletionRequest, body: JSON
@@ -107,7 +106,12 @@ class ChatService:
         return [self.pool.resolve(n) for n in names], decision, context
 
     async def _complete(
-        self, body: JSON, targets: list[Target], record: RequestRecord, start: float
+        self,
+        body: JSON,
+        targets: list[Target],
+        record: RequestRecord,
+        start: float,
+        headers: dict[str, str],
     ) -> Response:
         try:
             target, result = await self._first_success(targets, record, body)
@@ -120,7 +124,7 @@ class ChatService:
             record.response_text = message_text(result)
         usage = Usage.from_openai(result.get("usage"))
         self._finish(record, start, usage=usage, target=target, ttft=None)
-        return Response(orjson.dumps(result), media_type="application/json")
+        return Response(orjson.dumps(result), media_type="application/json", headers=headers)
 
     async def _first_success(
         self, targets: list[Target], record: RequestRecord, body: JSON
@@ -146,7 +150,12 @@ class ChatService:
         raise last
 
     async def _stream(
-        self, body: JSON, targets: list[Target], record: RequestRecord, start: float
+        self,
+        body: JSON,
+        targets: list[Target],
+        record: RequestRecord,
+        start: float,
+        headers: dict[str, str],
     ) -> Response:
         client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         # Always ask the upstream for usage so the record is complete; the usage chunk is
@@ -189,7 +198,7 @@ class ChatService:
             return StreamingResponse(
                 self._relay(first, chunks, target, record, start, ttft, client_wants_usage),
                 media_type="text/event-stream",
-                headers=_STREAM_HEADERS,
+                headers={**_STREAM_HEADERS, **headers},
             )
         assert last is not None
         self._finish(record, start, status=last.status_code, error=last.message)

@@ -65,6 +65,9 @@ class OpenAICompatProvider(Provider):
         self._chat_url = httpx.URL(f"{base}/chat/completions")
         self._models_url = httpx.URL(f"{base}/models")
         self._headers = httpx.Headers(headers)
+        # What httpx would add to each chat request but its length: Host, first (as httpx puts it).
+        auto = [] if "host" in self._headers else [(b"Host", self._chat_url.netloc)]
+        self._chat_headers = httpx.Headers([*auto, *self._headers.raw])
         self._timeout = httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s).as_dict()
         self._health_timeout = httpx.Timeout(2.0).as_dict()
 
@@ -76,13 +79,20 @@ class OpenAICompatProvider(Provider):
         return await self._transport.handle_async_request(request)
 
     def _post_chat(self, body: JSON) -> httpx.Request:
-        return httpx.Request(
+        # The same request as httpx.Request(..., content=...) makes, at a third of its CPU:
+        # given a stream and complete headers, httpx skips its header defaulting.
+        content = orjson.dumps(body)
+        headers = httpx.Headers(self._chat_headers)
+        headers["Content-Length"] = str(len(content))
+        request = httpx.Request(
             "POST",
             self._chat_url,
-            headers=self._headers,
-            content=orjson.dumps(body),
+            headers=headers,
+            stream=httpx.ByteStream(content),
             extensions={"timeout": self._timeout},
         )
+        request.read()  # the body is in memory already: this only makes .content available
+        return request
 
     async def chat(self, model: ModelConfig, body: JSON) -> JSON:
         try:
