@@ -7,11 +7,12 @@ coverage). Graders are plain functions registered in :data:`polyroute.bench.GRAD
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from polyroute.errors import PolyrouteError
+from polyroute.routing.dataset import flatten_messages
 
 Message = Mapping[str, Any]
 
@@ -68,24 +69,3 @@ class Grader(Protocol):
 
 def user_message(text: str) -> tuple[Message, ...]:
     return ({"role": "user", "content": text},)
-
-
-def flatten_messages(messages: Sequence[Message]) -> str:
-    """Chat messages as one text, the way routers see a prompt."""
-    if len(messages) == 1 and messages[0].get("role") == "user":
-        return _content_text(messages[0].get("content"))
-    return "\n".join(
-        f"{m.get('role', 'user')}: {_content_text(m.get('content'))}" for m in messages
-    )
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts: keep the text ones
-        return " ".join(
-            str(p.get("text", ""))
-            for p in content
-            if isinstance(p, dict) and p.get("type") == "text"
-        )
-    return "" if content is None else str(content)

@@ -16,6 +16,7 @@ from polyroute.config import Config
 from polyroute.errors import ConfigError, NoEligibleModel
 from polyroute.gateway.protocol import ChatCompletionRequest
 from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
+from polyroute.routing.dataset import flatten_messages
 
 #: Name that clients send to mean "the default router".
 AUTO = "auto"
@@ -40,22 +41,6 @@ class HealthTracker:
     def healthy(self, model: str) -> bool:
         until = self._down_until.get(model)
         return until is None or time.monotonic() >= until
-
-
-def flatten_messages(messages: Sequence[Mapping[str, Any]]) -> str:
-    """The prompt as one text: content parts joined, roles kept where there are several."""
-    parts: list[str] = []
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, list):
-            content = " ".join(
-                str(p.get("text", ""))
-                for p in content
-                if isinstance(p, dict) and p.get("type") == "text"
-            )
-        text = "" if content is None else str(content)
-        parts.append(text if len(messages) == 1 else f"{m.get('role', 'user')}: {text}")
-    return "\n".join(parts)
 
 
 def route_request(chat: ChatCompletionRequest, body: Mapping[str, Any]) -> RouteRequest:
