@@ -268,21 +268,30 @@ def _format_validation_error(path: str, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def read_yaml_mapping(
+    path: Path, what: str, shape: str, error: type[ConfigError] = ConfigError
+) -> dict[str, Any]:
+    """The mapping a YAML file holds (an empty file is an empty one), or ``error`` saying
+    what is wrong with ``what`` (e.g. "config file") and which ``shape`` it must have."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise error(f"{what} {path} is not valid YAML: {e}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise error(f"{what} {path} must hold {shape}")
+    return raw
+
+
 def load_config(path: str | Path | None) -> Config:
     """Load and validate a YAML config; ``None`` gives the embedded default."""
     if path is None:
         return default_config()
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {p} does not exist") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    raw = read_yaml_mapping(p, "config file", "a mapping at the top level")
     try:
         return Config.model_validate(raw)
     except ValidationError as e:

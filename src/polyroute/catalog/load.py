@@ -68,19 +68,10 @@ def _load_merged(path: str, _mtime_ns: int, _size: int) -> Catalog:
 
 def read_catalog_file(path: str | Path) -> Catalog:
     """Read one catalog file (YAML, of which JSON is a subset) on its own."""
-    import yaml  # only user files are YAML; the bundled catalog loads without it
+    from polyroute.config import read_yaml_mapping
 
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise CatalogError(f"catalog file {p} does not exist") from None
-    except yaml.YAMLError as e:
-        raise CatalogError(f"catalog file {p} is not valid YAML: {e}") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise CatalogError(f"catalog file {p} must hold a mapping with a 'models' list")
+    raw = read_yaml_mapping(p, "catalog file", "a mapping with a 'models' list", CatalogError)
     catalog = parse_catalog(raw, source=str(p))
     if not catalog.sources:
         catalog = catalog.model_copy(update={"sources": [Provenance(source=str(p))]})

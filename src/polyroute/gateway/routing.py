@@ -124,9 +124,6 @@ class RouterHub:
         for router in self.routers.values():
             router.warm()
 
-    async def decide(self, model: str, request: RouteRequest) -> Decision:
-        return (await self.decide_with_context(model, request))[0]
-
     async def decide_with_context(self, model: str, request: RouteRequest) -> tuple[Decision, Any]:
         """The decision, and what an online router wants back with feedback (else None)."""
         name = self.default if model == AUTO else model

@@ -9,9 +9,11 @@ event loop never waits on them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from polyroute.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,16 @@ class Decision:
     reason: str = ""
     #: Models in the order to try if the chosen one fails (fallbacks).
     fallbacks: tuple[str, ...] = ()
+
+
+def check_options(name: str, options: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Refuse config options a router does not take, naming them and the ones it does."""
+    known = sorted(known)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"routers.{name}: unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}"
+        )
 
 
 class Router(ABC):

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from polyroute.errors import ConfigError, UnknownPrice
-from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
+from polyroute.routing.base import Candidate, Decision, Router, RouteRequest, check_options
 from polyroute.routing.costs import prompt_cost
 from polyroute.routing.tradeoff import FloatArray, select
 
@@ -103,12 +103,7 @@ class OnlineRouter(Router):
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any]) -> OnlineRouter:
         """Config: ``routers: {NAME: {kind: KIND, lambda: λ, ...}}``; options per kind."""
-        unknown = sorted(set(options) - set(cls.config_options))
-        if unknown:
-            raise ConfigError(
-                f"routers.{name}: unknown option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(cls.config_options))}"
-            )
+        check_options(name, options, cls.config_options)
         kwargs: dict[str, Any] = {}
         for key, value in options.items():
             keyword, want = cls.config_options[key]

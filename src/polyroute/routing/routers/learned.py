@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from polyroute.errors import ConfigError, NoEligibleModel, PolyrouteError, UnknownPrice
-from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
+from polyroute.routing.base import Candidate, Decision, Router, RouteRequest, check_options
 from polyroute.routing.costs import DEFAULT_OUTPUT_TOKENS, PriceTable, prompt_cost
 from polyroute.routing.embedding import Embedder, Float32Array, default_embedder
 from polyroute.routing.knob import Calibration, Knob, calibrate
@@ -146,13 +146,9 @@ class LearnedRouter(Router):
         ``max_cost_fraction`` or ``min_quality_fraction`` to override the stored knob."""
         from polyroute.routing.persist import load_router
 
-        allowed = {"path", "lambda", "max_cost_fraction", "min_quality_fraction"}
-        unknown = sorted(set(options) - allowed)
-        if unknown:
-            raise ConfigError(
-                f"routers.{name}: unknown option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(allowed))}"
-            )
+        check_options(
+            name, options, ["path", "lambda", "max_cost_fraction", "min_quality_fraction"]
+        )
         path = options.get("path")
         if not isinstance(path, str | Path):
             raise ConfigError(f"routers.{name}.path: the trained router's directory is required")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from polyroute.errors import ConfigError
-from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
+from polyroute.routing.base import Candidate, Decision, Router, RouteRequest, check_options
 from polyroute.routing.registry import ROUTERS
 
 
@@ -27,11 +27,7 @@ class RandomRouter(Router):
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any]) -> RandomRouter:
-        unknown = sorted(set(options) - {"seed"})
-        if unknown:
-            raise ConfigError(
-                f"routers.{name}: unknown option(s) {', '.join(unknown)}; known: seed"
-            )
+        check_options(name, options, ["seed"])
         seed = options.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ConfigError(f"routers.{name}.seed must be an integer, got {seed!r}")

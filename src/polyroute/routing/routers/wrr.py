@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from polyroute.errors import ConfigError, NoEligibleModel
-from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
+from polyroute.routing.base import Candidate, Decision, Router, RouteRequest, check_options
 from polyroute.routing.registry import ROUTERS
 
 
@@ -42,11 +42,7 @@ class WeightedRoundRobinRouter(Router):
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any]) -> WeightedRoundRobinRouter:
-        unknown = sorted(set(options) - {"weights"})
-        if unknown:
-            raise ConfigError(
-                f"routers.{name}: unknown option(s) {', '.join(unknown)}; known: weights"
-            )
+        check_options(name, options, ["weights"])
         weights = options.get("weights")
         if not isinstance(weights, Mapping):
             raise ConfigError(f"routers.{name}.weights must be a mapping {{model: weight}}")
