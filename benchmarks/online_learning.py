@@ -2,7 +2,7 @@
 
 Data: LLMRouter's ``train.json`` (5,608 prompts) and ``test.json`` less the questions also in
 train (381), 9 models, scores in [0, 1]. Costs: ``default_llm.json`` prices × the prompt's
-tokens (MiniLM WordPiece) + 256 assumed output tokens (:mod:`polyroute.routing.costs`); the
+tokens (MiniLM WordPiece) + 256 assumed output tokens (:mod:`polyroute.routing_eval.costs`); the
 online routers see the same figure through ``Candidate`` prices and ``RouteRequest`` tokens.
 
 Stream: ``--requests`` prompts drawn with replacement from train ∪ test (seeded; one stream
@@ -53,16 +53,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from polyroute.cli.routing import default_cache_dir  # noqa: E402
+from polyroute.embeddings.base import CachedEmbedder  # noqa: E402
+from polyroute.embeddings.minilm import MiniLMEmbedder  # noqa: E402
 from polyroute.routing.base import Candidate, RouteRequest  # noqa: E402
-from polyroute.routing.costs import DEFAULT_OUTPUT_TOKENS, default_token_counter, load_prices  # noqa: E402
-from polyroute.routing.embedding import CachedEmbedder, MiniLMEmbedder  # noqa: E402
-from polyroute.routing.importers import import_dataset  # noqa: E402
 from polyroute.routing.online import LinUCBRouter, OnlineRouter, ThompsonRouter, UCB1Router  # noqa: E402
+from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS  # noqa: E402
 from polyroute.routing.registry import ROUTERS  # noqa: E402
 from polyroute.routing.routers.learned import LearnedRouter  # noqa: E402
 from polyroute.routing.routers.random import RandomRouter  # noqa: E402
 from polyroute.routing.tradeoff import FloatArray, select  # noqa: E402
-from polyroute.routing.train import BEST_KIND, out_of_fold  # noqa: E402
+from polyroute.routing_eval.costs import default_token_counter, load_prices  # noqa: E402
+from polyroute.routing_eval.importers import import_dataset  # noqa: E402
+from polyroute.routing_eval.train import BEST_KIND, out_of_fold  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "llmrouter" / "data"
 CHECKPOINTS = (100, 300, 1000, 2000, 3000, 4000, 6000, 10000, 20000)
@@ -115,7 +117,7 @@ def load_pool(data: Path) -> Pool:
 
 def offline_predictions(pool: Pool, embeddings: NDArray[np.float32]) -> FloatArray:
     """The offline router's predicted quality, never for a prompt it was fitted on."""
-    from polyroute.routing.dataset import RoutingDataset
+    from polyroute.routing_eval.dataset import RoutingDataset
 
     def build() -> LearnedRouter:
         cls = ROUTERS.get(BEST_KIND)

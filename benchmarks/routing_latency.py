@@ -36,14 +36,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from polyroute.embeddings.base import Embedder  # noqa: E402
+from polyroute.embeddings.minilm import MiniLMEmbedder  # noqa: E402
+from polyroute.embeddings.static import StaticMiniLMEmbedder  # noqa: E402
 from polyroute.routing.base import Candidate, RouteRequest  # noqa: E402
-from polyroute.routing.embedding import Embedder, MiniLMEmbedder  # noqa: E402
 from polyroute.routing.routers.knn import KNNRouter  # noqa: E402
 from polyroute.routing.routers.learned import LearnedRouter  # noqa: E402
 from polyroute.routing.routers.mlp import MLPRouter  # noqa: E402
 from polyroute.routing.routers.random import RandomRouter  # noqa: E402
 from polyroute.routing.routers.wrr import WeightedRoundRobinRouter  # noqa: E402
-from polyroute.routing.static_embedding import StaticMiniLMEmbedder  # noqa: E402
 from polyroute.routing.tradeoff import select  # noqa: E402
 
 ROUTE_TARGET_MS = 10.0

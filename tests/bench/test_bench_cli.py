@@ -231,7 +231,7 @@ def test_help_renders_for_both_commands() -> None:
 
 
 def test_results_load_as_a_routing_dataset(tmp_path: Path, setup: tuple[Path, Path]) -> None:
-    from polyroute.routing.dataset import RoutingDataset
+    from polyroute.routing_eval.dataset import RoutingDataset
 
     config, suite = setup
     out = tmp_path / "results.jsonl"

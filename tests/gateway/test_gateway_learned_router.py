@@ -14,10 +14,10 @@ from tests.gateway.test_gateway_routing import routed_config
 from tests.support.echo_upstream import EchoUpstream
 
 from polyroute.gateway import create_app
-from polyroute.routing.dataset import RoutingDataset
 from polyroute.routing.knob import Knob
 from polyroute.routing.persist import save_router
-from polyroute.routing.train import train_router
+from polyroute.routing_eval.dataset import RoutingDataset
+from polyroute.routing_eval.train import train_router
 from polyroute.store import Store
 
 pytestmark = pytest.mark.e2e

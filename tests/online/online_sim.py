@@ -54,7 +54,7 @@ def unit_vectors(rng: np.random.Generator, n: int, dim: int) -> FloatArray:
 
 
 class FakeEmbedder:
-    """An :class:`~polyroute.routing.embedding.Embedder` mapping known texts to fixed vectors."""
+    """An :class:`~polyroute.embeddings.minilm.Embedder` mapping known texts to fixed vectors."""
 
     model_id = "fake"
     fingerprint = "fake-embedder"

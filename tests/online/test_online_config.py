@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from tests.online.online_sim import FakeEmbedder, candidates, unit_vectors
 
+from polyroute.embeddings.minilm import DIM, MODEL_ID, WEIGHTS_SHA256
 from polyroute.errors import ConfigError
 from polyroute.routing.base import RouteRequest
-from polyroute.routing.embedding import DIM, MODEL_ID, WEIGHTS_SHA256
 from polyroute.routing.online import LinUCBRouter, ThompsonRouter, UCB1Router, learned_prior
 from polyroute.routing.persist import save_router
 from polyroute.routing.registry import ROUTERS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tests.routers.router_fakes import TopicEmbedder, topic_dataset
 
-from polyroute.routing.dataset import RoutingDataset
+from polyroute.routing_eval.dataset import RoutingDataset
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from polyroute.routing.dataset import RoutingDataset
+from polyroute.routing_eval.dataset import RoutingDataset
 
 TOPICS = ("math", "code", "poem")
 

@@ -10,7 +10,7 @@ from tests.routers.router_fakes import topic_dataset
 from typer.testing import CliRunner
 
 from polyroute.cli.main import app
-from polyroute.routing.train import BEST_KIND
+from polyroute.routing_eval.train import BEST_KIND
 
 runner = CliRunner()
 

@@ -9,15 +9,10 @@ import numpy as np
 import pytest
 from tests.routers.router_fakes import TopicEmbedder
 
-import polyroute.routing.embedding as embedding
+import polyroute.embeddings.minilm as embedding
+from polyroute.embeddings.base import CachedEmbedder, Embedder
+from polyroute.embeddings.minilm import MiniLMEmbedder, locate_model, verify_weights
 from polyroute.errors import ModelUnavailable
-from polyroute.routing.embedding import (
-    CachedEmbedder,
-    Embedder,
-    MiniLMEmbedder,
-    locate_model,
-    verify_weights,
-)
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text())
 

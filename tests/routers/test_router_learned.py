@@ -11,13 +11,13 @@ from tests.routers.router_fakes import TopicEmbedder
 
 from polyroute.errors import ConfigError, NoEligibleModel, UnknownPrice
 from polyroute.routing.base import Candidate, RouteRequest
-from polyroute.routing.dataset import RoutingDataError, RoutingDataset
 from polyroute.routing.knob import Knob
 from polyroute.routing.persist import RouterFileError, load_router, read_manifest, save_router
 from polyroute.routing.routers.knn import KNNRouter
 from polyroute.routing.routers.learned import LearnedRouter
 from polyroute.routing.routers.mlp import MLPRouter
-from polyroute.routing.train import learned_kinds, train_router
+from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset
+from polyroute.routing_eval.train import learned_kinds, train_router
 
 PRICES = {"cheap": (0.1, 0.1), "coder": (0.3, 0.3), "strong": (1.0, 1.0)}
 TOPIC_TRUTH = {"math": [0, 0, 1], "code": [0, 1, 1], "poem": [1, 1, 1]}
@@ -237,7 +237,7 @@ def test_from_config_loads_and_overrides_the_knob(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from polyroute.routing.embedders import EMBEDDINGS, EmbeddingChoice
+    from polyroute.embeddings.registry import EMBEDDINGS, EmbeddingChoice
 
     result = train_router(dataset, kind="knn", embedder=embedder, prices=PRICES, params={"k": 5})
     path = save_router(result.router, tmp_path / "r")

@@ -8,23 +8,18 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from polyroute.errors import ModelUnavailable
-from polyroute.routing.embedders import (
+from polyroute.embeddings.base import Embedder
+from polyroute.embeddings.minilm import MODEL_ID, WEIGHTS_SHA256, ModelFiles, locate_model
+from polyroute.embeddings.registry import (
     DEFAULT_EMBEDDING,
     EMBEDDINGS,
+    default_embedder,
     embedding_choice,
     find_choice,
     get_embedder,
 )
-from polyroute.routing.embedding import (
-    MODEL_ID,
-    WEIGHTS_SHA256,
-    Embedder,
-    ModelFiles,
-    default_embedder,
-    locate_model,
-)
-from polyroute.routing.static_embedding import MAX_TOKENS, StaticMiniLMEmbedder
+from polyroute.embeddings.static import MAX_TOKENS, StaticMiniLMEmbedder
+from polyroute.errors import ModelUnavailable
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from polyroute.cli.routing_data import register
-from polyroute.routing.dataset import RoutingDataset
+from polyroute.routing_eval.dataset import RoutingDataset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 runner = CliRunner()

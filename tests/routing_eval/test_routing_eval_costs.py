@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from polyroute.errors import UnknownPrice
-from polyroute.routing.costs import (
+from polyroute.routing.pricing import prompt_cost
+from polyroute.routing_eval.costs import (
     CharCounter,
     default_token_counter,
     fill_missing_costs,
     load_prices,
-    prompt_cost,
 )
-from polyroute.routing.dataset import RoutingDataError, RoutingDataset, Row, from_rows
+from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset, Row, from_rows
 
 
 class FixedCounter:
@@ -111,7 +111,7 @@ def test_bad_prices_file_names_the_model(tmp_path: Path, content: str, message: 
 def test_without_the_tokenizer_package_the_fallback_is_chars(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import polyroute.routing.costs as costs
+    import polyroute.routing_eval.costs as costs
 
     monkeypatch.setattr(costs, "_minilm_tokenizer_json", lambda: None)
     assert isinstance(costs.default_token_counter.__wrapped__(), CharCounter)

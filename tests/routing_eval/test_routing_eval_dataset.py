@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polyroute.routing.dataset import RoutingDataError, RoutingDataset, flatten_messages
+from polyroute.routing.prompt import flatten_messages
+from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polyroute.routing.dataset import RoutingDataError
-from polyroute.routing.importers import IMPORTERS, import_dataset
+from polyroute.routing_eval.dataset import RoutingDataError
+from polyroute.routing_eval.importers import IMPORTERS, import_dataset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

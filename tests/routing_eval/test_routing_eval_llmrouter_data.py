@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polyroute.routing import metrics
-from polyroute.routing.importers import import_dataset
+from polyroute.routing_eval import metrics
+from polyroute.routing_eval.importers import import_dataset
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "llmrouter" / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared LLMRouter data not present")

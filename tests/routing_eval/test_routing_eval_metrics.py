@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from polyroute.routing import metrics
+from polyroute.routing_eval import metrics
 
 Q = np.array([[1.0, 1.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
 C = np.array([[1.0, 3.0]] * 4)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polyroute.routing.dataset import RoutingDataError, RoutingDataset, Row, from_rows
-from polyroute.routing.evaluate import align_predictions, evaluate, write_report
-from polyroute.routing.plot import plot_report
+from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset, Row, from_rows
+from polyroute.routing_eval.evaluate import align_predictions, evaluate, write_report
+from polyroute.routing_eval.plot import plot_report
 
 Q = [[1.0, 1.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]]
 ADV = [0.1, 0.4, 0.3, -0.2]

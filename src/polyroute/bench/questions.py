@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from polyroute.errors import PolyrouteError
-from polyroute.routing.dataset import flatten_messages
+from polyroute.routing.prompt import flatten_messages
 
 Message = Mapping[str, Any]
 

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from polyroute.errors import PolyrouteError
-from polyroute.routing.costs import DEFAULT_OUTPUT_TOKENS
+from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS
 
 out = Console()
 err = Console(stderr=True)
@@ -76,13 +76,13 @@ def train(
     ),
 ) -> None:
     """Train a learned router on a routing dataset and save it to a directory."""
-    from polyroute.routing.costs import load_prices
-    from polyroute.routing.dataset import RoutingDataset
-    from polyroute.routing.embedders import embedding_choice, get_embedder
-    from polyroute.routing.embedding import CachedEmbedder, Embedder
+    from polyroute.embeddings.base import CachedEmbedder, Embedder
+    from polyroute.embeddings.registry import embedding_choice, get_embedder
     from polyroute.routing.knob import Knob
     from polyroute.routing.persist import save_router
-    from polyroute.routing.train import BEST_KIND, DEFAULT_KNOB, train_router
+    from polyroute.routing_eval.costs import load_prices
+    from polyroute.routing_eval.dataset import RoutingDataset
+    from polyroute.routing_eval.train import BEST_KIND, DEFAULT_KNOB, train_router
 
     knob = _knob(lam, max_cost_fraction, min_quality_fraction)
     assert isinstance(knob, Knob)

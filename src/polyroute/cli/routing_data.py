@@ -11,8 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from polyroute.errors import PolyrouteError
-from polyroute.routing.costs import DEFAULT_OUTPUT_TOKENS, fill_missing_costs, load_prices
-from polyroute.routing.dataset import RoutingDataError, RoutingDataset
+from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS
+from polyroute.routing_eval.costs import fill_missing_costs, load_prices
+from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -42,7 +43,7 @@ def import_data(
     ),
 ) -> None:
     """Convert LLMRouter, RouterBench or RouteLLM data into polyroute's routing JSONL."""
-    from polyroute.routing.importers import IMPORTERS, import_dataset
+    from polyroute.routing_eval.importers import IMPORTERS, import_dataset
 
     if fmt not in IMPORTERS:
         raise typer.BadParameter(
@@ -96,7 +97,7 @@ def eval_router(
     ),
 ) -> None:
     """Evaluate a saved router on a test set: report, predictions and optional plot."""
-    from polyroute.routing.evaluate import align_predictions, evaluate, write_report
+    from polyroute.routing_eval.evaluate import align_predictions, evaluate, write_report
 
     try:
         dataset = RoutingDataset.load(data)
@@ -130,7 +131,7 @@ def eval_router(
         }
         write_report(report_path, report)
         if plot_path is not None:
-            from polyroute.routing.plot import plot_report
+            from polyroute.routing_eval.plot import plot_report
 
             plot_report(report, plot_path, log_cost=log_cost)
     except ImportError as e:  # matplotlib, for --plot; the report is written already

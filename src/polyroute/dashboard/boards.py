@@ -1,21 +1,23 @@
 """The benchmark leaderboards the dashboard shows, read from the results files in the config.
 
 A file is read again only when its modification time changes. A file that cannot be read
-is shown with its error rather than failing the page.
+is shown with its error rather than failing the page. The bench package is imported only
+when a page asks for a board: a serving gateway never loads the offline code it needs.
 """
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from polyroute.bench import leaderboard as lb
-from polyroute.bench.results import read_results
 from polyroute.errors import PolyrouteError
 
+if TYPE_CHECKING:
+    from polyroute.bench.leaderboard import Leaderboard
 
-def board_json(board: lb.Leaderboard) -> dict[str, Any]:
+
+def board_json(board: Leaderboard) -> dict[str, Any]:
     """A leaderboard as JSON data: per model figures, per task quality, the oracle."""
     return {
         "prompts": board.prompts,
@@ -63,8 +65,11 @@ class BenchBoards:
             cached = self._cache.get(path)
         if cached is not None and cached[0] == mtime:
             return cached[1]
+        from polyroute.bench.leaderboard import compute
+        from polyroute.bench.results import read_results
+
         try:
-            entry = {"path": str(path), **board_json(lb.compute(read_results(path)))}
+            entry = {"path": str(path), **board_json(compute(read_results(path)))}
         except PolyrouteError as e:
             entry = {"path": str(path), "error": e.message}
         except (OSError, ValueError) as e:  # unreadable, or not UTF-8

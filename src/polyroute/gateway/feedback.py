@@ -23,7 +23,7 @@ from polyroute.errors import InvalidRequest, PolyrouteError
 from polyroute.gateway.learning import OnlineLearning, RecentTrace, RecentTraces, is_contextual
 from polyroute.gateway.protocol import read_json_body
 from polyroute.routing.base import RouteRequest
-from polyroute.routing.dataset import flatten_messages
+from polyroute.routing.prompt import flatten_messages
 from polyroute.store.db import Store
 
 _FIELDS = ("trace_id", "score", "source", "comment")

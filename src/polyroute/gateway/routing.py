@@ -16,7 +16,7 @@ from polyroute.config import Config
 from polyroute.errors import ConfigError, NoEligibleModel
 from polyroute.gateway.protocol import ChatCompletionRequest
 from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
-from polyroute.routing.dataset import flatten_messages
+from polyroute.routing.prompt import flatten_messages
 
 #: Name that clients send to mean "the default router".
 AUTO = "auto"

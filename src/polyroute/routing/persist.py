@@ -9,7 +9,7 @@
                         ("calibration/..."), read with allow_pickle=False
 
 Loading checks the format version, the kind (in the routers registry), that this polyroute
-has the embedding the router learned from (and uses that one: :mod:`polyroute.routing.embedders`),
+has the embedding the router learned from (and uses that one: :mod:`polyroute.embeddings.registry`),
 and the arrays' hash; each failure is a :class:`RouterFileError` saying what is wrong and what
 to do.
 """
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from polyroute import __version__
+from polyroute.embeddings.base import Embedder
+from polyroute.embeddings.registry import EMBEDDINGS, find_choice, get_embedder
 from polyroute.errors import ConfigError
-from polyroute.routing.embedders import EMBEDDINGS, find_choice, get_embedder
-from polyroute.routing.embedding import Embedder
 from polyroute.routing.knob import Calibration, Knob
 from polyroute.routing.routers.learned import CalibrationSet, LearnedRouter
 
@@ -153,7 +153,7 @@ def load_router(
     path: str | Path, *, name: str | None = None, embedder: Embedder | None = None
 ) -> LearnedRouter:
     """The learned router saved in ``path`` (or ``builtin:NAME``); ``embedder`` defaults to
-    the one its manifest names (:mod:`polyroute.routing.embedders`)."""
+    the one its manifest names (:mod:`polyroute.embeddings.registry`)."""
     from polyroute.routing.registry import ROUTERS
 
     path = resolve_router_path(path)

@@ -26,7 +26,7 @@ import numpy as np
 
 from polyroute.errors import ConfigError, UnknownPrice
 from polyroute.routing.base import Candidate, Decision, Router, RouteRequest, check_options
-from polyroute.routing.costs import prompt_cost
+from polyroute.routing.pricing import prompt_cost
 from polyroute.routing.tradeoff import FloatArray, select
 
 #: Bumped when a router's state layout changes; older states are refused, never guessed at.

@@ -43,10 +43,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from polyroute.embeddings.base import Embedder
+from polyroute.embeddings.minilm import DIM
+from polyroute.embeddings.registry import DEFAULT_EMBEDDING, default_embedder, embedding_choice
 from polyroute.errors import ConfigError
 from polyroute.routing.base import RouteRequest
-from polyroute.routing.embedders import DEFAULT_EMBEDDING, embedding_choice
-from polyroute.routing.embedding import DIM, Embedder, default_embedder
 from polyroute.routing.online.base import ArmScores, OnlineRouter, Option
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import LearnedRouter

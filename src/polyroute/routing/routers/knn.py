@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from polyroute.routing.embedding import Embedder, Float32Array, blas_thread_limiter
+from polyroute.embeddings.base import Embedder, Float32Array, blas_thread_limiter
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import LearnedRouter, check_finite
 from polyroute.routing.tradeoff import FloatArray

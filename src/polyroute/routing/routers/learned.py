@@ -1,7 +1,7 @@
 """What the learned quality routers share: embeddings in, predicted quality out, the knob on top.
 
 A learned router predicts, for a prompt, each model's expected quality (in [0, 1]) from the
-prompt's embedding (:mod:`polyroute.routing.embedding`). :meth:`LearnedRouter.route` then
+prompt's embedding (:mod:`polyroute.embeddings.minilm`). :meth:`LearnedRouter.route` then
 estimates each candidate's cost for this request (its price × the prompt's tokens plus the
 expected answer) and picks the candidate maximising predicted quality − λ·cost
 (:func:`polyroute.routing.tradeoff.select`). λ comes from the :class:`~polyroute.routing.knob.Knob`,
@@ -22,11 +22,12 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from polyroute.embeddings.base import Embedder, Float32Array
+from polyroute.embeddings.registry import default_embedder
 from polyroute.errors import ConfigError, NoEligibleModel, PolyrouteError, UnknownPrice
 from polyroute.routing.base import Candidate, Decision, Router, RouteRequest, check_options
-from polyroute.routing.costs import DEFAULT_OUTPUT_TOKENS, PriceTable, prompt_cost
-from polyroute.routing.embedding import Embedder, Float32Array, default_embedder
 from polyroute.routing.knob import Calibration, Knob, calibrate
+from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS, PriceTable, prompt_cost
 from polyroute.routing.tradeoff import FloatArray, select
 
 

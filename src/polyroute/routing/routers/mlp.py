@@ -21,7 +21,7 @@ import numpy as np
 import threadpoolctl  # type: ignore[import-untyped]
 from numpy.typing import NDArray
 
-from polyroute.routing.embedding import Embedder, Float32Array
+from polyroute.embeddings.base import Embedder, Float32Array
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import LearnedRouter, check_finite
 from polyroute.routing.tradeoff import FloatArray

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from polyroute.routing import metrics
-from polyroute.routing.dataset import FloatArray, RoutingDataError, RoutingDataset
+from polyroute.routing_eval import metrics
+from polyroute.routing_eval.dataset import FloatArray, RoutingDataError, RoutingDataset
 
 REPORT_VERSION = 1
 
@@ -50,7 +50,7 @@ def evaluate(
     """The evaluation report of ``predicted`` (columns = ``dataset.models``) on ``dataset``.
 
     ``dataset`` needs every score and cost (fill costs with
-    :func:`polyroute.routing.costs.fill_missing_costs`). With ``predictions_path``, also
+    :func:`polyroute.routing_eval.costs.fill_missing_costs`). With ``predictions_path``, also
     writes one JSONL row per prompt ``{"id", "predicted": {model: quality}}``.
     ``strong`` names the strong model of a two-model set (default: the better one).
     """
@@ -154,7 +154,7 @@ def _matrices(
     if dataset.costs is None or np.isnan(dataset.costs).any():
         raise RoutingDataError(
             "the dataset lacks some costs; estimate them from prices first "
-            "(polyroute.routing.costs.fill_missing_costs, or --prices on the command line)"
+            "(polyroute.routing_eval.costs.fill_missing_costs, or --prices on the command line)"
         )
     return dataset.scores, dataset.costs, p
 

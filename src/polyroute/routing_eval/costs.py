@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,13 +26,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from polyroute.errors import UnknownPrice
-from polyroute.routing.dataset import FloatArray, RoutingDataError, RoutingDataset
-
-#: Assumed answer length when a dataset records none (a short paragraph or a worked answer).
-DEFAULT_OUTPUT_TOKENS = 256
-
-#: {model: (USD per 1M input tokens, USD per 1M output tokens)}
-PriceTable = Mapping[str, tuple[float, float]]
+from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS, PriceTable
+from polyroute.routing_eval.dataset import FloatArray, RoutingDataError, RoutingDataset
 
 
 class TokenCounter(Protocol):
@@ -83,11 +78,6 @@ def _minilm_tokenizer_json() -> Path | None:
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / "model" / "tokenizer.json"
     return path if path.is_file() else None
-
-
-def prompt_cost(input_tokens: int, price: tuple[float, float], output_tokens: int) -> float:
-    """USD for one call: tokens × (USD per 1M tokens) / 1M."""
-    return (input_tokens * price[0] + output_tokens * price[1]) / 1e6
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,12 +23,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from polyroute.routing.embedding import (
+from polyroute.embeddings.base import Float32Array, IntArray
+from polyroute.embeddings.minilm import (
     DIM,
     MODEL_ID,
     WEIGHTS_SHA256,
-    Float32Array,
-    IntArray,
     ModelFiles,
     locate_model,
     verify_weights,

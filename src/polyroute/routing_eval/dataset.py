@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from polyroute.errors import PolyrouteError
+from polyroute.routing.prompt import flatten_messages
 
 FloatArray = NDArray[np.float64]
 
@@ -37,30 +38,6 @@ class RoutingDataError(PolyrouteError):
     """A routing dataset (or a file being imported into one) cannot be used as it is."""
 
     code = "routing_data_error"
-
-
-def flatten_messages(messages: Sequence[Mapping[str, Any]]) -> str:
-    """Chat messages as one text: a lone user message as is, else ``role: content`` lines.
-
-    The same convention as :class:`polyroute.routing.base.RouteRequest.prompt`.
-    """
-    if len(messages) == 1 and messages[0].get("role") == "user":
-        return _content_text(messages[0].get("content"))
-    return "\n".join(
-        f"{m.get('role', 'user')}: {_content_text(m.get('content'))}" for m in messages
-    )
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts: keep the text ones
-        return " ".join(
-            str(p.get("text", ""))
-            for p in content
-            if isinstance(p, dict) and p.get("type") == "text"
-        )
-    return "" if content is None else str(content)
 
 
 def prompt_key(text: str) -> str:

@@ -4,9 +4,9 @@
 name                what                                                       200 tokens
 ==================  =========================================================  ==============
 ``minilm-static``   mean of all-MiniLM-L6-v2's input token embeddings          ~0.5 ms
-(default)           (:mod:`polyroute.routing.static_embedding`)
+(default)           (:mod:`polyroute.embeddings.static`)
 ``minilm``          the full all-MiniLM-L6-v2 sentence encoder in numpy        ~130 ms
-                    (:mod:`polyroute.routing.embedding`)
+                    (:mod:`polyroute.embeddings.minilm`)
 ==================  =========================================================  ==============
 
 A router's manifest records the embedding's model id and fingerprint; loading a router
@@ -21,8 +21,9 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from polyroute.routing.embedding import MODEL_ID, WEIGHTS_SHA256, Embedder, MiniLMEmbedder
-from polyroute.routing.static_embedding import (
+from polyroute.embeddings.base import Embedder
+from polyroute.embeddings.minilm import MODEL_ID, WEIGHTS_SHA256, MiniLMEmbedder
+from polyroute.embeddings.static import (
     STATIC_FINGERPRINT,
     STATIC_MODEL_ID,
     StaticMiniLMEmbedder,
@@ -97,3 +98,14 @@ def embedder_for(model_id: str, fingerprint: str) -> Embedder | None:
     """The loaded embedder with this identity, or None when this polyroute has no such one."""
     choice = find_choice(model_id, fingerprint)
     return get_embedder(choice.name) if choice else None
+
+
+def default_embedder() -> Embedder:
+    """The process-wide default routing embedder (:mod:`polyroute.embeddings.registry`).
+
+    That is the static ``minilm-static`` embedding, not the encoder of this module: the
+    encoder is ~250× slower for the same routing quality (docs/routers.md, "Embeddings").
+    """
+    from polyroute.embeddings.registry import get_embedder
+
+    return get_embedder()

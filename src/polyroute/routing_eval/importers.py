@@ -25,14 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from polyroute.registry import Registry
-from polyroute.routing.costs import (
-    DEFAULT_OUTPUT_TOKENS,
-    CostEstimate,
-    TokenCounter,
-    fill_missing_costs,
-    load_prices,
-)
-from polyroute.routing.dataset import RoutingDataError, RoutingDataset, Row, from_rows
+from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS
+from polyroute.routing_eval.costs import CostEstimate, TokenCounter, fill_missing_costs, load_prices
+from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset, Row, from_rows
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """Training a learned router from a routing dataset, ready to save and serve.
 
 1. Costs: taken from the data, the missing ones estimated from prices
-   (:func:`polyroute.routing.costs.fill_missing_costs`).
+   (:func:`polyroute.routing_eval.costs.fill_missing_costs`).
 2. Embeddings of every prompt (cached on disk by the CLI: it is the slow step on a CPU).
 3. Out-of-fold predictions: the router is fitted ``folds`` times, each time predicting the
    fold it did not see (prompts with the same text stay in one fold). These honest
@@ -19,13 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from polyroute.routing.costs import DEFAULT_OUTPUT_TOKENS, PriceTable, fill_missing_costs
-from polyroute.routing.dataset import RoutingDataError, RoutingDataset, prompt_key
-from polyroute.routing.embedding import Embedder, Float32Array, default_embedder
+from polyroute.embeddings.base import Embedder, Float32Array
+from polyroute.embeddings.registry import default_embedder
 from polyroute.routing.knob import Knob
+from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS, PriceTable
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import CalibrationSet, LearnedRouter, price_table
 from polyroute.routing.tradeoff import FloatArray
+from polyroute.routing_eval.costs import fill_missing_costs
+from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset, prompt_key
 
 #: The learned router ``polyroute train`` builds when no kind is named: the best measured on
 #: LLMRouter's data (see docs/routers.md for the figures).
