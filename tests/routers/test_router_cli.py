@@ -102,3 +102,54 @@ def test_train_without_prices_for_costless_data_says_what_to_pass(
     result = runner.invoke(app, [*args, "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 2
     assert "--prices" in result.output
+
+
+def test_a_router_trained_on_costs_alone_still_routes_with_its_knob(
+    tmp_path: Path, data: tuple[Path, Path]
+) -> None:
+    """Data with costs but no price list (as `import-data` writes it): the router infers the
+    prices its costs imply, so `route` can weigh cost at the λ it was saved with."""
+    from polyroute.routing_eval.costs import fill_missing_costs, load_prices
+    from polyroute.routing_eval.dataset import RoutingDataset
+
+    costed, _ = fill_missing_costs(RoutingDataset.load(data[0]), load_prices(data[1]))
+    costed.save(tmp_path / "costed.jsonl")
+    out = tmp_path / "router"
+    args = ["train", "--data", str(tmp_path / "costed.jsonl"), "--out", str(out), "--router", "knn"]
+    result = runner.invoke(app, [*args, "--max-cost-fraction", "0.5"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["lambda"] > 0
+    # The prompts are all about as long, so input and output prices blur; what a live
+    # request is charged must come back: the data's own cost of each prompt.
+    from polyroute.routing.pricing import prompt_cost
+    from polyroute.routing_eval.costs import default_token_counter
+
+    tokens = default_token_counter().count(costed.prompts)
+    assert costed.costs is not None
+    for j, model in enumerate(costed.models):
+        price = (manifest["prices"][model]["input"], manifest["prices"][model]["output"])
+        for i, n in enumerate(tokens):
+            assert prompt_cost(n, price, 256) == pytest.approx(costed.costs[i, j], rel=1e-3)
+    assert manifest["training"]["prices"].startswith("inferred")
+    result = runner.invoke(app, ["route", "--router", str(out), "poem question number 99"])
+    assert result.exit_code == 0, result.output
+    assert "unknown" not in result.output  # every model priced
+    # eval reports the router where it serves (its own λ), not only at λ = 0.
+    report = tmp_path / "r.json"
+    ev = [
+        "eval",
+        "--router",
+        str(out),
+        "--data",
+        str(tmp_path / "costed.jsonl"),
+        "--report",
+        str(report),
+        "--predictions",
+        str(tmp_path / "p.jsonl"),
+    ]
+    result = runner.invoke(app, ev)
+    assert result.exit_code == 0, result.output
+    assert f"router as saved (λ = {manifest['lambda']:.4g})" in result.output
+    served = json.loads(report.read_text())["router"]["at_lambda"]
+    assert served["lambda"] == pytest.approx(manifest["lambda"])

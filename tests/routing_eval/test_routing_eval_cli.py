@@ -44,6 +44,7 @@ class FakeRouter:
     def __init__(self, models: list[str], table: dict[str, list[float]]) -> None:
         self.models = models
         self.table = table
+        self.lam = 0.0  # the λ it was saved with
 
     def predict(self, prompts: Sequence[str]) -> np.ndarray:
         return np.array([self.table[p] for p in prompts])

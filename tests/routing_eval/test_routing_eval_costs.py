@@ -15,6 +15,7 @@ from polyroute.routing_eval.costs import (
     CharCounter,
     default_token_counter,
     fill_missing_costs,
+    infer_prices,
     load_prices,
 )
 from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset, Row, from_rows
@@ -115,3 +116,14 @@ def test_without_the_tokenizer_package_the_fallback_is_chars(
 
     monkeypatch.setattr(costs, "_minilm_tokenizer_json", lambda: None)
     assert isinstance(costs.default_token_counter.__wrapped__(), CharCounter)
+
+
+def test_prices_come_back_from_costs_made_with_them() -> None:
+    ds = dataset([{}, {}])
+    prices = {"cheap": (1.0, 2.0), "dear": (10.0, 20.0)}
+    filled, _ = fill_missing_costs(ds, prices, output_tokens=100, counter=FixedCounter())
+    inferred = infer_prices(filled, output_tokens=100, counter=FixedCounter())
+    assert inferred.keys() == prices.keys()
+    for model, (p_in, p_out) in prices.items():
+        assert inferred[model] == pytest.approx((p_in, p_out))
+    assert infer_prices(ds.with_costs(None)) == {}  # type: ignore[arg-type]

@@ -120,7 +120,9 @@ def eval_router(
             out.print(escape(estimate.describe()))
         predicted = router.predict(dataset.prompts)
         dataset, predicted = align_predictions(dataset, router.models, predicted)
-        report = evaluate(dataset, predicted, predictions_path=predictions_path, strong=strong)
+        report = evaluate(
+            dataset, predicted, predictions_path=predictions_path, strong=strong, lam=router.lam
+        )
         report["cost_unit"] = cost_unit
         report["data"] = {
             "path": str(data),
@@ -167,8 +169,11 @@ def _print_summary(report: dict[str, Any]) -> None:
     unit = report.get("cost_unit", "USD")
     table.add_column(f"avg cost ({unit})", justify="right")
     best = report["best_model"]
-    rows = [
-        ("router (λ = 0)", report["router"]),
+    rows = [("router, quality first (λ = 0)", report["router"])]
+    served = report["router"].get("at_lambda")
+    if served is not None and served["lambda"] != 0:
+        rows.append((f"router as saved (λ = {served['lambda']:.4g})", served))
+    rows += [
         (f"best model: {best['name']}", best),
         ("random model", report["random"]),
         ("oracle", report["oracle"]),

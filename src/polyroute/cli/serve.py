@@ -47,10 +47,14 @@ def serve(
     except ConfigError as e:
         err.print(f"[red]error:[/red] {e.message}")
         raise typer.Exit(2) from None
+    bind_host, bind_port = host or server.host, port or server.port
+    shown = f"[{bind_host}]" if ":" in bind_host else bind_host
+    for line in app.state.gateway.describe(f"http://{shown}:{bind_port}"):
+        logging.getLogger("polyroute").info(line)
     uvicorn.run(
         app,
-        host=host or server.host,
-        port=port or server.port,
+        host=bind_host,
+        port=bind_port,
         log_level=log_level,
         access_log=False,  # every request is recorded in the store already
         timeout_graceful_shutdown=10,

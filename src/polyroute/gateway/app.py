@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +32,13 @@ from polyroute.providers.pool import ProviderPool
 from polyroute.store import Recorder, Store
 from polyroute.store.retention import Purger
 from polyroute.telemetry import Telemetry
+
+log = logging.getLogger("polyroute")
+
+
+def safe_url(url: str) -> str:
+    """A database URL fit for a log: any password replaced by ***."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 class Gateway:
@@ -69,6 +78,29 @@ class Gateway:
         self.purger = Purger(self.store, config.store.retention_days, config.store.purge_interval_s)
         self.started_at = time.time()
         self.dashboard = Dashboard(self.store, config.dashboard)  # /ui; reads on its own thread
+
+    def describe(self, base_url: str) -> list[str]:
+        """What this gateway serves, for the start-up log: models, routers, store, pages."""
+        from polyroute.gateway.bindings import describe
+
+        lines = [f"polyroute {__version__} at {base_url}/v1"]
+        for m in self.config.models:
+            provider = self.config.providers[m.provider]
+            where = m.source or m.path or m.target
+            lines.append(f"  model {m.name}: {provider.kind} provider {m.provider!r} ({where})")
+        if self.routers is None:
+            lines.append("  no routers: clients name a model")
+        else:
+            lines += [f"  router {line}" for line in describe(self.routers.coverage)]
+            lines.append(f'  model="auto" uses router {self.routers.default!r}')
+            for c in self.routers.coverage.values():
+                if (warning := c.warning()) is not None:
+                    log.warning(warning)
+        lines.append(f"  store: {safe_url(self.config.store.database_url)}")
+        if self.config.dashboard.enabled:
+            lines.append(f"  dashboard: {base_url}/ui")
+        lines.append(f"  routes: {base_url}/docs")
+        return lines
 
     async def start(self) -> None:
         await asyncio.to_thread(self.store.migrate)
@@ -201,7 +233,7 @@ def create_app(
         created = int(gateway.started_at)
         data = [model_card(m, created) for m in gateway.config.models]
         if gateway.routers is not None:
-            names = list(gateway.routers.routers)
+            names = [n for n in gateway.routers.routers if n != AUTO]
             if gateway.routers.default is not None:
                 names.insert(0, AUTO)
             data += [
@@ -220,10 +252,15 @@ def create_app(
         checks = await gateway.pool.health()
         models = {name: {"ready": h.ready, "detail": h.detail} for name, h in checks.items()}
         ready = any(h.ready for h in checks.values())
-        return _json(
-            {"status": "ok" if ready else "unavailable", "version": __version__, "models": models},
-            status=200 if ready else 503,
-        )
+        body: dict[str, Any] = {
+            "status": "ok" if ready else "unavailable",
+            "version": __version__,
+            "models": models,
+        }
+        if gateway.routers is not None:
+            body["routers"] = {n: c.to_json() for n, c in gateway.routers.coverage.items()}
+            body["default_router"] = gateway.routers.default
+        return _json(body, status=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:

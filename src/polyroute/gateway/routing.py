@@ -14,6 +14,7 @@ from typing import Any
 
 from polyroute.config import Config
 from polyroute.errors import ConfigError, NoEligibleModel
+from polyroute.gateway.bindings import Coverage, bind, price_prior
 from polyroute.gateway.protocol import ChatCompletionRequest
 from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
 from polyroute.routing.prompt import flatten_messages
@@ -76,9 +77,12 @@ class RouterHub:
         routers: Mapping[str, Router],
         eligible: EligibleFn,
         health: HealthTracker | None = None,
+        coverage: Mapping[str, Coverage] | None = None,
     ) -> None:
         self.config = config
         self.routers = dict(routers)
+        #: Per router, the served models it chooses among and how it scores them.
+        self.coverage = dict(coverage or {})
         self.eligible = eligible
         self.health = health or HealthTracker()
         from polyroute.routing.online import OnlineRouter
@@ -98,7 +102,11 @@ class RouterHub:
         return model in self.routers or (model == AUTO and self.default is not None)
 
     def candidates(self, router: Router) -> list[Candidate]:
-        names = getattr(router, "models", None) or [m.name for m in self.config.models]
+        bound = self.coverage.get(router.name)
+        if bound is not None:
+            names = bound.members
+        else:
+            names = getattr(router, "models", None) or [m.name for m in self.config.models]
         out = []
         for name in names:
             m = self.config.model(name)
@@ -156,17 +164,22 @@ def _route_online(
     return router.route_with_context(request, candidates, context), context
 
 
+#: The router ``model="auto"`` gets when the config declares none.
+DEFAULT_ROUTER = AUTO
+
+
 def build_router_hub(config: Config) -> RouterHub | None:
-    """The routers the config declares, built through the routers registry; None if none."""
-    if not config.routers:
-        return None
+    """The routers the config declares, built through the routers registry and bound to the
+    served models; with none declared, a default router for ``auto``. None without models."""
     from polyroute.routing.constraints import eligible
     from polyroute.routing.registry import ROUTERS
 
     routers: dict[str, Router] = {}
+    coverage: dict[str, Coverage] = {}
     for name, section in config.routers.items():
         options = dict(section)
         kind = options.pop("kind", None)
+        models_option = options.pop("models", None)
         if not isinstance(kind, str):
             raise ConfigError(
                 f"routers.{name}.kind is required; known kinds: {', '.join(ROUTERS.names())}"
@@ -179,4 +192,43 @@ def build_router_hub(config: Config) -> RouterHub | None:
             routers[name] = cls.from_config(name, options)
         except TypeError as e:
             raise ConfigError(f"routers.{name}: {e}") from None
-    return RouterHub(config, routers, lambda req, cands: eligible(req, cands).candidates)
+        try:
+            coverage[name] = bind(routers[name], models_option, config)
+        except ConfigError as e:
+            raise ConfigError(
+                e.message if e.message.startswith("routers.") else f"routers.{name}: {e.message}"
+            ) from None
+    if not routers:
+        if not config.models:
+            return None
+        default = default_router(config)
+        routers[default.name] = default
+        coverage[default.name] = bind(default, None, config)
+    return RouterHub(
+        config,
+        routers,
+        lambda req, cands: eligible(req, cands).candidates,
+        coverage=coverage,
+    )
+
+
+def default_router(config: Config) -> Router:
+    """The router ``auto`` uses when the config declares none: a built-in learned router that
+    can score every served model, else Thompson sampling started from a price-aware prior."""
+    from polyroute.errors import PolyrouteError
+    from polyroute.routing.online.thompson import ThompsonRouter
+    from polyroute.routing.persist import BUILTIN_PREFIX, builtin_routers, load_router
+
+    served = [m.name for m in config.models]
+    for builtin in builtin_routers():
+        try:
+            learned = load_router(BUILTIN_PREFIX + builtin, name=DEFAULT_ROUTER)
+            covered = bind(learned, None, config)
+        except PolyrouteError:
+            continue  # it knows none of these models
+        if not covered.unscored and covered.scored and len(covered.members) == len(served):
+            return learned
+    bandit = ThompsonRouter(DEFAULT_ROUTER, seed=0)
+    for model, mean in price_prior(config.models).items():
+        bandit.set_prior(model, mean)
+    return bandit

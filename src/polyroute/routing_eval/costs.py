@@ -134,6 +134,38 @@ def fill_missing_costs(
     return dataset.with_costs(costs), estimate
 
 
+def infer_prices(
+    dataset: RoutingDataset,
+    *,
+    output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+    counter: TokenCounter | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Per-model prices (USD per 1M tokens) that best reproduce the data's own costs.
+
+    A router trained on costs alone must still price a live request: least squares of each
+    model's cost on the prompt's token count (slope = input price, intercept = the
+    ``output_tokens`` assumed answer at the output price), clipped at 0. Costs that were
+    estimated from prices with the same counter come back as those prices, exactly.
+    """
+    if dataset.costs is None:
+        return {}
+    counter = counter or default_token_counter()
+    tokens = np.asarray(counter.count(dataset.prompts), dtype=np.float64)
+    prices: dict[str, tuple[float, float]] = {}
+    for j, model in enumerate(dataset.models):
+        known = np.isfinite(dataset.costs[:, j])
+        if known.sum() < 2:
+            continue
+        t, usd = tokens[known], dataset.costs[known, j] * 1e6
+        if output_tokens > 0:
+            design = np.column_stack([t, np.full_like(t, float(output_tokens))])
+            (p_in, p_out), *_ = np.linalg.lstsq(design, usd, rcond=None)
+        else:
+            p_in, p_out = float(t @ usd / max(float(t @ t), 1e-12)), 0.0
+        prices[model] = (max(float(p_in), 0.0), max(float(p_out), 0.0))
+    return prices
+
+
 def load_prices(path: str | Path) -> dict[str, tuple[float, float]]:
     """Read prices (USD per 1M tokens) from JSON.
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from polyroute.routing.tradeoff import select
 from polyroute.routing_eval import metrics
 from polyroute.routing_eval.dataset import FloatArray, RoutingDataError, RoutingDataset
 
@@ -46,6 +47,7 @@ def evaluate(
     *,
     predictions_path: str | Path | None = None,
     strong: str | None = None,
+    lam: float | None = None,
 ) -> dict[str, Any]:
     """The evaluation report of ``predicted`` (columns = ``dataset.models``) on ``dataset``.
 
@@ -53,6 +55,8 @@ def evaluate(
     :func:`polyroute.routing_eval.costs.fill_missing_costs`). With ``predictions_path``, also
     writes one JSONL row per prompt ``{"id", "predicted": {model: quality}}``.
     ``strong`` names the strong model of a two-model set (default: the better one).
+    ``lam`` is the router's own λ (as saved): the report's ``router.at_lambda`` is where it
+    serves on this data, beside the whole curve.
     """
     q, c, p = _matrices(dataset, predicted)
     models = dataset.models
@@ -109,6 +113,13 @@ def evaluate(
         "two_model": _two_model(q, p, models, strong) if len(models) == 2 else None,
     }
     cost_to_match = report["router"]["cost_to_match_best_model"]
+    if lam is not None:
+        served_cost, served_quality = metrics.outcome(q, c, select(p, c, lam))
+        report["router"]["at_lambda"] = {
+            "lambda": lam,
+            "quality": served_quality,
+            "cost": served_cost,
+        }
     report["router"]["cost_saving_vs_best_model"] = (
         None if cost_to_match is None or best_cost <= 0 else 1.0 - cost_to_match / best_cost
     )

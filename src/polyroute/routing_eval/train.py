@@ -26,7 +26,7 @@ from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS, PriceTable
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import CalibrationSet, LearnedRouter, price_table
 from polyroute.routing.tradeoff import FloatArray
-from polyroute.routing_eval.costs import fill_missing_costs
+from polyroute.routing_eval.costs import fill_missing_costs, infer_prices
 from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset, prompt_key
 
 #: The learned router ``polyroute train`` builds when no kind is named: the best measured on
@@ -87,6 +87,13 @@ def train_router(
             f"price for {', '.join(unpriced) or 'some models'}: pass prices (--prices FILE)"
         )
 
+    prices_from = "given" if prices else "none"
+    if not prices and dataset.costs is not None:
+        # Costs but no price list (e.g. data imported with its prices): the router still
+        # needs prices to cost a live request, so take the ones the costs imply.
+        prices = infer_prices(dataset, output_tokens=output_tokens)
+        prices_from = "inferred from the data's costs (least squares on prompt tokens)"
+
     def build() -> LearnedRouter:
         cls = ROUTERS.get(kind)
         assert issubclass(cls, LearnedRouter)
@@ -121,6 +128,7 @@ def train_router(
         },
         "tasks": dict(Counter(t for t in dataset.tasks if t is not None).most_common()),
         "costs": estimate.describe() if estimate else "from the data",
+        "prices": prices_from,
         "folds": folds,
         "seed": seed,
         "seconds": {

@@ -63,11 +63,11 @@ def learned_prior(router: LearnedRouter) -> tuple[Prior, str]:
     The name holds the router's kind and the hash of its learned arrays: a LinUCB state
     learned on top of one prior is refused on top of another (retrained) one.
     """
-    models = list(router.models)
 
     def prior(embedding: FloatArray) -> dict[str, float]:
+        # router.models is read per call: the gateway may relabel it to the served names.
         row = np.asarray(embedding, dtype=np.float32)[None, :]
-        return dict(zip(models, router.predict_embeddings(row)[0].tolist(), strict=True))
+        return dict(zip(router.models, router.predict_embeddings(row)[0].tolist(), strict=True))
 
     arrays = router.manifest.get("arrays", {}).get("sha256") or _fingerprint(router)
     return prior, f"{router.kind}:{arrays[:16]}"
@@ -159,6 +159,8 @@ class LinUCBRouter(OnlineRouter):
         self.input_dim = input_dim
         self.dim = dim if dim is not None and dim < input_dim else None
         self.prior, self.prior_name = prior, (prior_name if prior is not None else None)
+        #: The learned router the prior comes from, when it was loaded from config.
+        self.prior_router: LearnedRouter | None = None
         self._embedder = embedder
         # Without an embedder, context() embeds with the default embedding: record its id.
         self.embedder_id = (
@@ -186,7 +188,8 @@ class LinUCBRouter(OnlineRouter):
                 raise ConfigError(f"routers.{name}.prior must be a directory path, got {path!r}")
             from polyroute.routing.persist import load_router
 
-            router.prior, router.prior_name = learned_prior(load_router(path))
+            router.prior_router = load_router(path)
+            router.prior, router.prior_name = learned_prior(router.prior_router)
         return router
 
     # -- context ------------------------------------------------------------------------

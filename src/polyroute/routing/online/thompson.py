@@ -42,12 +42,23 @@ class ThompsonRouter(OnlineRouter):
         self._rng = np.random.default_rng(seed)
         #: model → [successes, failures]
         self._arms: dict[str, list[int]] = {}
+        #: model → pseudo-counts (successes, failures) added to the uniform prior: what is
+        #: believed before any feedback (configuration, not learned state).
+        self.prior: dict[str, tuple[float, float]] = {}
+
+    def set_prior(self, model: str, mean: float, strength: float = 4.0) -> None:
+        """Start ``model`` from a prior quality ``mean`` worth ``strength`` feedback scores."""
+        if not (0.0 <= mean <= 1.0 and strength >= 0):
+            raise ValueError("a prior needs a mean in [0, 1] and a strength >= 0")
+        self.prior[model] = (mean * strength, (1.0 - mean) * strength)
 
     def _scores(self, names: Sequence[str], features: Any) -> ArmScores:
         wins = np.array([self._arms.get(n, (0, 0))[0] for n in names], dtype=np.float64)
         losses = np.array([self._arms.get(n, (0, 0))[1] for n in names], dtype=np.float64)
-        draws = self._rng.beta(1.0 + wins, 1.0 + losses)
-        mean = (1.0 + wins) / (2.0 + wins + losses)
+        prior = np.array([self.prior.get(n, (0.0, 0.0)) for n in names], dtype=np.float64)
+        alpha, beta = 1.0 + prior[:, 0] + wins, 1.0 + prior[:, 1] + losses
+        draws = self._rng.beta(alpha, beta)
+        mean = alpha / (alpha + beta)
         plays = [int(w + f) for w, f in zip(wins, losses, strict=True)]
         return ArmScores(index=np.asarray(draws, dtype=np.float64), estimate=mean, plays=plays)
 

@@ -121,6 +121,31 @@ class LearnedRouter(Router):
         """(len(prompts), len(models)) predicted quality in [0, 1]."""
         return self.predict_embeddings(self.embedder.embed(prompts))
 
+    # -- serving other names ---------------------------------------------------------------
+
+    def serve_as(self, names: Mapping[str, str]) -> None:
+        """Relabel the models it was trained on as the served models they are
+        (``{trained name: served name}``); the learned columns stay as they are.
+
+        A router trained on ``gpt-4o`` then scores a served ``gpt4o-prod`` as it learned
+        ``gpt-4o``. Unmapped models keep their names; a mapping that names a model the router
+        does not know, or serves two trained models under one name, is a ConfigError.
+        """
+        unknown = sorted(set(names) - set(self.models))
+        if unknown:
+            raise ConfigError(
+                f"router {self.name!r} was not trained on {', '.join(unknown)}; "
+                f"it knows {', '.join(self.models)}"
+            )
+        renamed = [names.get(m, m) for m in self.models]
+        if len(set(renamed)) != len(renamed):
+            clash = sorted({n for n in renamed if renamed.count(n) > 1})
+            raise ConfigError(
+                f"router {self.name!r}: {', '.join(clash)} would stand for two trained models"
+            )
+        self.prices = {names.get(m, m): p for m, p in self.prices.items()}
+        self.models = renamed
+
     # -- the knob -------------------------------------------------------------------------
 
     def set_knob(self, knob: Knob, calibration_set: CalibrationSet | None = None) -> Calibration:
