@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from polyroute.bench import leaderboard as lb
@@ -36,7 +37,7 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -123,7 +124,7 @@ def bench(
     except PolyrouteError as e:
         raise _fail(e.message) from None
     for note in questions.notes:
-        err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
     if not questions.questions:
         raise _fail(f"suite {questions.name} has no questions")
     if grader is not None and grader not in GRADERS:
@@ -251,11 +252,17 @@ def _report(
         highlight=False,
     )
     if log.torn_lines:
-        err.print(f"[yellow]note:[/yellow] skipped {log.torn_lines} torn line(s) in {log.path}")
+        where = escape(str(log.path))
+        err.print(f"[yellow]note:[/yellow] skipped {log.torn_lines} torn line(s) in {where}")
     for model, why in summary.abandoned.items():
-        err.print(f"[red]gave up on {model}[/red] after repeated failures: {why}", highlight=False)
+        err.print(
+            f"[red]gave up on {model}[/red] after repeated failures: {escape(why)}", highlight=False
+        )
     for f in summary.failures[:5]:
-        err.print(f"[yellow]failed:[/yellow] {f.model} on {f.qid}: {f.error}", highlight=False)
+        err.print(
+            f"[yellow]failed:[/yellow] {escape(f.model)} on {escape(f.qid)}: {escape(f.error)}",
+            highlight=False,
+        )
     if len(summary.failures) > 5:
         err.print(f"... and {len(summary.failures) - 5} more failures")
     if interrupted or written < total:
@@ -270,7 +277,8 @@ def _report(
             "--cost-measure latency (or tokens) to give a router a cost to trade against"
         )
     if written:
-        err.print(f"Next: polyroute leaderboard {out_path}   |   polyroute train --data {out_path}")
+        shown = escape(str(out_path))
+        err.print(f"Next: polyroute leaderboard {shown}   |   polyroute train --data {shown}")
 
 
 def leaderboard(
@@ -283,7 +291,7 @@ def leaderboard(
         lb.render(board, out)
         if plot is not None:
             axis = lb.plot(board, plot)
-            err.print(f"plot ({axis} on x) → {plot}", highlight=False)
+            err.print(f"plot ({axis} on x) → {escape(str(plot))}", highlight=False)
     except PolyrouteError as e:
         raise _fail(e.message) from None
 

@@ -19,7 +19,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",  # help texts keep their [brackets] (rich markup ate them)
 )
 err = Console(stderr=True)
 

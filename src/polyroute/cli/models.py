@@ -12,6 +12,7 @@ from typing import Any, get_args
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from polyroute.catalog import (
@@ -41,7 +42,9 @@ _CATALOG_HELP = "A catalog YAML file merged on top of the bundled one (same sche
 
 
 def _err(message: str, code: int) -> typer.Exit:
-    Console(stderr=True, soft_wrap=True, highlight=False).print(f"[red]error:[/red] {message}")
+    Console(stderr=True, soft_wrap=True, highlight=False).print(
+        f"[red]error:[/red] {escape(message)}"
+    )
     return typer.Exit(code)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from polyroute.config import load_config
 from polyroute.errors import ConfigError
@@ -38,14 +39,14 @@ def serve(
     try:
         cfg = load_config(config)
     except ConfigError as e:
-        err.print(f"[red]error:[/red] {e.message}")
+        err.print(f"[red]error:[/red] {escape(e.message)}")
         raise typer.Exit(2) from None
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     server = cfg.server
     try:
         app = create_app(cfg)
     except ConfigError as e:
-        err.print(f"[red]error:[/red] {e.message}")
+        err.print(f"[red]error:[/red] {escape(e.message)}")
         raise typer.Exit(2) from None
     bind_host, bind_port = host or server.host, port or server.port
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
