@@ -57,10 +57,11 @@ def test_spellings_of_one_model_become_one_model_with_endpoints(report: ImportRe
     assert [(e.provider, e.upstream_id) for e in gpt.endpoints] == [
         ("openai", "gpt-4o"),
         ("openai", "gpt-4o-2024-05-13"),  # its own price: its own endpoint
+        ("openai", "gpt-4o-2024-08-06"),  # same terms, but a dated snapshot is its own model
         ("azure", "gpt-4o"),
     ]
     first = gpt.endpoints[0]
-    assert first.aliases == ["gpt-4o-2024-08-06"]  # same terms: an alias
+    assert first.aliases == []
     assert (first.prices.input, first.prices.output, first.prices.cached_input) == (
         2.5,
         10.0,
@@ -75,6 +76,9 @@ def test_the_three_names_of_the_issue_resolve_to_one_model(report: ImportReport)
         assert resolve(report.catalog, name).model.id == "gpt-4o"
     snapshot = resolve(report.catalog, "gpt-4o-2024-05-13").endpoint
     assert snapshot is not None and snapshot.prices.input == 5.0
+    # A snapshot's name selects that snapshot, never another one at the same price.
+    dated = resolve(report.catalog, "gpt-4o-2024-08-06").endpoint
+    assert dated is not None and dated.upstream_id == "gpt-4o-2024-08-06"
 
 
 def test_llama_hosts_share_one_model(report: ImportReport) -> None:
@@ -158,3 +162,16 @@ def test_creator_and_family(
 ) -> None:
     assert creator_of(model_id, orgs) == creator
     assert family_of(model_id) == family
+
+
+def test_a_recently_retired_name_still_resolves_and_says_so() -> None:
+    """DeepSeek's ``deepseek-chat`` is past the date LiteLLM lists and still served."""
+    entry = {"litellm_provider": "deepseek", "mode": "chat", "input_cost_per_token": 2.8e-7}
+    recent = {**entry, "deprecation_date": "2025-10-01"}
+    old = {**entry, "deprecation_date": "2025-03-01"}
+    report = convert(
+        {"deepseek/deepseek-chat": recent, "deepseek/deepseek-old": old}, version="1", today=TODAY
+    )
+    model = resolve(report.catalog, "deepseek-chat").model
+    assert model.endpoints[0].deprecation_date == dt.date(2025, 10, 1)
+    assert dict(report.rejected) == {"deepseek/deepseek-old": "retired on 2025-03-01"}

@@ -36,6 +36,9 @@ from polyroute.catalog.schema import (
 SOURCE = "LiteLLM model_prices_and_context_window.json"
 SOURCE_URL = "https://github.com/BerriAI/litellm/blob/main/model_prices_and_context_window.json"
 LICENCE = "MIT"
+#: An endpoint past its announced retirement is kept this long: names people type (DeepSeek's
+#: ``deepseek-chat``) outlive the date in LiteLLM's list, and pricing them beats not knowing.
+RETIRED_GRACE = dt.timedelta(days=180)
 
 #: LiteLLM provider → (our provider, API style). Others are skipped as not covered.
 PROVIDERS: dict[str, tuple[str, ApiStyle]] = {
@@ -202,6 +205,12 @@ def _item(key: str, entry: _Entry, provider: str, style: ApiStyle) -> _Item:
     return _Item(key, provider, upstream, endpoint, caps, cleaned_name(upstream)[1])
 
 
+def _snapshot(name: str) -> str | None:
+    """The date a dated snapshot's name carries (``gpt-4o-2024-11-20`` → ``20241120``)."""
+    m = re.search(r"(20\d\d)-?(\d\d)-?(\d\d)(?!\d)", name)
+    return "".join(m.groups()) if m else None
+
+
 def _name_order(name: str) -> tuple[bool, int, str]:
     """Prefer undated, short names as an endpoint's upstream id."""
     return bool(re.search(r"\d{4}", name)), len(name), name
@@ -209,10 +218,12 @@ def _name_order(name: str) -> tuple[bool, int, str]:
 
 def _endpoints(items: list[_Item], creator: str | None) -> list[Endpoint]:
     """Merge entries with one provider and the same terms into one endpoint; order them."""
-    groups: dict[tuple[str, str], list[_Item]] = defaultdict(list)
+    groups: dict[tuple[str, str, str | None], list[_Item]] = defaultdict(list)
     for it in items:
         terms = it.endpoint.model_dump_json(exclude={"upstream_id", "aliases"})
-        groups[(it.provider, terms)].append(it)
+        # Two dated snapshots are two models at the upstream, even at one price: a name
+        # must never select another snapshot than the one it names.
+        groups[(it.provider, terms, _snapshot(it.upstream_id))].append(it)
     endpoints = []
     for group in groups.values():
         names = sorted({it.upstream_id for it in group}, key=_name_order)
@@ -294,7 +305,7 @@ def convert(
         if entry.input_cost_per_token is None and entry.max_input_tokens is None:
             report.rejected.append((key, "neither a price nor a context window"))
             continue
-        if entry.deprecation_date is not None and entry.deprecation_date < today:
+        if entry.deprecation_date is not None and entry.deprecation_date < today - RETIRED_GRACE:
             report.rejected.append((key, f"retired on {entry.deprecation_date}"))
             continue
         provider, style = PROVIDERS[entry.litellm_provider]
