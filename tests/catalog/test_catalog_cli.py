@@ -149,3 +149,33 @@ def test_bad_filters_exit_2(app: typer.Typer, args: list[str], message: str) -> 
     result = run(app, *args)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_the_list_fits_80_columns_and_names_are_whole(app: typer.Typer) -> None:
+    result = CliRunner().invoke(app, ["models", "--provider", "anthropic"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in result.output  # long names fold onto a second line, never cut
+    assert "T=tools" in " ".join(result.output.split())
+
+
+def test_served_lists_the_configs_models_with_catalog_values(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "providers: {up: {kind: openai, base_url: 'http://127.0.0.1:9/v1'}}\n"
+        "models:\n"
+        "  - {name: mine, provider: up, catalog_id: gpt-4o}\n"
+        "  - {name: other, provider: up}\n"
+    )
+    result = run(app, "--served", "--config", str(config), "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.output)}
+    assert rows["mine"]["input_price"] == 2.5 and "tools" in rows["mine"]["capabilities"]
+    assert rows["other"]["input_price"] is None  # unknown stays unknown
+    table = run(app, "--served", "--config", str(config))
+    assert table.exit_code == 0 and "mine" in table.output
+    bad = run(app, "--served", "--config", str(tmp_path / "no.yaml"))
+    assert bad.exit_code == 2 and "does not exist" in bad.output

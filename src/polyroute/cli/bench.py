@@ -55,7 +55,7 @@ def bench(
         [],
         "--suite",
         "-s",
-        help="Suite(s): bigbench:TASK, llmrouter:test\\[/TASK+TASK], or a task.json / .jsonl path. "
+        help="Suite(s): bigbench:TASK, llmrouter:test[/TASK+TASK], or a task.json / .jsonl path. "
         "Repeat it or separate with commas.",
     ),
     models: str | None = typer.Option(

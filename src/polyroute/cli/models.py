@@ -32,10 +32,10 @@ models_app = typer.Typer(
     help=(
         "The model catalog: who serves which model, at what price, under which names.\n\n"
         "Without a command, list the models the options select, one row each, priced at "
-        "their first matching endpoint in USD per million tokens ([bold]?[/bold] = unknown)."
+        "their first matching endpoint in USD per million tokens (? = unknown)."
     ),
     invoke_without_command=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
 )
 
 _CATALOG_HELP = "A catalog YAML file merged on top of the bundled one (same schema)."
@@ -79,13 +79,22 @@ def list_models(
     catalog_file: Path | None = typer.Option(
         None, "--catalog", help=_CATALOG_HELP, envvar="POLYROUTE_CATALOG"
     ),
+    served: bool = typer.Option(
+        False, "--served", help="List the models the config serves (with --config, like serve)."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="The gateway's YAML config, for --served.", envvar="POLYROUTE_CONFIG"
+    ),
 ) -> None:
     """List catalog models, one row each, priced at their first matching endpoint.
 
-    Prices are USD per million tokens; [bold]?[/bold] means not known.
+    Prices are USD per million tokens; ? means not known.
     """
     if ctx.invoked_subcommand is not None:
         ctx.obj = {"catalog": catalog_file, "json": as_json}
+        return
+    if served:
+        _print_served(config, as_json)
         return
     catalog = _load(catalog_file)
     wanted_caps = _check_capabilities(capability or [])
@@ -189,19 +198,37 @@ def _row_json(model: Model, endpoint: Endpoint | None) -> dict[str, Any]:
     }
 
 
+#: One letter per capability, so that a list row fits in 80 columns.
+CAPABILITY_CODES = {
+    "tools": "T",
+    "json_mode": "J",
+    "vision": "V",
+    "reasoning": "R",
+    "prompt_caching": "C",
+    "pdf_input": "P",
+    "audio_input": "A",
+    "audio_output": "O",
+    "video_input": "M",
+    "computer_use": "U",
+    "web_search": "W",
+}
+
+
 def _print_list(rows: list[tuple[Model, Endpoint | None]]) -> None:
+    legend = " ".join(f"{code}={cap}" for cap, code in CAPABILITY_CODES.items())
     table = Table(
         caption=(
             f"{len(rows)} models; USD per million tokens at the provider shown (? = unknown). "
-            "`polyroute models show NAME` lists every endpoint."
-        )
+            f"Caps: {legend}. `polyroute models show NAME` lists every endpoint."
+        ),
+        pad_edge=False,
+        padding=(0, 1),
     )
-    for header in ("Model", "Provider", "Context", "Input", "Output", "Cached"):
-        table.add_column(
-            header,
-            justify="right" if header in ("Context", "Input", "Output", "Cached") else "left",
-        )
-    table.add_column("Capabilities")
+    table.add_column("Model", overflow="fold", ratio=3)
+    table.add_column("Provider", overflow="fold", ratio=2)
+    for header in ("Context", "Input", "Output", "Cached"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("Caps", no_wrap=True)
     for model, e in rows:
         others = len({x.provider for x in model.endpoints} - {e.provider if e else ""})
         where = (e.provider if e else "-") + (f" +{others}" if others else "")
@@ -213,9 +240,56 @@ def _print_list(rows: list[tuple[Model, Endpoint | None]]) -> None:
             _price(prices.input if prices else None),
             _price(prices.output if prices else None),
             _price(prices.cached_input if prices else None),
-            ", ".join(model.capabilities),
+            "".join(sorted(CAPABILITY_CODES.get(c, "?") for c in model.capabilities)),
         )
-    Console().print(table)
+    Console(highlight=False).print(table)
+
+
+def _print_served(config_path: Path | None, as_json: bool) -> None:
+    """The config's models as the gateway serves them: catalog values filled in."""
+    from polyroute.catalog import apply_catalog
+    from polyroute.config import load_config
+    from polyroute.errors import ConfigError
+
+    try:
+        cfg = load_config(config_path)
+        cfg = apply_catalog(cfg, load_catalog(cfg.catalog_file))
+    except (ConfigError, CatalogError) as e:
+        raise _err(e.message, 2) from None
+    rows: list[dict[str, Any]] = [
+        {
+            "name": m.name,
+            "provider": m.provider,
+            "upstream_model": m.target,
+            "catalog_id": m.catalog_id,
+            "context_window": m.context_window,
+            "input_price": m.input_price,
+            "output_price": m.output_price,
+            "cached_input_price": m.cached_input_price,
+            "capabilities": sorted(m.capabilities),
+        }
+        for m in cfg.models
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    where = str(config_path) if config_path else "the embedded default"
+    table = Table(caption=f"{len(rows)} models served by {where}; USD per million tokens")
+    table.add_column("Model", overflow="fold", ratio=2)
+    table.add_column("Provider / upstream", overflow="fold", ratio=3)
+    for header in ("Context", "Input", "Output"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("Caps", no_wrap=True)
+    for r in rows:
+        table.add_row(
+            r["name"],
+            f"{r['provider']}: {r['upstream_model']}",
+            _tokens(r["context_window"]),
+            _price(r["input_price"]),
+            _price(r["output_price"]),
+            "".join(sorted(CAPABILITY_CODES.get(c, "?") for c in r["capabilities"])),
+        )
+    Console(highlight=False).print(table)
 
 
 def _print_model(model: Model, selected: Endpoint | None, name: str) -> None:
