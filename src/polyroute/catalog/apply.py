@@ -105,9 +105,8 @@ def _apply_one(
         endpoint_window = used.limits.context_window if used else None
         updates["context_window"] = endpoint_window or found.model.context_window
         updates["capabilities"] = list(found.model.capabilities)
-    written = {
-        f for f in model.model_fields_set if f == "capabilities" or getattr(model, f) is not None
-    }
+    # A written capabilities list (even an empty one) is the whole list: it is not not None.
+    written = {f for f in model.model_fields_set if getattr(model, f) is not None}
     updates = {k: v for k, v in updates.items() if k not in written and v is not None}
     return model.model_copy(update=updates) if updates else model
 
