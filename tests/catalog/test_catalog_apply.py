@@ -110,7 +110,7 @@ def test_local_models_cost_zero_and_never_take_a_hosted_price(hub: Catalog) -> N
     assert m.context_window == 131072  # the model's own facts still apply
     plain = _applied(hub, name="gpt-4o", provider="local")
     assert (plain.input_price, plain.output_price) == (0.0, 0.0)
-    assert plain.capabilities == []  # a local model named like a hosted one is not it
+    assert plain.capabilities is None  # a local model named like a hosted one is not it
 
 
 def test_local_cost_is_configurable(hub: Catalog) -> None:

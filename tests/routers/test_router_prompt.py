@@ -102,7 +102,7 @@ def test_routing_data_reads_a_conversation_as_the_gateway_does(tmp_path: Path) -
     from polyroute.routing_eval.dataset import RoutingDataset
 
     path = tmp_path / "rows.jsonl"
-    path.write_text(json.dumps({"prompt": AGENT, "scores": {"a": 1.0}}) + "\n")
+    path.write_text(json.dumps({"id": "agent-1", "prompt": AGENT, "scores": {"a": 1.0}}) + "\n")
     body: dict[str, Any] = {"model": "auto", "messages": AGENT}
     served = route_request(validate_chat_request(body), body).prompt
     assert RoutingDataset.load(path).prompts == [served]
