@@ -22,7 +22,6 @@ from pydantic import (
 
 from polyroute.errors import ConfigError
 
-
 #: The capabilities a request can need and routing checks (see polyroute.routing.constraints).
 ROUTED_CAPABILITIES = ("tools", "json_mode", "vision")
 

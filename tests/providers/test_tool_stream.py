@@ -116,7 +116,11 @@ def test_a_stream_in_openai_form_passes_unchanged() -> None:
 
 
 def test_plain_text_streams_pass_unchanged() -> None:
-    text = [chunk({"role": "assistant", "content": ""}), chunk({"content": "hi"}), chunk({}, "stop")]
+    text = [
+        chunk({"role": "assistant", "content": ""}),
+        chunk({"content": "hi"}),
+        chunk({}, "stop"),
+    ]
     usage = {"id": "x", "choices": [], "usage": {"prompt_tokens": 1}}
     original = [*text, usage]
     assert fixed(copy.deepcopy(original)) == original

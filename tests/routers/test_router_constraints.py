@@ -9,7 +9,9 @@ from polyroute.routing.base import Candidate, Decision, RouteRequest
 from polyroute.routing.constraints import assumed, eligible, exclusion, with_assumptions
 
 SMALL = Candidate("small", context_window=1000, lacks=frozenset({"tools"}))
-TOOLS = Candidate("tools", capabilities=frozenset({"tools", "json_mode"}), lacks=frozenset({"vision"}))
+TOOLS = Candidate(
+    "tools", capabilities=frozenset({"tools", "json_mode"}), lacks=frozenset({"vision"})
+)
 NO_TOOLS = Candidate("plain", lacks=frozenset({"tools", "json_mode", "vision"}))
 DOWN = Candidate("down", healthy=False)
 ANY = Candidate("any")

@@ -154,7 +154,6 @@ class _Protocol(asyncio.Protocol):
         finally:
             self.stats.open_streams -= 1
 
-
     def _call_tool(self, request: dict[str, Any], model: str) -> None:
         name = str(request["tools"][0]["function"]["name"])
         pieces = ['{"city": ', '"Paris"', "}"]
