@@ -130,11 +130,20 @@ def test_auto_routes_a_json_request_over_models_with_no_capabilities(
 def test_a_repeating_upstream_reaches_the_client_in_openai_form(
     echo_upstream: EchoUpstream, db_url: str
 ) -> None:
-    cfg = two_models(echo_upstream.base_url, db_url, "tool-call-repeating")
+    cfg = agent_config(
+        echo_upstream.base_url,
+        db_url,
+        small={"upstream_model": "tool-call-repeating"},
+        large={"upstream_model": "tool-call"},
+    )
     with serving(create_app(cfg)) as url:
         client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
         chunks = list(
             client.chat.completions.create(model="small", messages=ASK, tools=WEATHER, stream=True)
+        )
+        # A stream already in OpenAI's form reaches the client as the upstream sent it.
+        proper = list(
+            client.chat.completions.create(model="large", messages=ASK, tools=WEATHER, stream=True)
         )
         with client.chat.completions.stream(model="small", messages=ASK, tools=WEATHER) as events:
             completion = events.get_final_completion()
@@ -144,6 +153,12 @@ def test_a_repeating_upstream_reaches_the_client_in_openai_form(
     (call,) = completion.choices[0].message.tool_calls or []
     assert call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "Paris"}
+    sent = [tc for c in proper if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert [d.model_dump(exclude_none=True) for d in sent] == [
+        {"index": 0, "id": "call_echo_1", "type": "function",
+         "function": {"name": "get_weather", "arguments": ""}},
+        *({"index": 0, "function": {"arguments": a}} for a in ['{"city": ', '"Paris"', "}"]),
+    ]  # fmt: skip
 
 
 def test_a_model_known_to_lack_tools_is_skipped_and_the_other_is_assumed(
@@ -165,3 +180,29 @@ def test_a_model_known_to_lack_tools_is_skipped_and_the_other_is_assumed(
         # Without tools, both serve.
         plain = client.chat.completions.create(model="plain", messages=ASK)
         assert plain.model == "plain"
+
+
+def test_the_catalog_says_which_models_cannot_call_tools(
+    echo_upstream: EchoUpstream, db_url: str
+) -> None:
+    # The bundled catalog (from LiteLLM) says yi-large does not do function calling.
+    old = {"upstream_model": "tool-call", "catalog_id": "yi-large"}
+    cfg = agent_config(
+        echo_upstream.base_url, db_url, old=old, agent={"upstream_model": "tool-call"}
+    )
+    alone = agent_config(echo_upstream.base_url, db_url, old=old)
+    with serving(create_app(cfg)) as url:
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+        models = {
+            client.chat.completions.create(model="auto", messages=ASK, tools=WEATHER).model
+            for _ in range(6)
+        }
+    assert models == {"agent"}
+    with serving(create_app(alone)) as url:
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+        with pytest.raises(openai.BadRequestError) as info:
+            client.chat.completions.create(model="auto", messages=ASK, tools=WEATHER)
+    error = info.value.body
+    assert isinstance(error, dict) and error["code"] == "no_eligible_model"
+    assert "old: lacks tools" in error["message"]
+    assert "capabilities: [tools]" in error["message"] and "catalog_id" in error["message"]
