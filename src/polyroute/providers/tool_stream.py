@@ -58,24 +58,28 @@ class ToolCallStream:
         if not choices or not isinstance(choices, list):
             return chunk
         for choice in choices:
-            if not isinstance(choice, dict):
+            # The hot path (text deltas) is two dict lookups per choice.
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(delta, dict):
                 continue
-            key = choice.get("index", 0)
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                calls = delta.get("tool_calls")
-                if calls and isinstance(calls, list):
-                    state = self._choices.setdefault(key, _Choice())
-                    delta["tool_calls"] = [self._fix_call(state, c) for c in calls]
-                    # llama-cpp-python repeats the call as a legacy function_call as well.
-                    delta.pop("function_call", None)
-                elif isinstance(delta.get("function_call"), dict):
-                    self._fix_legacy(self._choices.setdefault(key, _Choice()), delta)
-            if choice.get("finish_reason") == "stop":
-                state_ = self._choices.get(key)
-                if state_ is not None and state_.calls:
+            if "tool_calls" in delta or "function_call" in delta:
+                self._fix_delta(choice, delta)
+            if self._choices and choice.get("finish_reason") == "stop":
+                state = self._choices.get(choice.get("index", 0))
+                if state is not None and state.calls:
                     choice["finish_reason"] = "tool_calls"
         return chunk
+
+    def _fix_delta(self, choice: dict[str, Any], delta: dict[str, Any]) -> None:
+        key = choice.get("index", 0)
+        calls = delta.get("tool_calls")
+        if calls and isinstance(calls, list):
+            state = self._choices.setdefault(key, _Choice())
+            delta["tool_calls"] = [self._fix_call(state, c) for c in calls]
+            # llama-cpp-python repeats the call as a legacy function_call as well.
+            delta.pop("function_call", None)
+        elif isinstance(delta.get("function_call"), dict):
+            self._fix_legacy(self._choices.setdefault(key, _Choice()), delta)
 
     @staticmethod
     def _fix_call(state: _Choice, entry: Any) -> Any:
