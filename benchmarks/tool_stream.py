@@ -29,7 +29,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from polyroute.providers.tool_stream import ToolCallStream  # noqa: E402
+from polyroute.providers.tool_stream import ToolCallStream
 
 
 def _chunk(delta: dict[str, Any]) -> dict[str, Any]:
