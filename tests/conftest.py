@@ -14,11 +14,17 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from hypothesis import settings
 from tests.support.echo_upstream import EchoUpstream, running_echo_upstream
 from tests.support.postgres import postgres_server, postgres_url, store_url  # noqa: F401
 
 from polyroute.config import Config
 from polyroute.gateway import create_app
+
+# Property tests check properties, not speed: a loaded CI machine must not fail them on
+# hypothesis's default 200 ms deadline (speed goals live in benchmarks/).
+settings.register_profile("polyroute", deadline=None)
+settings.load_profile("polyroute")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -22,6 +22,9 @@ from pydantic import (
 
 from polyroute.errors import ConfigError
 
+#: The capabilities a request can need and routing checks (see polyroute.routing.constraints).
+ROUTED_CAPABILITIES = ("tools", "json_mode", "vision")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -169,10 +172,27 @@ class ModelConfig(_Strict):
     output_price: float | None = Field(None, ge=0)
     cached_input_price: float | None = Field(None, ge=0)
     context_window: int | None = Field(None, gt=0)
-    #: e.g. ``tools``, ``json_mode``, ``vision``.
-    capabilities: list[str] = Field(default_factory=list)
+    #: What the model can do, e.g. ``tools``, ``json_mode``, ``vision``. Left out (None), it is
+    #: unknown and the catalog may fill it in; written, it is the whole list: the
+    #: :data:`ROUTED_CAPABILITIES` it does not name go to :attr:`lacks`.
+    capabilities: list[str] | None = None
+    #: Capabilities the model is known not to have: routers never send it requests that need
+    #: them. One that is neither here nor in ``capabilities`` is unknown, and assumed.
+    lacks: list[str] = Field(default_factory=list)
     #: Names this model also answers to.
     aliases: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _written_capabilities_are_complete(cls, data: Any) -> Any:
+        # Before, not after: the model is frozen. The catalog fills capabilities with
+        # model_copy, which skips this, so what it lists never implies a lack.
+        if isinstance(data, dict) and isinstance(data.get("capabilities"), list):
+            written = {str(c) for c in data["capabilities"]}
+            lacks = {str(c) for c in data.get("lacks") or ()}
+            missing = [c for c in ROUTED_CAPABILITIES if c not in written]
+            data = {**data, "lacks": sorted((lacks | set(missing)) - written)}
+        return data
 
     @property
     def target(self) -> str:

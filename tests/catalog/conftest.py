@@ -49,6 +49,7 @@ SMALL: dict[str, Any] = {
             "aliases": ["llama-70b", "llama-3.3-70b-instruct"],
             "context_window": 131072,
             "capabilities": ["tools"],
+            "lacks": ["vision"],
             "endpoints": [
                 {"provider": "together_ai",
                  "upstream_id": "meta-llama/Llama-3.3-70B-Instruct-Turbo",

@@ -52,6 +52,18 @@ def test_explicit_values_are_never_overridden(hub: Catalog) -> None:
 def test_an_explicit_empty_capability_list_is_kept(hub: Catalog) -> None:
     m = _applied(hub, name="main", provider="openai", catalog_id="gpt-4o", capabilities=[])
     assert m.capabilities == []
+    assert m.lacks == ["json_mode", "tools", "vision"]  # written: the whole list
+
+
+def test_what_the_catalog_says_a_model_lacks_is_filled_and_the_rest_unknown(hub: Catalog) -> None:
+    m = _applied(hub, name="l", provider="fast", catalog_id="llama-3.3-70b")
+    assert (m.capabilities, m.lacks) == (["tools"], ["vision"])  # json_mode: unknown
+    told = _applied(hub, name="l", provider="fast", catalog_id="llama-3.3-70b", lacks=["json_mode"])
+    assert told.lacks == ["json_mode", "vision"]
+    # A written capabilities list is the whole story: the catalog's lacks do not apply.
+    own = _applied(hub, name="l", provider="fast", catalog_id="llama-3.3-70b",
+                   capabilities=["tools", "vision"])  # fmt: skip
+    assert (own.capabilities, own.lacks) == (["tools", "vision"], ["json_mode"])
 
 
 def test_catalog_id_takes_the_endpoint_at_the_models_provider(hub: Catalog) -> None:
@@ -110,7 +122,7 @@ def test_local_models_cost_zero_and_never_take_a_hosted_price(hub: Catalog) -> N
     assert m.context_window == 131072  # the model's own facts still apply
     plain = _applied(hub, name="gpt-4o", provider="local")
     assert (plain.input_price, plain.output_price) == (0.0, 0.0)
-    assert plain.capabilities == []  # a local model named like a hosted one is not it
+    assert plain.capabilities is None  # a local model named like a hosted one is not it
 
 
 def test_local_cost_is_configurable(hub: Catalog) -> None:

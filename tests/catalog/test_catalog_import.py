@@ -30,13 +30,15 @@ RAW: dict[str, Any] = {
     "sample_spec": {"mode": "one of: chat, embedding, ..."},
     "gpt-4o": _chat("openai", cache_read_input_token_cost=1.25e-06, supports_function_calling=True),
     "gpt-4o-2024-08-06": _chat("openai", cache_read_input_token_cost=1.25e-06),
-    "gpt-4o-2024-05-13": _chat("openai", i=5e-06, o=1.5e-05),
+    "gpt-4o-2024-05-13": _chat("openai", i=5e-06, o=1.5e-05, supports_vision=False),
     "azure/gpt-4o": _chat("azure", supports_vision=True),
     "azure/eu/gpt-4o": _chat("azure", i=2.75e-06),
     "ft:gpt-4o-2024-08-06": _chat("openai"),
     "claude-3-haiku-20240307": _chat("anthropic", deprecation_date="2025-03-01"),
     "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo": _chat("together_ai", 8.8e-07, 8.8e-07),
-    "groq/llama-3.3-70b-versatile": _chat("groq", 5.9e-07, 7.9e-07),
+    "groq/llama-3.3-70b-versatile": _chat(
+        "groq", 5.9e-07, 7.9e-07, supports_vision=False, supports_response_schema=False
+    ),
     "meta.llama3-3-70b-instruct-v1:0": _chat("bedrock_converse", 7.2e-07, 7.2e-07),
     "llama-api-free": {"litellm_provider": "meta_llama", "mode": "chat"},
     "broken-price": _chat("openai", i=-1.0),
@@ -68,7 +70,15 @@ def test_spellings_of_one_model_become_one_model_with_endpoints(report: ImportRe
         1.25,
     )
     assert gpt.capabilities == ["tools", "vision"]  # any host's flags count
+    assert gpt.lacks == []  # one host's "no vision" does not outweigh another's "yes"
     assert (gpt.creator, gpt.family, gpt.context_window) == ("openai", "gpt-4o", 128000)
+
+
+def test_an_explicit_no_is_a_lack_and_silence_is_unknown(report: ImportReport) -> None:
+    llama = report.catalog.get("llama-3.3-70b")
+    assert llama is not None
+    # No response schema is not "no JSON mode"; nobody said anything about tools.
+    assert (llama.capabilities, llama.lacks) == ([], ["vision"])
 
 
 def test_the_three_names_of_the_issue_resolve_to_one_model(report: ImportReport) -> None:

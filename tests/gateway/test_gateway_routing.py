@@ -97,6 +97,10 @@ def test_constraints_leave_no_model_is_a_clear_400(
     cfg = routed_config(
         echo_upstream.base_url, db_url, {"any": {"kind": "random"}}, "any", ("echo",)
     )
+    # Written capabilities are the whole list: this model is known not to do tools.
+    raw = cfg.model_dump()
+    raw["models"][0]["capabilities"] = ["json_mode"]
+    cfg = Config.model_validate(raw)
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     with serving(create_app(cfg)) as base_url, httpx.Client() as http:
         r = http.post(
@@ -105,7 +109,8 @@ def test_constraints_leave_no_model_is_a_clear_400(
     assert r.status_code == 400
     error = r.json()["error"]
     assert error["code"] == "no_eligible_model"
-    assert "tools" in error["message"]
+    assert "echo: lacks tools" in error["message"]
+    assert "capabilities: [tools]" in error["message"] and "catalog_id" in error["message"]
 
 
 def test_router_config_errors_name_the_router(echo_upstream: EchoUpstream, db_url: str) -> None:

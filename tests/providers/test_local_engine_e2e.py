@@ -150,3 +150,45 @@ def test_local_requests_are_recorded_as_free(
             break
         time.sleep(0.1)
     assert rows and rows[0]["cost_status"] == "free" and rows[0]["cost_usd"] == 0.0
+
+
+def test_a_streamed_tool_call_reads_as_one_call_in_the_sdk(local_gateway: tuple[str, str]) -> None:
+    """llama-cpp-python repeats the call's id and name in each chunk; the client sees them once."""
+    url, _ = local_gateway
+    client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+    ask = {
+        "model": "smollm2-135m",
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+        "tools": [weather],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "max_tokens": 48,
+        "temperature": 0,
+    }
+    chunks = list(client.chat.completions.create(stream=True, **ask))  # type: ignore[call-overload]
+    deltas = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert len(deltas) > 1  # the arguments came in pieces
+    assert [d.id is not None for d in deltas] == [True] + [False] * (len(deltas) - 1)
+    assert [d.function.name for d in deltas if d.function and d.function.name] == ["get_weather"]
+    assert {d.index for d in deltas} == {0}
+    with client.chat.completions.stream(**ask) as events:  # the SDK's helper
+        completion = events.get_final_completion()
+    choice = completion.choices[0]
+    (call,) = choice.message.tool_calls or []
+    assert call.function.name == "get_weather" and call.id
+    assert choice.finish_reason == "tool_calls"
+    # Greedy decoding: the streamed call is the one the non-streamed request returns.
+    whole = client.chat.completions.create(**ask)  # type: ignore[call-overload]
+    (same,) = whole.choices[0].message.tool_calls or []
+    assert (same.function.name, same.function.arguments) == ("get_weather", call.function.arguments)
+    assert whole.choices[0].message.function_call is None

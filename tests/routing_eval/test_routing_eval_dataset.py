@@ -158,7 +158,7 @@ def test_flatten_keeps_a_lone_user_message_as_is_and_text_parts_only() -> None:
         {"role": "assistant", "content": None},
         {"role": "user", "content": "x"},
     ]
-    assert flatten_messages(msgs) == "assistant: \nuser: x"
+    assert flatten_messages(msgs) == "x"  # the turn to answer (tests/routers/test_router_prompt.py)
 
 
 _score = st.one_of(st.none(), st.floats(0, 1, allow_nan=False))

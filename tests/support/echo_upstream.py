@@ -7,6 +7,9 @@ of requests a second. The requested model name picks a behaviour, for tests:
 - ``fail-500`` / ``fail-429`` / ``fail-400``: answer with that status and an OpenAI error body;
 - ``slow-<seconds>``: wait before answering (timeouts);
 - ``stream-then-hang``: send one chunk, then nothing (timeouts and disconnects mid-stream);
+- ``tool-call``: given ``tools``, call the first one (streamed in OpenAI's chunk form), and
+  ``tool-call-repeating``: the same, with the call's id and name repeated in every chunk
+  (as llama-cpp-python streams it);
 - anything else: echo the last user message back, with usage.
 """
 
@@ -109,6 +112,9 @@ class _Protocol(asyncio.Protocol):
             return
         if model.startswith("slow-"):
             await asyncio.sleep(float(model[5:]))
+        if model.startswith("tool-call") and request.get("tools"):
+            self._call_tool(request, model)
+            return
         messages = request.get("messages") or [{}]
         text = str(messages[-1].get("content", ""))
         usage = {"prompt_tokens": len(text.split()) + 1, "completion_tokens": len(text.split()),
@@ -147,6 +153,49 @@ class _Protocol(asyncio.Protocol):
             raise
         finally:
             self.stats.open_streams -= 1
+
+    def _call_tool(self, request: dict[str, Any], model: str) -> None:
+        name = str(request["tools"][0]["function"]["name"])
+        pieces = ['{"city": ', '"Paris"', "}"]
+        call_id = "call_echo_1"
+        usage = {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
+        if not request.get("stream"):
+            call = {"id": call_id, "type": "function",
+                    "function": {"name": name, "arguments": "".join(pieces)}}  # fmt: skip
+            body = {
+                "id": "chatcmpl-echo", "object": "chat.completion", "created": 0, "model": model,
+                "choices": [{"index": 0, "finish_reason": "tool_calls",
+                             "message": {"role": "assistant", "content": None, "tool_calls": [call]}}],
+                "usage": usage,
+            }  # fmt: skip
+            self._send(200, orjson.dumps(body))
+            return
+        if model == "tool-call-repeating":
+            deltas = [
+                {"tool_calls": [{"index": 0, "id": call_id, "type": "function",
+                                 "function": {"name": name, "arguments": p}}]}
+                for p in pieces
+            ]  # fmt: skip
+        else:
+            first = {"index": 0, "id": call_id, "type": "function",
+                     "function": {"name": name, "arguments": ""}}  # fmt: skip
+            deltas = [{"tool_calls": [first]}]
+            deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in pieces]
+        events = [_chunk(model, {"role": "assistant", "content": None})]
+        events += [_chunk(model, d) for d in deltas]
+        events.append(_chunk(model, {}, "tool_calls"))
+        if (request.get("stream_options") or {}).get("include_usage"):
+            last = {"id": "chatcmpl-echo", "object": "chat.completion.chunk", "created": 0,
+                    "model": model, "choices": [], "usage": usage}  # fmt: skip
+            events.append(b"data: " + orjson.dumps(last) + b"\n\n")
+        events.append(b"data: [DONE]\n\n")
+        assert self.transport is not None
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+            + b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events)
+            + b"0\r\n\r\n"
+        )
 
 
 class EchoUpstream:

@@ -1,5 +1,9 @@
 """Filling a config's models from the catalog: prices, context window, capabilities.
 
+A model's capabilities come from the catalog only when the config writes none: what the
+catalog lists it has, what the catalog says it lacks goes to ``lacks``, and the rest stays
+unknown (routing assumes it, see polyroute.routing.constraints).
+
 Values written in the config always win. Which catalog entry a model takes:
 
 - ``catalog_id`` set: that entry (an id that does not resolve is a :class:`ConfigError`).
@@ -105,10 +109,12 @@ def _apply_one(
         endpoint_window = used.limits.context_window if used else None
         updates["context_window"] = endpoint_window or found.model.context_window
         updates["capabilities"] = list(found.model.capabilities)
-    written = {
-        f for f in model.model_fields_set if f == "capabilities" or getattr(model, f) is not None
-    }
+    # A written capabilities list (even an empty one) is the whole list: it is not None.
+    written = {f for f in model.model_fields_set if getattr(model, f) is not None}
     updates = {k: v for k, v in updates.items() if k not in written and v is not None}
+    if found is not None and found.model.lacks and "capabilities" not in written:
+        # What the catalog says a model cannot do adds to what the config says.
+        updates["lacks"] = sorted({*model.lacks, *found.model.lacks})
     return model.model_copy(update=updates) if updates else model
 
 

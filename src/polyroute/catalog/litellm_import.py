@@ -112,6 +112,13 @@ _CAPABILITY_FLAGS: dict[str, Capability] = {
     "supports_computer_use": "computer_use",
 }
 assert set(_CAPABILITY_FLAGS.values()) <= set(get_args(Capability))
+#: Flags whose explicit ``false`` means the model cannot do it. Not supports_response_schema:
+#: a model without structured outputs may still answer in JSON mode. Not supports_tool_choice:
+#: a model may call tools without honouring a forced choice.
+_LACK_FLAGS: dict[str, Capability] = {
+    "supports_function_calling": "tools",
+    "supports_vision": "vision",
+}
 
 # Keys that name no model, or a price that is not per token.
 _NOT_MODELS = [
@@ -174,6 +181,7 @@ class _Item:
     upstream_id: str
     endpoint: Endpoint
     capabilities: set[Capability]
+    lacks: set[Capability]
     org: str | None
 
 
@@ -202,7 +210,8 @@ def _item(key: str, entry: _Entry, provider: str, style: ApiStyle) -> _Item:
         deprecation_date=entry.deprecation_date,
     )
     caps = {cap for flag, cap in _CAPABILITY_FLAGS.items() if getattr(entry, flag)}
-    return _Item(key, provider, upstream, endpoint, caps, cleaned_name(upstream)[1])
+    lacks = {cap for flag, cap in _LACK_FLAGS.items() if getattr(entry, flag) is False}
+    return _Item(key, provider, upstream, endpoint, caps, lacks, cleaned_name(upstream)[1])
 
 
 def _snapshot(name: str) -> str | None:
@@ -250,6 +259,8 @@ def _model(model_id: str, items: list[_Item]) -> Model:
     endpoint_names = {n.lower() for e in endpoints for n in e.names}
     aliases = {cleaned_name(it.upstream_id)[0] for it in items} - endpoint_names - {model_id}
     capabilities: set[Capability] = set().union(*(it.capabilities for it in items))
+    # Lacking only where no entry of the model says it can (any host's "yes" counts).
+    lacks: set[Capability] = set().union(*(it.lacks for it in items)) - capabilities
 
     def first(attr: str) -> int | None:
         values = (getattr(e.limits, attr) for e in endpoints)
@@ -263,6 +274,7 @@ def _model(model_id: str, items: list[_Item]) -> Model:
         context_window=first("context_window"),
         max_output_tokens=first("max_output_tokens"),
         capabilities=sorted(capabilities),
+        lacks=sorted(lacks),
         endpoints=endpoints,
     )
 

@@ -110,6 +110,9 @@ class Model(_Strict):
     context_window: int | None = Field(None, gt=0)
     max_output_tokens: int | None = Field(None, gt=0)
     capabilities: list[Capability] = Field(default_factory=list)
+    #: What the source says outright the model cannot do (routing keeps requests that need
+    #: it away). A capability in neither list is unknown: the source does not say.
+    lacks: list[Capability] = Field(default_factory=list)
     #: Benchmark name → score in [0, 100], where known.
     benchmarks: dict[str, float] = Field(default_factory=dict)
     #: Who serves it; the first is the default.

@@ -191,6 +191,7 @@ def _row_json(model: Model, endpoint: Endpoint | None) -> dict[str, Any]:
         "family": model.family,
         "context_window": model.context_window,
         "capabilities": list(model.capabilities),
+        "lacks": list(model.lacks),
         "provider": endpoint.provider if endpoint else None,
         "upstream_id": endpoint.upstream_id if endpoint else None,
         "prices": endpoint.prices.model_dump() if endpoint else None,
@@ -266,7 +267,7 @@ def _print_served(config_path: Path | None, as_json: bool) -> None:
             "input_price": m.input_price,
             "output_price": m.output_price,
             "cached_input_price": m.cached_input_price,
-            "capabilities": sorted(m.capabilities),
+            "capabilities": sorted(m.capabilities or ()),
         }
         for m in cfg.models
     ]
@@ -302,6 +303,8 @@ def _print_model(model: Model, selected: Endpoint | None, name: str) -> None:
         f"max output: {_tokens(model.max_output_tokens)} tokens"
     )
     out.print(f"capabilities: {', '.join(model.capabilities) or 'none listed'}")
+    if model.lacks:
+        out.print(f"lacks: {', '.join(model.lacks)}")
     if model.benchmarks:
         out.print("benchmarks: " + ", ".join(f"{k} {v:g}" for k, v in model.benchmarks.items()))
     if selected is not None:

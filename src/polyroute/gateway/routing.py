@@ -17,7 +17,8 @@ from polyroute.errors import ConfigError, NoEligibleModel
 from polyroute.gateway.bindings import Coverage, bind, price_prior
 from polyroute.gateway.protocol import ChatCompletionRequest
 from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
-from polyroute.routing.prompt import flatten_messages
+from polyroute.routing.constraints import with_assumptions
+from polyroute.routing.prompt import content_text, flatten_messages
 
 #: Name that clients send to mean "the default router".
 AUTO = "auto"
@@ -45,6 +46,8 @@ class HealthTracker:
 
 
 def route_request(chat: ChatCompletionRequest, body: Mapping[str, Any]) -> RouteRequest:
+    """What routing sees of a chat request: the text a router reads (the turn to answer,
+    see :func:`~polyroute.routing.prompt.flatten_messages`), its size, and what it needs."""
     messages = [m for m in body["messages"] if isinstance(m, dict)]
     prompt = flatten_messages(messages)
     needs: set[str] = set()
@@ -62,10 +65,27 @@ def route_request(chat: ChatCompletionRequest, body: Mapping[str, Any]) -> Route
         prompt=prompt,
         messages=messages,
         # ~4 characters a token: good enough for context checks and cost estimates, and free.
-        input_tokens=max(1, len(prompt) // 4),
+        # The model reads the whole conversation, not only the turn the router reads.
+        input_tokens=max(1, _text_length(messages) // 4),
         output_tokens=chat.max_completion_tokens or chat.max_tokens or _DEFAULT_OUTPUT_TOKENS,
         required_capabilities=frozenset(needs),
     )
+
+
+def _text_length(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Characters of text the upstream will read: every message's content and tool calls."""
+    total = 0
+    for m in messages:
+        total += len(content_text(m.get("content")))
+        calls = m.get("tool_calls")
+        if isinstance(calls, list):
+            for call in calls:
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    total += len(str(function.get("name", ""))) + len(
+                        str(function.get("arguments", ""))
+                    )
+    return total
 
 
 class RouterHub:
@@ -121,7 +141,9 @@ class RouterHub:
                     context_window=min(
                         (n for n in (m.context_window, m.n_ctx) if n is not None), default=None
                     ),
-                    capabilities=frozenset(m.capabilities),
+                    # Neither known nor known to lack: unknown, and assumed when needed.
+                    capabilities=frozenset(m.capabilities or ()),
+                    lacks=frozenset(m.lacks) - frozenset(m.capabilities or ()),
                     healthy=self.health.healthy(m.name),
                 )
             )
@@ -142,8 +164,10 @@ class RouterHub:
             raise NoEligibleModel(f"router {name!r} has no model that can serve this request")
         route = _route_online if name in self.online else _route
         if router.blocking:
-            return await asyncio.to_thread(route, router, request, candidates)
-        return route(router, request, candidates)
+            decision, context = await asyncio.to_thread(route, router, request, candidates)
+        else:
+            decision, context = route(router, request, candidates)
+        return with_assumptions(decision, request, candidates), context
 
 
 def _route(

@@ -23,6 +23,7 @@ from polyroute.errors import InvalidRequest, ModelUnavailable, PolyrouteError, U
 from polyroute.providers import PROVIDERS
 from polyroute.providers.base import JSON, ModelHealth, Provider
 from polyroute.providers.local_models import local_model_path
+from polyroute.providers.tool_stream import ToolCallStream
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,11 @@ class LlamaCppProvider(Provider):
 
         def run() -> JSON:
             result: JSON = llama.create_chat_completion(**args)
+            for choice in result.get("choices") or ():
+                message = choice.get("message") or {}
+                if message.get("tool_calls"):
+                    # llama-cpp-python adds the deprecated function_call beside tool_calls.
+                    message.pop("function_call", None)
             return result
 
         try:
@@ -158,13 +164,16 @@ class LlamaCppProvider(Provider):
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()
 
+        # llama-cpp-python repeats a tool call's id and name in every chunk: OpenAI's form.
+        tool_calls = ToolCallStream()
+
         def run() -> None:
             try:
                 last: JSON | None = None
                 for chunk in llama.create_chat_completion(stream=True, **args):
                     if cancelled.is_set():
                         break
-                    last = chunk
+                    last = chunk = tool_calls.fix(chunk)
                     loop.call_soon_threadsafe(queue.put_nowait, chunk)
                 if include_usage and last is not None and not cancelled.is_set():
                     prompt, generated = llama.last_usage

@@ -26,6 +26,7 @@ from polyroute.errors import (
 from polyroute.providers import PROVIDERS
 from polyroute.providers.base import JSON, ModelHealth, Provider
 from polyroute.providers.http_transport import AiohttpTransport
+from polyroute.providers.tool_stream import ToolCallStream
 
 
 class OpenAICompatProvider(Provider):
@@ -121,6 +122,9 @@ class OpenAICompatProvider(Provider):
             response = await self._send(self._post_chat(body))
         except httpx.HTTPError as e:
             raise self._transport_error(e) from e
+        # A stream in OpenAI's form passes unchanged; one that repeats tool-call ids and
+        # names in every chunk (some servers do) is put in it.
+        tool_calls = ToolCallStream()
         try:
             if response.status_code >= 400:
                 raise self._status_error(response.status_code, await response.aread())
@@ -138,7 +142,7 @@ class OpenAICompatProvider(Provider):
                     ) from None
                 if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
                     raise UpstreamError(f"upstream {self.name} failed mid-stream: {chunk['error']}")
-                yield chunk
+                yield tool_calls.fix(chunk) if isinstance(chunk, dict) else chunk
         except httpx.HTTPError as e:
             raise self._transport_error(e) from e
         finally:

@@ -25,7 +25,10 @@ class Candidate:
     input_price: float | None = None
     output_price: float | None = None
     context_window: int | None = None
+    #: What the model is known to have, and known to lack; any other capability is unknown,
+    #: and a request that needs it may still go to this model (the decision says so).
     capabilities: frozenset[str] = frozenset()
+    lacks: frozenset[str] = frozenset()
     healthy: bool = True
 
 
@@ -58,6 +61,9 @@ class Decision:
     reason: str = ""
     #: Models in the order to try if the chosen one fails (fallbacks).
     fallbacks: tuple[str, ...] = ()
+    #: Per candidate, the capabilities the request needs that it was assumed to have
+    #: because nothing says whether it does (see polyroute.routing.constraints).
+    assumed: dict[str, list[str]] = field(default_factory=dict)
 
 
 def check_options(name: str, options: Mapping[str, Any], known: Iterable[str]) -> None:

@@ -89,7 +89,7 @@ _ATTEMPT_COLUMNS = (
 
 def decision_data(decision: Decision) -> dict[str, Any]:
     """A decision as the JSON object stored in ``requests.decision``."""
-    return {
+    data = {
         "router": decision.router,
         "model": decision.model,
         "reason": decision.reason,
@@ -97,6 +97,9 @@ def decision_data(decision: Decision) -> dict[str, Any]:
         "costs": decision.costs,
         "fallbacks": list(decision.fallbacks),
     }
+    if decision.assumed:  # capabilities taken on trust (see polyroute.routing.constraints)
+        data["assumed"] = decision.assumed
+    return data
 
 
 def _json(value: Any) -> str:
