@@ -76,12 +76,9 @@ def engines(
         return
     table = Table("model", "kind", "state", "pid", "port", "restarts", "detail")
     for name, engine in found.items():
-        table.add_row(
-            *(escape(str(v if v is not None else "-")) for v in (
-                name, engine.get("kind"), engine.get("state"), engine.get("pid"), engine.get("port"),
-                engine.get("restarts"), engine.get("detail"),
-            ))
-        )  # fmt: skip
+        fields = ("kind", "state", "pid", "port", "restarts", "detail")
+        cells = [name, *(engine.get(f) for f in fields)]
+        table.add_row(*(escape(str(v if v is not None else "-")) for v in cells))
     out.print(table)
     for name, engine in found.items():
         log = (engine.get("log") or [])[-lines:] if lines else []

@@ -85,7 +85,10 @@ def download(
         headers=dict(headers or {}),
     ) as client:
         for attempt in range(retries + 1):
-            request_headers = {"range": f"bytes={have}-"} if have else {}
+            # Identity encoding: byte ranges and the hash are of the file itself.
+            request_headers = {"accept-encoding": "identity"}
+            if have:
+                request_headers["range"] = f"bytes={have}-"
             try:
                 with client.stream("GET", url, headers=request_headers) as response:
                     if response.status_code == 416 and have:
@@ -107,7 +110,8 @@ def download(
                         partial.unlink(missing_ok=True)
                     total = _total_from(response, have)
                     with partial.open("ab") as out:
-                        for block in response.iter_bytes(_BLOCK):
+                        # Raw, as it arrives: a buffered block would be lost with a cut.
+                        for block in response.iter_raw():
                             out.write(block)
                             h.update(block)
                             have += len(block)
