@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -158,7 +158,7 @@ class EngineConfig(_Strict):
     #: Extra command-line options, ``{name: value}`` → ``--name value`` (see docs/engines.md).
     args: dict[str, Any] = Field(default_factory=dict)
     #: The port on 127.0.0.1; ``auto`` picks a free one at start-up.
-    port: int | Literal["auto"] = "auto"
+    port: Annotated[int, Field(ge=1, le=65535)] | Literal["auto"] = "auto"
     #: The program to run instead of the kind's default (e.g. a vLLM in another venv).
     command: list[str] | None = None
     env: dict[str, str] = Field(default_factory=dict)
@@ -246,6 +246,12 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _check_references(self) -> Config:
         seen: dict[str, str] = {}
+        for pname, provider in self.providers.items():
+            if provider.kind == "engine" and not pname.startswith("engine:"):
+                raise ValueError(
+                    f"providers.{pname}: kind 'engine' is made by polyroute for a model entry "
+                    "with 'engine:'; write the engine on the model instead"
+                )
         for i, model in enumerate(self.models):
             made = self.providers.get(model.provider)
             made = made if made is not None and made.kind == "engine" else None

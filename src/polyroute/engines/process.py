@@ -133,6 +133,8 @@ class EngineProcess:
     def start(self) -> None:
         """Start supervising (returns at once; :meth:`wait_ready` waits for readiness)."""
         if self._task is None:
+            self._stop.clear()
+            self.state, self.detail = STARTING, "starting"  # so that waiters wait from now
             self._task = asyncio.create_task(self._supervise(), name=f"engine-{self.name}")
 
     async def stop(self) -> None:
@@ -170,6 +172,7 @@ class EngineProcess:
                 reason = await self._watch()
             if self._stop.is_set():
                 return
+            self.log.append(f"[polyroute] {reason}")
             await self._terminate()
             if reason == "idle":
                 self._set(IDLE, f"stopped after {self.config.idle_timeout_s:g}s idle; "
