@@ -26,7 +26,10 @@ def test_llama_cpp_server_command_binds_loopback_and_names_the_model() -> None:
         "--host", "127.0.0.1", "--port", "8123", "--model_alias", "smol-up", "--n_ctx", "2048",
         "--n_threads", "4", "--n_gpu_layers", "-1", "--flash_attn", "true",
     ]  # fmt: skip
-    assert (c.base_url, c.health_url) == ("http://127.0.0.1:8123/v1", "http://127.0.0.1:8123/v1/models")
+    assert (c.base_url, c.health_url) == (
+        "http://127.0.0.1:8123/v1",
+        "http://127.0.0.1:8123/v1/models",
+    )
 
 
 def test_vllm_command() -> None:
@@ -102,7 +105,10 @@ def test_an_engine_entry_needs_no_provider_but_needs_weights() -> None:
         ({"name": "a", "engine": {"kind": "vllm"}, "path": "/m", "provider": "p"}, "not both"),
         ({"name": "a", "engine": {"kind": "llamacpp"}, "path": "/m"}, "llama_cpp_server"),
         ({"name": "a", "path": "/m"}, "'provider' is required"),
-        ({"name": "a", "engine": {"kind": "vllm"}, "path": "/m", "weights": "pypi:x"}, "one of 'path'"),
+        (
+            {"name": "a", "engine": {"kind": "vllm"}, "path": "/m", "weights": "pypi:x"},
+            "one of 'path'",
+        ),
         ({"name": "a", "engine": {"kind": "vllm", "port": 0}, "path": "/m"}, "port"),
     ],
 )

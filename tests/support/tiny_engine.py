@@ -48,7 +48,9 @@ def main() -> None:
             if mode == "sick" and checks["n"] > 1:
                 self._send(500, {"error": "sick"})
                 return
-            self._send(200, {"object": "list", "data": [{"id": args.model_alias, "object": "model"}]})
+            self._send(
+                200, {"object": "list", "data": [{"id": args.model_alias, "object": "model"}]}
+            )
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

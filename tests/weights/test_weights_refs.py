@@ -14,7 +14,9 @@ COMMIT = "9217f5db79a29953eb74d5343926648285ec7e67"
 
 
 def test_hub_reference_with_a_commit_is_pinned_and_gives_the_resolve_url() -> None:
-    ref = parse_ref(f"hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf@{COMMIT}")
+    ref = parse_ref(
+        f"hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf@{COMMIT}"
+    )
     assert (ref.kind, ref.location, ref.filename, ref.revision) == (
         "hf", "Qwen/Qwen2.5-0.5B-Instruct-GGUF", "qwen2.5-0.5b-instruct-q4_k_m.gguf", COMMIT,
     )  # fmt: skip
@@ -30,7 +32,10 @@ def test_hub_reference_in_a_subfolder_on_a_branch_is_not_pinned() -> None:
     ref = parse_ref("hf://org/repo/sub/dir/model.gguf@main")
     assert ref.filename == "sub/dir/model.gguf" and ref.revision == "main"
     assert not ref.pinned
-    assert ref.hub_url("http://127.0.0.1:9/") == "http://127.0.0.1:9/org/repo/resolve/main/sub/dir/model.gguf"
+    assert (
+        ref.hub_url("http://127.0.0.1:9/")
+        == "http://127.0.0.1:9/org/repo/resolve/main/sub/dir/model.gguf"
+    )
     # A branch with a slash is escaped in the URL, so it cannot be read as part of the path.
     assert "/resolve/refs%2Fpr%2F1/" in parse_ref("hf://o/r/f.gguf@refs/pr/1").hub_url()
 
@@ -58,7 +63,9 @@ def test_bad_references_are_refused_with_the_fix(text: str, says: str) -> None:
 def test_urls_paths_and_packages(tmp_path: Path) -> None:
     url = parse_ref("https://example.org/models/m.gguf?download=1")
     assert (url.kind, url.location, url.filename_hint) == (
-        "url", "https://example.org/models/m.gguf?download=1", "m.gguf"
+        "url",
+        "https://example.org/models/m.gguf?download=1",
+        "m.gguf",
     )
     local = parse_ref(str(tmp_path / "m.gguf"))
     assert local.kind == "path" and local.text == f"file://{tmp_path / 'm.gguf'}"

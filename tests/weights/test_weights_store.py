@@ -52,7 +52,9 @@ def test_pull_verifies_stores_by_hash_and_the_second_pull_is_a_hit(
     assert not list((store.root / "partial").iterdir())
 
 
-def test_a_cut_mid_file_is_resumed_with_a_range_request(server: FileServer, store: WeightsStore) -> None:
+def test_a_cut_mid_file_is_resumed_with_a_range_request(
+    server: FileServer, store: WeightsStore
+) -> None:
     server.cut_after["/m.gguf"] = 1_000_000
     entry = store.pull(f"{server.url}/m.gguf", sha256=SHA)
     assert store.path_of(entry).read_bytes() == DATA
@@ -65,7 +67,10 @@ def test_a_cut_with_no_retries_left_keeps_the_part_and_the_next_pull_resumes(
     server.cut_after["/m.gguf"] = 2_000_000
     with pytest.raises(WeightsError) as info:
         store.pull(f"{server.url}/m.gguf", sha256=SHA, retries=0)
-    assert "cut after 2000000 bytes" in info.value.message and "run the same pull again" in info.value.message
+    assert (
+        "cut after 2000000 bytes" in info.value.message
+        and "run the same pull again" in info.value.message
+    )
     assert store.entries() == []
     entry = store.pull(f"{server.url}/m.gguf", sha256=SHA, retries=0)
     assert store.path_of(entry).read_bytes() == DATA
@@ -94,7 +99,9 @@ def test_a_wrong_hash_is_refused_with_both_hashes_and_nothing_is_kept(
     assert not (store.root / "blobs" / SHA).exists()
 
 
-def test_a_truncated_file_served_as_whole_is_refused(server: FileServer, store: WeightsStore) -> None:
+def test_a_truncated_file_served_as_whole_is_refused(
+    server: FileServer, store: WeightsStore
+) -> None:
     server.files["/short.gguf"] = DATA[:-10]  # the server thinks this is the file
     with pytest.raises(WeightsError, match=f"expected {SHA}"):
         store.pull(f"{server.url}/short.gguf", sha256=SHA)
@@ -117,7 +124,9 @@ def test_concurrent_pulls_of_one_file_download_it_once(server: FileServer, tmp_p
 
     def pull() -> None:
         try:  # a store object per thread, as separate processes would have
-            results.append(WeightsStore(tmp_path / "store").pull(f"{server.url}/m.gguf", sha256=SHA).sha256)
+            results.append(
+                WeightsStore(tmp_path / "store").pull(f"{server.url}/m.gguf", sha256=SHA).sha256
+            )
         except BaseException as e:
             errors.append(e)
 
@@ -162,7 +171,9 @@ def test_a_local_file_with_the_wrong_hash_is_refused(tmp_path: Path, store: Weig
     assert store.entries() == []
 
 
-def test_verify_finds_a_corrupted_file_and_rm_forgets_it(tmp_path: Path, store: WeightsStore) -> None:
+def test_verify_finds_a_corrupted_file_and_rm_forgets_it(
+    tmp_path: Path, store: WeightsStore
+) -> None:
     path, sha = _local(tmp_path, "x.gguf", 100)
     entry = store.pull(str(path))
     assert store.verify() == [(store.get(sha), None)]
@@ -192,12 +203,19 @@ def test_cli_pull_list_verify_rm(server: FileServer, tmp_path: Path) -> None:
     server.cut_after["/m.gguf"] = 1_500_000
     r = runner.invoke(app, ["weights", "pull", url, "--sha256", SHA, "--retries", "0"], env=env)
     assert r.exit_code == 1 and "run the same pull again to resume" in r.output
-    r = runner.invoke(app, ["weights", "pull", url, "--sha256", SHA, "--license", "CC-BY-4.0"], env=env)
+    r = runner.invoke(
+        app, ["weights", "pull", url, "--sha256", SHA, "--license", "CC-BY-4.0"], env=env
+    )
     assert r.exit_code == 0, r.output
     assert server.requests[-1] == ("/m.gguf", "bytes=1500000-")
     r = runner.invoke(app, ["weights", "list", "--json"], env=env)
     [row] = json.loads(r.output)
-    assert (row["sha256"], row["source"], row["licence"], row["in_use"]) == (SHA, url, "CC-BY-4.0", False)
+    assert (row["sha256"], row["source"], row["licence"], row["in_use"]) == (
+        SHA,
+        url,
+        "CC-BY-4.0",
+        False,
+    )
     assert runner.invoke(app, ["weights", "verify"], env=env).exit_code == 0
     r = runner.invoke(app, ["weights", "rm", SHA[:12]], env=env)
     assert r.exit_code == 0 and "removed" in r.output

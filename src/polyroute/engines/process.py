@@ -81,6 +81,9 @@ class EngineProcess:
         self.restarts = 0
         self.started_at: float | None = None
         self.log: deque[str] = deque(maxlen=_LOG_LINES)
+        #: polyroute's own lines about this engine (starts, exits, signals), kept apart from
+        #: the engine's output, which can be hundreds of lines at each start.
+        self.events: deque[str] = deque(maxlen=20)
         self.in_flight = 0
         self.last_used = time.monotonic()
         self._proc: asyncio.subprocess.Process | None = None
@@ -105,6 +108,7 @@ class EngineProcess:
             if self.started_at and self.state == READY
             else None,
             "command": self.command.argv,
+            "events": list(self.events),
             "log": list(self.log)[-20:],
         }
 
@@ -172,7 +176,7 @@ class EngineProcess:
                 reason = await self._watch()
             if self._stop.is_set():
                 return
-            self.log.append(f"[polyroute] {reason}")
+            self._event(reason)
             await self._terminate()
             if reason == "idle":
                 self._set(IDLE, f"stopped after {self.config.idle_timeout_s:g}s idle; "
@@ -215,11 +219,11 @@ class EngineProcess:
                 preexec_fn=_die_with_parent(os.getpid()),
             )
         except OSError as e:
-            self.log.append(f"[polyroute] could not run {self.command.argv[0]}: {e}")
+            self._event(f"could not run {self.command.argv[0]}: {e}")
             return f"could not start: {e}"
         self.pid = self._proc.pid
         self.started_at = time.time()
-        self.log.append(f"[polyroute] started pid {self.pid}: {' '.join(self.command.argv)}")
+        self._event(f"started pid {self.pid}: {' '.join(self.command.argv)}")
         self._reader = asyncio.create_task(self._read_log(self._proc))
         deadline = time.monotonic() + self.config.startup_timeout_s
         async with httpx.AsyncClient(timeout=2.0) as client:
@@ -234,9 +238,13 @@ class EngineProcess:
                     await asyncio.wait_for(self._proc.wait(), 0.25)
         return f"not ready within startup_timeout_s={self.config.startup_timeout_s:g}s"
 
-    async def _check(self, client: httpx.AsyncClient) -> bool:
+    async def _check(self, client: httpx.AsyncClient) -> bool | None:
+        """True: healthy; False: failed; None: no answer in time while requests are in flight
+        (llama.cpp's server answers its health route only between generations: busy)."""
         try:
             response = await client.get(self.command.health_url)
+        except httpx.TimeoutException:
+            return None if self.in_flight else False
         except httpx.HTTPError:
             return False
         return response.status_code == 200
@@ -249,7 +257,7 @@ class EngineProcess:
         stopping = asyncio.ensure_future(self._stop.wait())
         failures = 0
         try:
-            async with httpx.AsyncClient(timeout=min(5.0, self.config.health_interval_s)) as client:
+            async with httpx.AsyncClient(timeout=5.0) as client:
                 while True:
                     done, _ = await asyncio.wait(
                         {exited, stopping},
@@ -263,7 +271,9 @@ class EngineProcess:
                     idle = self.config.idle_timeout_s
                     if idle and not self.in_flight and time.monotonic() - self.last_used > idle:
                         return "idle"
-                    failures = 0 if await self._check(client) else failures + 1
+                    ok = await self._check(client)
+                    if ok is not None:
+                        failures = 0 if ok else failures + 1
                     if failures >= _FAILED_CHECKS:
                         return f"failed {failures} health checks in a row"
         finally:
@@ -288,19 +298,22 @@ class EngineProcess:
             try:
                 await asyncio.wait_for(proc.wait(), self.config.stop_grace_s)
             except TimeoutError:
-                self.log.append(
-                    f"[polyroute] no exit {self.config.stop_grace_s:g}s after SIGTERM: SIGKILL"
-                )
+                self._event(f"no exit {self.config.stop_grace_s:g}s after SIGTERM: SIGKILL")
                 self._signal(proc.pid, signal.SIGKILL)
                 await proc.wait()
         else:
             self._signal(proc.pid, signal.SIGKILL)  # what it left behind in its group
-        self.log.append(f"[polyroute] pid {proc.pid} exited with status {proc.returncode}")
+        self._event(f"pid {proc.pid} exited with status {proc.returncode}")
         if self._reader is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(self._reader, 2.0)
             self._reader = None
         self.pid = None
+
+    def _event(self, text: str) -> None:
+        line = f"[polyroute] {text}"
+        self.log.append(line)
+        self.events.append(time.strftime("%H:%M:%S ") + text)
 
     @staticmethod
     def _signal(pid: int, sig: signal.Signals) -> None:
