@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from polyroute.config import EngineConfig, ModelConfig
 from polyroute.engines import EngineProcess, build_command
 from polyroute.engines.manager import free_port

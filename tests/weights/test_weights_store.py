@@ -220,3 +220,31 @@ def test_cli_pull_list_verify_rm(server: FileServer, tmp_path: Path) -> None:
     r = runner.invoke(app, ["weights", "rm", SHA[:12]], env=env)
     assert r.exit_code == 0 and "removed" in r.output
     assert json.loads(runner.invoke(app, ["weights", "list", "--json"], env=env).output) == []
+
+
+def test_a_hub_file_is_fetched_at_its_resolved_commit_and_checked_against_the_hubs_hash(
+    server: FileServer, store: WeightsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the Hub's metadata call is replaced (no internet in tests); the bytes come from a
+    # real server laid out as the Hub's resolve/ URLs are.
+    from polyroute.weights import hub
+
+    commit = "a" * 40
+    server.files[f"/org/repo/resolve/{commit}/sub/m.gguf"] = DATA
+    asked: list[str] = []
+
+    def describe(ref: object) -> hub.HubFile:
+        asked.append(getattr(ref, "revision", ""))
+        return hub.HubFile(commit=commit, sha256=SHA, size=len(DATA), licence="apache-2.0",
+                           endpoint=server.url)  # fmt: skip
+
+    monkeypatch.setattr(hub, "hub_file", describe)
+    entry = store.pull("hf://org/repo/sub/m.gguf@main")
+    assert asked == ["main"]
+    assert (entry.sha256, entry.revision, entry.licence) == (SHA, commit, "apache-2.0")
+    assert server.requests == [(f"/org/repo/resolve/{commit}/sub/m.gguf", None)]
+    assert store.pull("hf://org/repo/sub/m.gguf@main").sha256 == SHA and len(asked) == 1
+    with pytest.raises(
+        WeightsError, match=f"the Hub says sha256 {SHA}, but --sha256 is {'9' * 64}"
+    ):
+        store.pull("hf://org/repo/sub/other.gguf@main", sha256="9" * 64)
