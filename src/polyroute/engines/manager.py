@@ -22,7 +22,7 @@ from polyroute.engines.process import ROUTABLE, EngineProcess
 from polyroute.engines.provider import EngineProvider
 from polyroute.errors import ConfigError, PolyrouteError
 from polyroute.weights.fetch import Progress
-from polyroute.weights.store import Entry, Lease, WeightsStore
+from polyroute.weights.store import Entry, Lease, WeightsStore, use_default_store
 
 log = logging.getLogger("polyroute.engines")
 PROVIDER_PREFIX = "engine:"
@@ -171,19 +171,30 @@ class Engines:
         await asyncio.to_thread(self._embedded_provenance)
 
     def _embedded_provenance(self) -> None:
+        """Provenance of the embedded models' files, leased too: loaded, they are in use."""
         from polyroute.providers.local_models import BUILTIN_MODELS
 
         for m in self.config.models:
-            if m.engine is None and m.source in BUILTIN_MODELS:
-                entry = self.store.get(BUILTIN_MODELS[m.source].sha256)
-                if entry is not None:
-                    self.provenance[m.name] = entry.to_json()
+            if m.engine is not None or m.source is None:
+                continue
+            builtin = BUILTIN_MODELS.get(m.source)
+            entry = (
+                self.store.get(builtin.sha256)
+                if builtin is not None
+                else self.store.find(m.source, m.sha256)
+            )
+            if entry is not None and self.store.path_of(entry).is_file():
+                lease = self.store.lease(entry)
+                self.leases.append(lease)
+                self.provenance[m.name] = lease.entry.to_json()
 
     async def stop(self) -> None:
         await asyncio.gather(*(p.stop() for p in self.processes.values()))
         for lease in self.leases:
             lease.close()
         self.leases.clear()
+        if self.config.weights.dir is not None or self.config.weights.max_size_gb is not None:
+            use_default_store(None)  # the process's store goes back to the default one
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Per engine model: its state, PID, port, restarts and last log lines."""

@@ -226,23 +226,31 @@ class EngineProcess:
         self._event(f"started pid {self.pid}: {' '.join(self.command.argv)}")
         self._reader = asyncio.create_task(self._read_log(self._proc))
         deadline = time.monotonic() + self.config.startup_timeout_s
-        async with httpx.AsyncClient(timeout=2.0) as client:
+        async with httpx.AsyncHTTPTransport() as client:
             while time.monotonic() < deadline:
                 if self._stop.is_set():
                     return "stopping"
                 if self._proc.returncode is not None:
                     return f"exited with status {self._proc.returncode} while starting"
-                if await self._check(client):
+                if await self._check(client, 2.0):
                     return None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._proc.wait(), 0.25)
         return f"not ready within startup_timeout_s={self.config.startup_timeout_s:g}s"
 
-    async def _check(self, client: httpx.AsyncClient) -> bool | None:
+    async def _check(self, client: httpx.AsyncBaseTransport, timeout_s: float) -> bool | None:
         """True: healthy; False: failed; None: no answer in time while requests are in flight
-        (llama.cpp's server answers its health route only between generations: busy)."""
+        (llama.cpp's server answers its health route only between generations: busy).
+
+        Straight through the transport: httpx's client would log every check at INFO."""
+        request = httpx.Request(
+            "GET",
+            self.command.health_url,
+            extensions={"timeout": httpx.Timeout(timeout_s).as_dict()},
+        )
         try:
-            response = await client.get(self.command.health_url)
+            response = await client.handle_async_request(request)
+            await response.aclose()
         except httpx.TimeoutException:
             return None if self.in_flight else False
         except httpx.HTTPError:
@@ -257,7 +265,7 @@ class EngineProcess:
         stopping = asyncio.ensure_future(self._stop.wait())
         failures = 0
         try:
-            async with httpx.AsyncClient(timeout=5.0) as client:
+            async with httpx.AsyncHTTPTransport() as client:
                 while True:
                     done, _ = await asyncio.wait(
                         {exited, stopping},
@@ -271,7 +279,7 @@ class EngineProcess:
                     idle = self.config.idle_timeout_s
                     if idle and not self.in_flight and time.monotonic() - self.last_used > idle:
                         return "idle"
-                    ok = await self._check(client)
+                    ok = await self._check(client, 5.0)
                     if ok is not None:
                         failures = 0 if ok else failures + 1
                     if failures >= _FAILED_CHECKS:

@@ -197,6 +197,13 @@ class WeightsStore:
                 return entry
         return None
 
+    def find(self, source: str, sha256: str | None = None) -> Entry | None:
+        """The stored file ``source`` names, if it has been fetched (no network)."""
+        try:
+            return self._cached(parse_ref(source), check_sha256(sha256) if sha256 else None)
+        except WeightsError:
+            return None
+
     # -- locks --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
