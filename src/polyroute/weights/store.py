@@ -456,10 +456,8 @@ _default: WeightsStore | None = None
 
 def default_store() -> WeightsStore:
     """The process's store: the one the gateway configured, else the default directory."""
-    global _default
-    if _default is None:
-        _default = WeightsStore()
-    return _default
+    # Built afresh each time unless configured: the environment may change (tests do).
+    return _default if _default is not None else WeightsStore()
 
 
 def use_default_store(store: WeightsStore | None) -> None:
