@@ -30,8 +30,9 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
-from polyroute.weights.store import WeightsStore  # noqa: E402
 from tests.support.file_server import running_file_server  # noqa: E402
+
+from polyroute.weights.store import WeightsStore  # noqa: E402
 
 
 def main() -> None:
