@@ -121,7 +121,7 @@ async def test_an_idle_engine_is_started_by_the_next_request(
 ) -> None:
     client = await asgi_client(_config(tmp_path, f"{files.url}/tiny.gguf", SHA, idle_timeout_s=0.3))
     process = client.gateway.engines.processes["tiny"]
-    await _until(lambda: process.state == "idle")
+    await _until(lambda: process.state == "idle" and process.pid is None)
     body = (await client.get("/health")).json()
     assert body["engines"]["tiny"]["pid"] is None and body["models"]["tiny"]["ready"]
     r = await client.post(

@@ -177,13 +177,15 @@ class EngineProcess:
             if self._stop.is_set():
                 return
             self._event(reason)
-            await self._terminate()
             if reason == "idle":
+                # Idle before it stops: a request arriving meanwhile waits, then wakes it.
+                self._wake.clear()
                 self._set(IDLE, f"stopped after {self.config.idle_timeout_s:g}s idle; "
                           "the next request starts it")  # fmt: skip
-                self._wake.clear()
+                await self._terminate()
                 await self._wake.wait()
                 continue
+            await self._terminate()
             now = time.monotonic()
             self._crashes.append(now)
             while self._crashes and now - self._crashes[0] > self.config.restart_window_s:
@@ -194,7 +196,7 @@ class EngineProcess:
                     f"{reason}; crashed {len(self._crashes)} times within "
                     f"{self.config.restart_window_s:g}s (max_restarts: "
                     f"{self.config.max_restarts}), so it is marked down; its last log lines: "
-                    + " | ".join(list(self.log)[-5:]),
+                    + " | ".join([x for x in self.log if not x.startswith("[polyroute]")][-5:]),
                 )
                 return
             delay = min(
