@@ -142,6 +142,8 @@ def model_card(m: ModelConfig, created: int) -> dict[str, Any]:
         card["pricing"] = {"input": m.input_price, "output": m.output_price}
         if m.cached_input_price is not None:
             card["pricing"]["cached_input"] = m.cached_input_price
+        if m.cache_write_price is not None:
+            card["pricing"]["cache_write"] = m.cache_write_price
     if m.aliases:
         card["aliases"] = list(m.aliases)
     return card
