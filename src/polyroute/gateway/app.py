@@ -14,7 +14,7 @@ import httpx
 import orjson
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -24,9 +24,11 @@ from polyroute.config import Config, ModelConfig, default_config
 from polyroute.dashboard import Dashboard
 from polyroute.errors import InvalidRequest, PolyrouteError
 from polyroute.gateway.chat import ChatService
+from polyroute.gateway.embeddings import EmbeddingsService
 from polyroute.gateway.errors import error_response, handle_polyroute_error, handle_unexpected
 from polyroute.gateway.feedback import FeedbackService
 from polyroute.gateway.learning import OnlineLearning, RecentTraces
+from polyroute.gateway.messages import MessagesService
 from polyroute.gateway.routing import AUTO, build_router_hub
 from polyroute.providers.pool import ProviderPool
 from polyroute.store import Recorder, Store
@@ -74,6 +76,8 @@ class Gateway:
             observers=self.telemetry.observers,
             recent=self.recent,
         )
+        self.messages = MessagesService(self.chat)  # Anthropic's API over the same chat path
+        self.embeddings = EmbeddingsService(config, self.pool, transport)
         self.feedback = FeedbackService(config, self.store, self.recent, self.learning)
         self.purger = Purger(self.store, config.store.retention_days, config.store.purge_interval_s)
         self.started_at = time.time()
@@ -114,6 +118,7 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.pool.aclose()
+        await self.embeddings.aclose()
         await self.recorder.aclose()  # flush every queued record before exit
         await self.learning.aclose()  # and save what the online routers learned
         await self.purger.aclose()
@@ -226,6 +231,23 @@ def create_app(
     # FastAPI's per-request dependency solving (query parsing, an exit stack).
     app.router.routes.insert(0, Route(CHAT_PATH, chat_completions, methods=["POST"]))
 
+    @app.post("/v1/messages", response_model=None)
+    async def messages(request: Request) -> Response:
+        """Anthropic's Messages API (``anthropic`` SDK, Claude-style tools); ``model: "auto"``
+        routes as on /v1/chat/completions. Errors are Anthropic's error JSON."""
+        return await gateway.messages(request)
+
+    @app.post("/v1/embeddings", response_model=None)
+    async def embeddings(request: Request) -> Response:
+        """OpenAI's embeddings API, passed to the configured model named (or the built-in
+        all-MiniLM-L6-v2)."""
+        return await gateway.embeddings(request)
+
+    @app.get("/", response_model=None)
+    async def root() -> Response:
+        """The dashboard (or, with it off, the routes)."""
+        return RedirectResponse("/ui" if gateway.config.dashboard.enabled else "/docs")
+
     @app.post("/v1/feedback", response_model=None)
     async def feedback(request: Request) -> Response:
         return await gateway.feedback(request)
@@ -264,7 +286,7 @@ def create_app(
             body["default_router"] = gateway.routers.default
         return _json(body, status=200 if ready else 503)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics")
     async def metrics(request: Request) -> Response:
         if gateway.telemetry.metrics is None:
             off = InvalidRequest("Metrics are off: set telemetry.metrics: true to serve them")

@@ -1,0 +1,119 @@
+"""``POST /v1/messages``: Anthropic's Messages API in front of the same chat path.
+
+An Anthropic request is validated and translated into the OpenAI request
+``/v1/chat/completions`` takes, then served by :class:`~polyroute.gateway.chat.ChatService`
+itself, so routing (``model: "auto"`` or a router's name), fallbacks, recording, metrics and
+the ``x-polyroute-*`` headers are the chat path's, unchanged. Its answer, or its stream, is
+translated back; every error is Anthropic's error JSON, with the status the chat path gives.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Message
+
+from polyroute.errors import PolyrouteError, RateLimited, UpstreamError
+from polyroute.gateway.chat import ChatService
+from polyroute.gateway.messages_protocol import to_openai, validate_messages_request
+from polyroute.gateway.messages_wire import MessageStream, error_json, to_message
+from polyroute.gateway.protocol import read_json_body
+
+log = logging.getLogger(__name__)
+_STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def error_response(status: int, message: str) -> Response:
+    return Response(error_json(status, message), status_code=status, media_type="application/json")
+
+
+class MessagesService:
+    """Serves Anthropic Messages requests through a :class:`ChatService`."""
+
+    def __init__(self, chat: ChatService) -> None:
+        self.chat = chat
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            return await self._serve(request)
+        except PolyrouteError as e:
+            return error_response(e.status_code, e.message)
+        except Exception:
+            log.exception("unhandled error in /v1/messages")
+            return error_response(500, "The server had an error while processing your request")
+
+    async def _serve(self, request: Request) -> Response:
+        body = await read_json_body(request, self.chat.config.server.max_body_bytes)
+        req = validate_messages_request(body)
+        chat_request = _inner_request(request, orjson.dumps(to_openai(req, body)))
+        answer = await self.chat(chat_request)
+        headers = {k: v for k, v in answer.headers.items() if k.startswith("x-polyroute-")}
+        trace_id = headers.get("x-polyroute-trace-id", "msg_unknown")
+        if isinstance(answer, StreamingResponse):
+            stream = MessageStream(trace_id, headers.get("x-polyroute-model", req.model))
+            return StreamingResponse(
+                _relay(answer.body_iterator, stream),
+                media_type="text/event-stream",
+                headers={**_STREAM_HEADERS, **headers},
+            )
+        message = to_message(orjson.loads(answer.body), trace_id)
+        return Response(orjson.dumps(message), media_type="application/json", headers=headers)
+
+
+def _inner_request(request: Request, body: bytes) -> Request:
+    """The client's request with ``body`` as its body: what ChatService reads."""
+    scope = dict(request.scope)
+    scope["headers"] = [
+        *((k, v) for k, v in request.scope["headers"] if k != b"content-length"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await request.receive()  # a disconnect still reaches whoever listens
+
+    return Request(scope, receive)
+
+
+async def _relay(chunks: Any, stream: MessageStream) -> AsyncIterator[bytes]:
+    """The chat path's SSE bytes (one ``data:`` event per piece) as Anthropic events."""
+    yield stream.start()
+    failed = False
+    try:
+        # Read to the end, [DONE] included: the chat path records the request as it ends,
+        # and closing it early would record a client disconnect.
+        async for piece in chunks:
+            raw = piece.encode() if isinstance(piece, str) else bytes(piece)
+            for event in raw.split(b"\n\n"):
+                if failed or not event.startswith(b"data: ") or event == b"data: [DONE]":
+                    continue
+                chunk = orjson.loads(event[6:])
+                if "error" in chunk and "choices" not in chunk:
+                    failed = True
+                    yield stream.error(_in_band_error(chunk["error"]))
+                    continue
+                out = stream.feed(chunk)
+                if out:
+                    yield out
+        if not failed:
+            yield stream.end()
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()  # a client that left cancels the upstream, as on the chat path
+
+
+def _in_band_error(error: Any) -> PolyrouteError:
+    message = str(error.get("message", "upstream error")) if isinstance(error, dict) else str(error)
+    if isinstance(error, dict) and error.get("type") == "rate_limit_error":
+        return RateLimited(message)
+    return UpstreamError(message)
