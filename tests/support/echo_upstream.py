@@ -10,6 +10,8 @@ of requests a second. The requested model name picks a behaviour, for tests:
 - ``tools...``, with ``tools`` in the request and a user message last: call the first tool,
   every argument of its schema set to the user's text (streamed: arguments in pieces);
 - anything else: echo the last user message back, with usage.
+
+``/embeddings`` answers each input with ``[number of words, number of characters, 1.0]``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,19 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> byte
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
     return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+def _embeddings(request: dict[str, Any]) -> bytes:
+    texts = request.get("input")
+    texts = [texts] if isinstance(texts, str) else texts or []
+    data = [{"object": "embedding", "index": i,
+             "embedding": [float(len(str(t).split())), float(len(str(t))), 1.0]}
+            for i, t in enumerate(texts)]  # fmt: skip
+    words = sum(len(str(t).split()) for t in texts)
+    usage = {"prompt_tokens": words, "total_tokens": words}
+    return orjson.dumps(
+        {"object": "list", "data": data, "model": request.get("model"), "usage": usage}
+    )
 
 
 class _Stats:
@@ -82,6 +97,9 @@ class _Protocol(asyncio.Protocol):
         path = self.url.split(b"?")[0]
         if path.endswith(b"/models"):
             self._send(200, b'{"object":"list","data":[{"id":"echo","object":"model"}]}')
+            return
+        if path.endswith(b"/embeddings"):
+            self._send(200, _embeddings(orjson.loads(b"".join(self.body))))
             return
         if not path.endswith(b"/chat/completions"):
             self._send(404, b'{"error":{"message":"not found"}}')
