@@ -69,7 +69,10 @@ def test_an_unknown_price_never_passes_a_price_filter(app: typer.Typer, tmp_path
     assert "free-lunch" not in {r["id"] for r in rows}
     listed = json.loads(run(app, "--catalog", str(path), "--search", "free-lunch", "--json").stdout)
     assert listed[0]["prices"] == {
-        "input": None, "output": None, "cached_input": None, "cache_write": None
+        "input": None,
+        "output": None,
+        "cached_input": None,
+        "cache_write": None,
     }
 
 

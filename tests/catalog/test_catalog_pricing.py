@@ -50,7 +50,9 @@ CLAUDE = Prices(input=3.0, output=15.0, cached_input=0.3, cache_write=3.75)
 
 def test_cache_writes_bill_at_the_cache_write_price() -> None:
     # Anthropic's shape in OpenAI's terms: 1,000 prompt = 100 fresh + 600 read + 300 written.
-    usage = Usage(prompt_tokens=1000, completion_tokens=10, cached_tokens=600, cache_write_tokens=300)
+    usage = Usage(
+        prompt_tokens=1000, completion_tokens=10, cached_tokens=600, cache_write_tokens=300
+    )
     expected = (100 * 3.0 + 600 * 0.3 + 300 * 3.75 + 10 * 15.0) / 1e6
     assert cost_usd(CLAUDE, usage) == pytest.approx(expected)
     # Without a cache-write price (providers with no surcharge) writes bill as input.
