@@ -94,6 +94,6 @@ def test_unknown_provider_kind_lists_the_known_ones(tmp_path: Path) -> None:
     )
     with pytest.raises(
         ConfigError,
-        match=r"providers.p.kind: unknown providers 'telepathy'; known: llama_cpp, openai",
+        match=r"providers.p.kind: unknown providers 'telepathy'; known: anthropic, azure, gemini, llama_cpp, openai",
     ):
         ProviderPool(cfg)

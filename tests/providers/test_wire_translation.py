@@ -189,3 +189,21 @@ def test_inbound_then_outbound_is_the_identity(body: dict[str, Any]) -> None:
     assert again.get("stop_sequences") == body.get("stop_sequences")
     assert again.get("tools") == body.get("tools")
     assert again.get("tool_choice") == body.get("tool_choice")
+
+
+def test_json_mode_stream_sends_the_forced_tools_input_as_text() -> None:
+    t = StreamTranslator(json_mode=True)
+    chunks = t.feed("message_start", {"type": "message_start", "message": {"id": "m", "usage": {}}})
+    block = {"type": "tool_use", "id": "toolu_1", "name": "json_response", "input": {}}
+    chunks += t.feed("content_block_start", {"type": "content_block_start", "index": 0,
+                                             "content_block": block})  # fmt: skip
+    for piece in ('{"a": ', "1}"):
+        delta = {"type": "input_json_delta", "partial_json": piece}
+        chunks += t.feed("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                 "delta": delta})  # fmt: skip
+    chunks += t.feed("message_delta", {"type": "message_delta",
+                                       "delta": {"stop_reason": "tool_use"}})  # fmt: skip
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert "".join(d.get("content") or "" for d in deltas) == '{"a": 1}'
+    assert not any("tool_calls" in d for d in deltas)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
