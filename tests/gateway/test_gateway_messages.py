@@ -59,7 +59,11 @@ def anthropic_config(base_url: str, db_url: str) -> Config:
             "store": {"database_url": db_url, "flush_interval_s": 0.05},
             "providers": {"anthropic": {"kind": "anthropic", "base_url": base_url,
                                         "api_key_env": "FAKE_ANTHROPIC_KEY"}},
-            "models": [{"name": "claude-sonnet-4-5", "provider": "anthropic"}],
+            "models": [
+                {"name": "claude-sonnet-4-5", "provider": "anthropic"},
+                {"name": "busy", "provider": "anthropic", "upstream_model": "overloaded"},
+                {"name": "cut", "provider": "anthropic", "upstream_model": "stream-error"},
+            ],
             "routers": {"only": {"kind": "wrr", "weights": {"claude-sonnet-4-5": 1}}},
         }
     )  # fmt: skip
@@ -224,4 +228,21 @@ def test_errors_are_anthropics_error_json(echo_gateway: str) -> None:
                 "messages": [{"role": "user", "content": "x"}]}  # fmt: skip
         r = http.post(f"{echo_gateway}/v1/messages", json=body)
         assert r.status_code == 400 and "custom tools" in r.json()["error"]["message"]
+    client.close()
+
+
+def test_upstream_failures_reach_anthropic_clients_as_anthropic_errors(
+    anthropic_gateway: str,
+) -> None:
+    client = sdk(anthropic_gateway)
+    ask: Any = [{"role": "user", "content": "x"}]
+    with pytest.raises(anthropic.APIStatusError) as e:
+        client.messages.create(model="busy", max_tokens=5, messages=ask)
+    assert e.value.status_code == 502 and "overloaded_error" in str(e.value)
+    assert e.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+    # Mid-stream, after a 200: Anthropic's error event, which the SDK raises.
+    with pytest.raises(anthropic.APIStatusError, match="Overloaded"):
+        with client.messages.stream(model="cut", max_tokens=5, messages=ask) as stream:
+            for _ in stream:
+                pass
     client.close()
