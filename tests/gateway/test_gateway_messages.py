@@ -241,8 +241,10 @@ def test_upstream_failures_reach_anthropic_clients_as_anthropic_errors(
     assert e.value.status_code == 502 and "overloaded_error" in str(e.value)
     assert e.value.body["error"]["type"] == "api_error"  # type: ignore[index]
     # Mid-stream, after a 200: Anthropic's error event, which the SDK raises.
-    with pytest.raises(anthropic.APIStatusError, match="Overloaded"):
-        with client.messages.stream(model="cut", max_tokens=5, messages=ask) as stream:
-            for _ in stream:
-                pass
+    with (
+        pytest.raises(anthropic.APIStatusError, match="Overloaded"),
+        client.messages.stream(model="cut", max_tokens=5, messages=ask) as stream,
+    ):
+        for _ in stream:
+            pass
     client.close()

@@ -207,3 +207,36 @@ def test_json_mode_stream_sends_the_forced_tools_input_as_text() -> None:
     assert "".join(d.get("content") or "" for d in deltas) == '{"a": 1}'
     assert not any("tool_calls" in d for d in deltas)
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_overloaded_and_server_errors_retry_client_errors_do_not() -> None:
+    from polyroute.config import ProviderConfig
+    from polyroute.errors import RateLimited
+    from polyroute.providers.http_json import JsonHttp
+
+    http = JsonHttp("a", ProviderConfig(kind="anthropic"), {}, transport=None)
+    overloaded = b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
+    e = http.status_error(529, overloaded)
+    assert e.retryable and e.status_code == 502 and "overloaded_error: Overloaded" in e.message
+    assert isinstance(http.status_error(429, b"{}"), RateLimited)
+    refused = http.status_error(400, b'{"error":{"code":400,"message":"bad","status":"INVALID"}}')
+    assert (
+        not refused.retryable and refused.status_code == 400 and "INVALID: bad" in refused.message
+    )
+
+
+def test_no_vendor_sdk_is_imported_at_run_time() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('anthropic', 'google', 'google.genai', 'openai'):\n"
+        "    sys.modules[name] = None  # importing any of them now fails\n"
+        "import polyroute.gateway.app, polyroute.providers.anthropic\n"
+        "import polyroute.providers.gemini, polyroute.providers.azure\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr

@@ -61,7 +61,12 @@ class MessagesService:
                 media_type="text/event-stream",
                 headers={**_STREAM_HEADERS, **headers},
             )
-        message = to_message(orjson.loads(answer.body), trace_id)
+        data = orjson.loads(answer.body)
+        if answer.status_code >= 400:  # an error answered rather than raised: same status
+            error = data.get("error") if isinstance(data, dict) else None
+            text = error.get("message") if isinstance(error, dict) else None
+            return error_response(answer.status_code, str(text or "request failed"))
+        message = to_message(data, trace_id)
         return Response(orjson.dumps(message), media_type="application/json", headers=headers)
 
 
