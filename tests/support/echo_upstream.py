@@ -133,9 +133,9 @@ class _Protocol(asyncio.Protocol):
         text = str(messages[-1].get("content", ""))
         usage = {"prompt_tokens": len(text.split()) + 1, "completion_tokens": len(text.split()),
                  "total_tokens": 2 * len(text.split()) + 1}  # fmt: skip
-        call = _tool_call(request, text) if model.startswith("tools") else None
+        call = _echo_call(request, text) if model.startswith("tools") else None
         if call is not None:
-            await self._call_tool(request, model, call, usage)
+            await self._echo_tool_call(request, model, call, usage)
             return
         if not request.get("stream"):
             body = {
@@ -172,7 +172,7 @@ class _Protocol(asyncio.Protocol):
         finally:
             self.stats.open_streams -= 1
 
-    async def _call_tool(
+    async def _echo_tool_call(
         self, request: dict[str, Any], model: str, call: dict[str, Any], usage: dict[str, Any]
     ) -> None:
         if not request.get("stream"):
@@ -204,7 +204,7 @@ class _Protocol(asyncio.Protocol):
         )
 
 
-def _tool_call(request: dict[str, Any], text: str) -> dict[str, Any] | None:
+def _echo_call(request: dict[str, Any], text: str) -> dict[str, Any] | None:
     tools = request.get("tools") or []
     messages = request.get("messages") or [{}]
     if not tools or request.get("tool_choice") == "none" or messages[-1].get("role") != "user":
