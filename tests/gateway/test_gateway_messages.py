@@ -248,3 +248,25 @@ def test_upstream_failures_reach_anthropic_clients_as_anthropic_errors(
         for _ in stream:
             pass
     client.close()
+
+
+def test_count_tokens_exact_from_anthropic_estimated_elsewhere(
+    anthropic_gateway: str, echo_gateway: str, fake_anthropic: tuple[FakeAnthropic, str]
+) -> None:
+    ask: Any = [{"role": "user", "content": "one two three four"}]
+    client = sdk(anthropic_gateway)
+    raw = client.messages.with_raw_response.count_tokens(
+        model="claude-sonnet-4-5", system="be brief", messages=ask
+    )
+    assert raw.parse().input_tokens == 6  # the fake's count: words
+    assert raw.headers["x-polyroute-token-count"] == "exact"
+    assert fake_anthropic[0].bodies[-1]["system"] == "be brief"
+    client.close()
+
+    client = sdk(echo_gateway)
+    raw = client.messages.with_raw_response.count_tokens(model="auto", messages=ask)
+    assert raw.parse().input_tokens == len("one two three four") // 4
+    assert raw.headers["x-polyroute-token-count"] == "estimate"
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.count_tokens(model="nope", messages=ask)
+    client.close()

@@ -56,6 +56,7 @@ class FakeAnthropic:
         self.app = Starlette(
             routes=[
                 Route("/v1/messages", self.messages, methods=["POST"]),
+                Route("/v1/messages/count_tokens", self.count_tokens, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
             ]
         )
@@ -64,6 +65,23 @@ class FakeAnthropic:
         if request.headers.get("x-api-key") != KEY:
             return _error(401, "authentication_error", "invalid x-api-key")
         return JSONResponse({"data": [{"type": "model", "id": "claude-fake"}], "has_more": False})
+
+    async def count_tokens(self, request: Request) -> Response:
+        """Words, as the usage counts them; ``max_tokens`` is not taken here."""
+        if request.headers.get("x-api-key") != KEY:
+            return _error(401, "authentication_error", "invalid x-api-key")
+        body = await request.json()
+        self.bodies.append(body)
+        if "max_tokens" in body:
+            return _error(
+                400, "invalid_request_error", "max_tokens: Extra inputs are not permitted"
+            )
+        try:
+            _validate({**body, "max_tokens": 1})
+        except Invalid as e:
+            return _error(e.status, e.kind, str(e))
+        usage = self._input_usage(body)
+        return JSONResponse({"input_tokens": sum(usage.values())})
 
     async def messages(self, request: Request) -> Response:
         self.headers.append(dict(request.headers))

@@ -28,7 +28,7 @@ from polyroute.gateway.embeddings import EmbeddingsService
 from polyroute.gateway.errors import error_response, handle_polyroute_error, handle_unexpected
 from polyroute.gateway.feedback import FeedbackService
 from polyroute.gateway.learning import OnlineLearning, RecentTraces
-from polyroute.gateway.messages import MessagesService
+from polyroute.gateway.messages import CountTokensService, MessagesService
 from polyroute.gateway.routing import AUTO, build_router_hub
 from polyroute.providers.pool import ProviderPool
 from polyroute.store import Recorder, Store
@@ -77,6 +77,7 @@ class Gateway:
             recent=self.recent,
         )
         self.messages = MessagesService(self.chat)  # Anthropic's API over the same chat path
+        self.count_tokens = CountTokensService(self.chat)
         self.embeddings = EmbeddingsService(config, self.pool, transport)
         self.feedback = FeedbackService(config, self.store, self.recent, self.learning)
         self.purger = Purger(self.store, config.store.retention_days, config.store.purge_interval_s)
@@ -236,6 +237,12 @@ def create_app(
         """Anthropic's Messages API (``anthropic`` SDK, Claude-style tools); ``model: "auto"``
         routes as on /v1/chat/completions. Errors are Anthropic's error JSON."""
         return await gateway.messages(request)
+
+    @app.post("/v1/messages/count_tokens", response_model=None)
+    async def count_tokens(request: Request) -> Response:
+        """Input tokens of a Messages request: Anthropic's count for a model it serves, else
+        an estimate (header ``x-polyroute-token-count`` says which)."""
+        return await gateway.count_tokens(request)
 
     @app.post("/v1/embeddings", response_model=None)
     async def embeddings(request: Request) -> Response:

@@ -23,6 +23,8 @@ from polyroute.gateway.chat import ChatService
 from polyroute.gateway.messages_protocol import to_openai, validate_messages_request
 from polyroute.gateway.messages_wire import MessageStream, error_json, to_message
 from polyroute.gateway.protocol import read_json_body
+from polyroute.providers.anthropic import AnthropicProvider
+from polyroute.routing.prompt import flatten_messages
 
 log = logging.getLogger(__name__)
 _STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -68,6 +70,44 @@ class MessagesService:
             return error_response(answer.status_code, str(text or "request failed"))
         message = to_message(data, trace_id)
         return Response(orjson.dumps(message), media_type="application/json", headers=headers)
+
+
+class CountTokensService:
+    """``POST /v1/messages/count_tokens``, which Claude-style tools call to size a context.
+
+    A model on an Anthropic provider gets Anthropic's own count. Any other model (or a
+    router, whose choice is not made until the request is) gets an estimate of 4 characters
+    a token, the one routing uses, and says so in ``x-polyroute-token-count: estimate``.
+    """
+
+    def __init__(self, chat: ChatService) -> None:
+        self.chat = chat
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            body = await read_json_body(request, self.chat.config.server.max_body_bytes)
+            req = validate_messages_request({"max_tokens": 1, **body})
+            chat_body = to_openai(req, body)
+            target = None
+            routers = self.chat.routers
+            if routers is None or not routers.handles(req.model):
+                target = self.chat.pool.resolve(req.model)
+            if target is not None and isinstance(target.provider, AnthropicProvider):
+                tokens = await target.provider.count_tokens(target.model, body)
+                return _count(tokens, "exact")
+            text = flatten_messages(chat_body["messages"])
+            tools = orjson.dumps(chat_body.get("tools") or []).decode() if req.tools else ""
+            return _count(max(1, (len(text) + len(tools)) // 4), "estimate")
+        except PolyrouteError as e:
+            return error_response(e.status_code, e.message)
+
+
+def _count(tokens: int, how: str) -> Response:
+    return Response(
+        orjson.dumps({"input_tokens": tokens}),
+        media_type="application/json",
+        headers={"x-polyroute-token-count": how},
+    )
 
 
 def _inner_request(request: Request, body: bytes) -> Request:

@@ -47,6 +47,7 @@ class AnthropicProvider(Provider):
         base = base if base.endswith("/v1") else f"{base}/v1"
         self._messages_url = f"{base}/messages"
         self._models_url = f"{base}/models"
+        self._count_url = f"{base}/messages/count_tokens"
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -68,6 +69,11 @@ class AnthropicProvider(Provider):
                     yield chunk
         finally:
             await response.aclose()
+
+    async def count_tokens(self, model: ModelConfig, body: JSON) -> int:
+        """Anthropic's own count of an Anthropic Messages request's input tokens."""
+        data = await self._http.post_json(self._count_url, {**body, "model": model.target})
+        return int(data.get("input_tokens") or 0)
 
     async def health(self, model: ModelConfig) -> ModelHealth:
         try:
