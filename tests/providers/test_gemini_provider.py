@@ -136,6 +136,8 @@ def test_tool_call_and_function_response(
     assert r2.choices[0].message.content == 'tool said: {"sky": "clear"}'
     contents = fake[0].bodies[-1]["contents"]
     assert [c["role"] for c in contents] == ["user", "model", "user"]
+    # The call's thought signature went to the client and came back with the call.
+    assert contents[1]["parts"][0]["thoughtSignature"].startswith("sig-get_weather")
     assert contents[2]["parts"] == [
         {"functionResponse": {"name": "get_weather", "response": {"sky": "clear"}}}
     ]

@@ -10,7 +10,8 @@ It answers like an echo: the user's text (images as ``[image <mimeType>]``) cut 
 sequence or at ``maxOutputTokens`` words; with ``responseMimeType: application/json`` a JSON
 value made from ``responseSchema``; with function declarations, a call of the first (or the
 only allowed) function with its string arguments set to the user's text; after function
-responses, ``tool said: <response>``. A thinking budget above 0 adds a thought (3 tokens).
+responses, ``tool said: <response>``. Each function call carries a ``thoughtSignature``
+that must come back with it (as Gemini 3 requires). A thinking budget above 0 adds a thought (3 tokens).
 Usage counts words; a system instruction seen before is reported as cached
 (``cachedContentTokenCount``, as implicit caching does). Streams
 (``:streamGenerateContent?alt=sse``) send text a word per event, a function call whole, and
@@ -57,6 +58,7 @@ class FakeGemini:
         self.bodies: list[dict[str, Any]] = []
         self.urls: list[str] = []
         self._systems: set[str] = set()
+        self._signatures: set[str] = set()
         self.app = Starlette(routes=[Route("/v1beta/models/{rest:path}", self.route,
                                            methods=["GET", "POST"])])  # fmt: skip
 
@@ -81,6 +83,15 @@ class FakeGemini:
         self.bodies.append(body)
         try:
             _validate(body)
+            for content in body["contents"]:
+                for part in content["parts"]:
+                    if (
+                        "functionCall" in part
+                        and part.get("thoughtSignature") not in self._signatures
+                    ):
+                        raise Invalid(
+                            "Function call is missing a thought_signature in functionCall parts"
+                        )
         except Invalid as e:
             return _error(e.code, e.status, str(e))
         if model == "overloaded":
@@ -114,7 +125,10 @@ class FakeGemini:
             allowed = calling.get("allowedFunctionNames") or [declarations[0]["name"]]
             function = next(d for d in declarations if d["name"] == allowed[0])
             args = _sample(function.get("parameters") or {"type": "object"}, text)
-            out.append({"functionCall": {"name": function["name"], "args": args}})
+            signature = f"sig-{function['name']}-{len(self.bodies)}"
+            self._signatures.add(signature)
+            call = {"functionCall": {"name": function["name"], "args": args}}
+            out.append({**call, "thoughtSignature": signature})
         elif config.get("responseMimeType") == "application/json":
             out.append(
                 {
@@ -231,7 +245,7 @@ def _validate(body: dict[str, Any]) -> None:
                 f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty."
             )
         for part in content["parts"]:
-            if len(set(part) & _PART) != 1 or set(part) - _PART - {"thought"}:
+            if len(set(part) & _PART) != 1 or set(part) - _PART - {"thought", "thoughtSignature"}:
                 raise Invalid(
                     f"contents[{i}]: a part must hold exactly one data field, not {sorted(part)}"
                 )

@@ -62,14 +62,13 @@ def to_gemini(body: JSON) -> JSON:
             for call in message.get("tool_calls") or []:
                 function = call.get("function") or {}
                 names[str(call.get("id"))] = str(function.get("name"))
-                parts.append(
-                    {
-                        "functionCall": {
-                            "name": function.get("name"),
-                            "args": _arguments(function, i),
-                        }
-                    }
-                )
+                part: JSON = {
+                    "functionCall": {"name": function.get("name"), "args": _arguments(function, i)}
+                }
+                signature = _signature(call)
+                if signature:
+                    part["thoughtSignature"] = signature
+                parts.append(part)
             _append(contents, "model", parts)
         elif role in ("tool", "function"):
             name = names.get(str(message.get("tool_call_id"))) or message.get("name")
@@ -265,7 +264,7 @@ def finish_reason(reason: Any, has_calls: bool) -> str | None:
 
 def _call(part: JSON) -> JSON:
     call = part["functionCall"]
-    return {
+    out: JSON = {
         "id": str(call.get("id") or f"call_{uuid.uuid4().hex[:24]}"),
         "type": "function",
         "function": {
@@ -273,6 +272,18 @@ def _call(part: JSON) -> JSON:
             "arguments": orjson.dumps(call.get("args") or {}).decode(),
         },
     }
+    if isinstance(part.get("thoughtSignature"), str):
+        # Thinking models want the signature back with the call; Google's own OpenAI layer
+        # carries it here, and OpenAI clients send unknown tool-call fields back as they are.
+        out["extra_content"] = {"google": {"thought_signature": part["thoughtSignature"]}}
+    return out
+
+
+def _signature(call: JSON) -> str | None:
+    extra = call.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) else None
 
 
 def _split(parts: list[JSON]) -> tuple[str, str, list[JSON]]:
