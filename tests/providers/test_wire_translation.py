@@ -240,3 +240,15 @@ def test_no_vendor_sdk_is_imported_at_run_time() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_signed_thinking_goes_to_the_client_and_back_before_the_tool_use() -> None:
+    thinking = {"type": "thinking", "thinking": "hmm", "signature": "sig"}
+    call = {"type": "tool_use", "id": "t1", "name": "f", "input": {}}
+    data = {"id": "m", "model": "m", "stop_reason": "tool_use", "content": [thinking, call]}
+    message = from_anthropic(data, json_mode=False)["choices"][0]["message"]
+    assert message["thinking_blocks"] == [thinking]
+    follow = to_anthropic({"model": "m", "messages": [
+        *USER, message, {"role": "tool", "tool_call_id": "t1", "content": "ok"},
+    ]})  # fmt: skip
+    assert follow["messages"][1]["content"] == [thinking, call]

@@ -140,7 +140,14 @@ def image_source(image: Any, where: str) -> JSON:
 
 
 def _assistant_blocks(message: JSON, i: int) -> list[JSON]:
-    blocks = _blocks(message.get("content"), f"messages[{i}].content", images=False)
+    # Thinking blocks come back first, signed, as Anthropic requires them before a tool
+    # result when thinking is on (the client got them as ``thinking_blocks``).
+    blocks = [
+        b
+        for b in message.get("thinking_blocks") or []
+        if isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking")
+    ]
+    blocks += _blocks(message.get("content"), f"messages[{i}].content", images=False)
     for j, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function") or {}
         arguments = function.get("arguments") or "{}"
@@ -245,6 +252,7 @@ def from_anthropic(data: JSON, *, json_mode: bool) -> JSON:
     """The OpenAI chat completion for an Anthropic message."""
     texts: list[str] = []
     thinking: list[str] = []
+    signed: list[JSON] = []
     calls: list[JSON] = []
     for block in data.get("content") or []:
         kind = block.get("type")
@@ -252,6 +260,9 @@ def from_anthropic(data: JSON, *, json_mode: bool) -> JSON:
             texts.append(str(block.get("text", "")))
         elif kind == "thinking":
             thinking.append(str(block.get("thinking", "")))
+            signed.append(block)
+        elif kind == "redacted_thinking":
+            signed.append(block)
         elif kind == "tool_use" and json_mode and block.get("name") == JSON_TOOL:
             texts.append(orjson.dumps(block.get("input")).decode())
         elif kind == "tool_use":
@@ -268,6 +279,8 @@ def from_anthropic(data: JSON, *, json_mode: bool) -> JSON:
     message: JSON = {"role": "assistant", "content": "".join(texts) if texts else None}
     if thinking:
         message["reasoning_content"] = "".join(thinking)
+    if signed:
+        message["thinking_blocks"] = signed  # LiteLLM's name: clients send them back as is
     if calls:
         message["tool_calls"] = calls
     finish = finish_reason(data.get("stop_reason"))
