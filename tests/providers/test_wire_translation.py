@@ -252,3 +252,25 @@ def test_signed_thinking_goes_to_the_client_and_back_before_the_tool_use() -> No
         *USER, message, {"role": "tool", "tool_call_id": "t1", "content": "ok"},
     ]})  # fmt: skip
     assert follow["messages"][1]["content"] == [thinking, call]
+
+
+def test_documents_and_tool_result_images_survive_the_round_trip() -> None:
+    pdf = {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}
+    png = {"type": "base64", "media_type": "image/png", "data": "iVBO"}
+    body = {"model": "auto", "max_tokens": 5, "messages": [
+        {"role": "user", "content": "read it"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t",
+             "content": [{"type": "text", "text": "a screenshot"}, {"type": "image", "source": png}]},
+            {"type": "document", "source": pdf},
+        ]},
+    ]}  # fmt: skip
+    chat = to_openai(validate_messages_request(body), body)
+    assert chat["messages"][2] == {"role": "tool", "tool_call_id": "t", "content": "a screenshot"}
+    assert [p["type"] for p in chat["messages"][3]["content"]] == ["image_url", "file"]
+    back = to_anthropic(chat)["messages"][2]["content"]
+    assert [b["type"] for b in back] == ["tool_result", "image", "document"]
+    assert back[1]["source"] == png and back[2]["source"] == pdf
+    gemini = to_gemini(chat)["contents"][2]["parts"]
+    assert gemini[2] == {"inlineData": {"mimeType": "application/pdf", "data": "JVBE"}}

@@ -131,26 +131,50 @@ def _user(content: str | list[dict[str, Any]], i: int) -> list[JSON]:
             parts.append(_text_part(block, where))
         elif kind == "image":
             parts.append(_image_part(block, where))
+        elif kind == "document":
+            parts.append(_document_part(block, where))
         elif kind == "tool_result":
-            results.append(_tool_result(block, where))
+            result, media = _tool_result(block, where)
+            results.append(result)
+            parts += media
         else:
             raise InvalidRequest(f"{where}: block type {kind!r} is not supported", param=where)
     return results + ([{"role": "user", "content": parts}] if parts else [])
 
 
-def _tool_result(block: dict[str, Any], where: str) -> JSON:
+def _document_part(block: dict[str, Any], where: str) -> JSON:
+    source = block.get("source") or {}
+    if source.get("type") != "base64" or not source.get("data"):
+        raise InvalidRequest(f"{where}.source: only base64 documents are supported", param=where)
+    media_type = source.get("media_type") or "application/pdf"
+    data_url = f"data:{media_type};base64,{source['data']}"
+    file: JSON = {"file_data": data_url, "filename": str(block.get("title") or "document.pdf")}
+    return {"type": "file", "file": file}
+
+
+def _tool_result(block: dict[str, Any], where: str) -> tuple[JSON, list[JSON]]:
+    """The ``tool`` message, and the images the result held: OpenAI's tool messages take
+    text only, so those go to the user message that follows the results."""
     if not isinstance(block.get("tool_use_id"), str):
         raise InvalidRequest(f"{where}.tool_use_id: Field required", param=where)
     content = block.get("content", "")
+    media: list[JSON] = []
     if isinstance(content, list):
-        texts = [b.get("text", "") for b in content if b.get("type") == "text"]
-        if len(texts) != len(content):
-            raise InvalidRequest(f"{where}.content: only text tool results are supported")
-        content = "".join(str(t) for t in texts)
+        texts: list[str] = []
+        for k, b in enumerate(content):
+            if b.get("type") == "text":
+                texts.append(str(b.get("text", "")))
+            elif b.get("type") == "image":
+                media.append(_image_part(b, f"{where}.content.{k}"))
+            else:
+                raise InvalidRequest(
+                    f"{where}.content.{k}: tool results may hold text and images only"
+                )
+        content = "".join(texts)
     text = str(content)
     if block.get("is_error"):
         text = f"Error: {text}"  # OpenAI's tool message has no error flag
-    return {"role": "tool", "tool_call_id": block["tool_use_id"], "content": text}
+    return {"role": "tool", "tool_call_id": block["tool_use_id"], "content": text}, media
 
 
 def _assistant(content: str | list[dict[str, Any]], i: int) -> JSON:

@@ -114,6 +114,8 @@ def _blocks(content: Any, where: str, *, images: bool = True) -> list[JSON]:
                 "type": "image",
                 "source": image_source(part.get("image_url"), f"{where}[{j}]"),
             }
+        elif kind == "file" and images:
+            block = {"type": "document", "source": _file_source(part.get("file"), f"{where}[{j}]")}
         else:
             raise InvalidRequest(
                 f"{where}[{j}]: content part {kind!r} is not supported by Anthropic models here",
@@ -123,6 +125,20 @@ def _blocks(content: Any, where: str, *, images: bool = True) -> list[JSON]:
             block["cache_control"] = part["cache_control"]  # prompt caching, as sent
         blocks.append(block)
     return blocks
+
+
+def _file_source(file: Any, where: str) -> JSON:
+    data = file.get("file_data") if isinstance(file, dict) else None
+    if isinstance(data, str) and data.startswith("data:"):
+        header, _, payload = data[5:].partition(",")
+        media_type, _, encoding = header.partition(";")
+        if encoding == "base64" and payload:
+            return {"type": "base64", "media_type": media_type, "data": payload}
+    raise InvalidRequest(
+        f"{where}: a file part must carry file_data as a base64 data URL (file ids are "
+        "OpenAI's own)",
+        param=where,
+    )
 
 
 def image_source(image: Any, where: str) -> JSON:

@@ -116,6 +116,9 @@ def _parts(content: Any, where: str, *, images: bool = True) -> list[JSON]:
             parts.append({"text": str(part.get("text", ""))})
         elif kind == "image_url" and images:
             parts.append(_image(part.get("image_url"), f"{where}[{j}]"))
+        elif kind == "file" and images:
+            file = part.get("file") if isinstance(part.get("file"), dict) else {}
+            parts.append(_image({"url": file.get("file_data")}, f"{where}[{j}]"))
         else:
             raise InvalidRequest(
                 f"{where}[{j}]: content part {kind!r} is not supported by Gemini models here",
