@@ -45,9 +45,9 @@ def echo_config(base_url: str, db_url: str) -> Config:
                 {"name": "echo-tools", "provider": "up", "upstream_model": "tools-echo",
                  "input_price": 1.0, "output_price": 2.0, "capabilities": ["tools"]},
             ],
-            # auto: plain requests go to echo, requests with tools to echo-tools.
-            "routers": {"pick": {"kind": "wrr", "weights": {"echo": 1}},
-                        "tools": {"kind": "wrr", "weights": {"echo-tools": 1}}},
+            # auto: the upstream model that echoes, and calls the first tool when given tools.
+            "routers": {"pick": {"kind": "wrr", "weights": {"echo-tools": 1}},
+                        "plain": {"kind": "wrr", "weights": {"echo": 1}}},
             "default_router": "pick",
         }
     )  # fmt: skip
@@ -105,16 +105,18 @@ def test_plain_and_streamed_through_an_openai_upstream(echo_gateway: str, db_url
     )
     m = raw.parse()
     assert raw.headers["x-polyroute-router"] == "pick"
-    assert m.model == "echo" and m.role == "assistant" and m.stop_reason == "end_turn"
+    assert m.model == "echo-tools" and m.role == "assistant" and m.stop_reason == "end_turn"
     assert m.content[0].type == "text" and m.content[0].text == "the quick brown fox"
     assert (m.usage.input_tokens, m.usage.output_tokens) == (5, 4)
     assert m.id == raw.headers["x-polyroute-trace-id"]  # what feedback refers to
 
+    # A router named as the model, streamed.
     with client.messages.stream(
-        model="auto", max_tokens=100, messages=[{"role": "user", "content": "one two three"}]
+        model="plain", max_tokens=100, messages=[{"role": "user", "content": "one two three"}]
     ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
+    assert final.model == "echo"
     assert text.split() == ["one", "two", "three"]
     assert final.stop_reason == "end_turn"
     assert (final.usage.input_tokens, final.usage.output_tokens) == (4, 3)
@@ -122,7 +124,7 @@ def test_plain_and_streamed_through_an_openai_upstream(echo_gateway: str, db_url
     deadline = time.monotonic() + 10  # the recorder writes in the background
     while len(rows := Store(db_url).recent_requests()) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert {r["requested_model"] for r in rows} == {"auto"}
+    assert {r["requested_model"] for r in rows} == {"auto", "plain"}
     assert all(r["status"] == 200 and r["cost_usd"] is not None for r in rows)
     assert len(rows) == 2
 
@@ -130,7 +132,7 @@ def test_plain_and_streamed_through_an_openai_upstream(echo_gateway: str, db_url
 def test_tool_call_round_trip_through_an_openai_upstream(echo_gateway: str) -> None:
     client = sdk(echo_gateway)
     ask: Any = [{"role": "user", "content": "Paris"}]
-    m = client.messages.create(model="tools", max_tokens=100, tools=[WEATHER], messages=ask)
+    m = client.messages.create(model="auto", max_tokens=100, tools=[WEATHER], messages=ask)
     assert m.stop_reason == "tool_use"
     call = next(b for b in m.content if b.type == "tool_use")
     assert (call.name, call.input) == ("get_weather", {"city": "Paris"})
@@ -145,7 +147,7 @@ def test_tool_call_round_trip_through_an_openai_upstream(echo_gateway: str) -> N
     assert m2.content[0].type == "text" and m2.content[0].text == "sunny"
 
     with client.messages.stream(
-        model="tools", max_tokens=100, tools=[WEATHER], messages=ask
+        model="auto", max_tokens=100, tools=[WEATHER], messages=ask
     ) as stream:
         final = stream.get_final_message()
     assert final.stop_reason == "tool_use"
