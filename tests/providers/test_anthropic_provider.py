@@ -68,6 +68,7 @@ def config(url: str, db_url: str) -> Config:
                     "provider": "anthropic",
                     "upstream_model": "stream-error",
                 },
+                {"name": "cut-stream", "provider": "anthropic", "upstream_model": "stream-cut"},
             ],
         }
     )
@@ -287,5 +288,14 @@ def test_an_error_event_mid_stream_is_reported_in_band(client: openai.OpenAI) ->
                 messages=[{"role": "user", "content": "x"}],
                 tools=[WEATHER],  # type: ignore[list-item]
                 stream=True,
+            )
+        )
+
+
+def test_a_stream_cut_before_message_stop_is_an_error_not_an_answer(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIError, match="before message_stop"):
+        list(
+            client.chat.completions.create(
+                model="cut-stream", messages=[{"role": "user", "content": "x y"}], stream=True
             )
         )

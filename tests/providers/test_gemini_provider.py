@@ -54,6 +54,7 @@ def config(url: str, db_url: str) -> Config:
                 {"name": "gemini-2.5-flash", "provider": "gemini"},
                 {"name": "busy", "provider": "gemini", "upstream_model": "overloaded"},
                 {"name": "limited", "provider": "gemini"},
+                {"name": "cut", "provider": "gemini", "upstream_model": "stream-cut"},
             ],
         }
     )  # fmt: skip
@@ -239,3 +240,12 @@ def test_errors_map_to_statuses(gateway: openai.OpenAI) -> None:
         gateway.chat.completions.create(model="limited", messages=ask)
     with pytest.raises(openai.InternalServerError, match="UNAVAILABLE"):
         gateway.chat.completions.create(model="busy", messages=ask)
+
+
+def test_a_stream_without_a_finish_reason_is_an_error(gateway: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIError, match="before a finishReason"):
+        list(
+            gateway.chat.completions.create(
+                model="cut", messages=[{"role": "user", "content": "x y"}], stream=True
+            )
+        )

@@ -17,7 +17,7 @@ prefix: written (``cache_creation_input_tokens``) the first time, read after. St
 the reference's event sequence: message_start, content_block_start, ping,
 content_block_delta (text_delta / input_json_delta), content_block_stop, message_delta,
 message_stop. Models ``overloaded`` (529), ``limited`` (429) and ``stream-error`` (an
-``error`` event mid-stream) fail on purpose.
+``error`` event mid-stream) fail on purpose; ``stream-cut`` ends a stream early.
 """
 
 from __future__ import annotations
@@ -217,6 +217,8 @@ class FakeAnthropic:
         if message["model"] == "stream-error":
             yield event("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}})
             return
+        if message["model"] == "stream-cut":
+            return  # the connection ends cleanly, but before message_delta and message_stop
         yield event(
             "message_delta",
             {

@@ -15,7 +15,7 @@ that must come back with it (as Gemini 3 requires). A thinking budget above 0 ad
 Usage counts words; a system instruction seen before is reported as cached
 (``cachedContentTokenCount``, as implicit caching does). Streams
 (``:streamGenerateContent?alt=sse``) send text a word per event, a function call whole, and
-the finish reason with the usage last. Models ``overloaded`` (503) and ``limited`` (429) fail.
+the finish reason with the usage last. Models ``overloaded`` (503) and ``limited`` (429) fail; ``stream-cut`` ends a stream early.
 """
 
 from __future__ import annotations
@@ -181,6 +181,8 @@ class FakeGemini:
             event = {"candidates": [{"content": {"role": "model", "parts": [piece]}, "index": 0}],
                      "modelVersion": answer["modelVersion"]}  # fmt: skip
             yield b"data: " + json.dumps(event).encode() + b"\r\n\r\n"
+        if answer["modelVersion"] == "stream-cut":
+            return  # ends cleanly, but with no finishReason: cut short
         last = {"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]},
                                 "finishReason": candidate["finishReason"], "index": 0}],
                 "usageMetadata": answer["usageMetadata"], "modelVersion": answer["modelVersion"]}  # fmt: skip

@@ -67,6 +67,8 @@ class AnthropicProvider(Provider):
             async for event, data in self._http.events(response):
                 for chunk in translator.feed(event, data):
                     yield chunk
+            if not translator.complete:  # never pass a cut-off answer off as a whole one
+                raise UpstreamError(f"upstream {self.name} ended the stream before message_stop")
         finally:
             await response.aclose()
 

@@ -334,6 +334,8 @@ class StreamTranslator:
         #: content block index → (OpenAI tool call index, or -1 for JSON-mode text)
         self._tools: dict[int, int] = {}
         self._finish: str | None = None
+        #: Whether ``message_stop`` came: a stream that ends before it was cut short.
+        self.complete = False
 
     def feed(self, event: str, data: JSON) -> list[JSON]:
         kind = data.get("type", event)
@@ -354,6 +356,7 @@ class StreamTranslator:
                 self._finish = "stop"
             return [self._chunk({}, self._finish)]
         if kind == "message_stop":
+            self.complete = True
             return [{**self._chunk({}), "choices": [], "usage": openai_usage(self.usage)}]
         if kind == "error":
             error = data.get("error") or {}

@@ -69,6 +69,8 @@ class GeminiProvider(Provider):
                     raise UpstreamError(f"upstream {self.name} failed mid-stream: {detail}")
                 for chunk in translator.feed(data):
                     yield chunk
+            if not translator.complete:  # never pass a cut-off answer off as a whole one
+                raise UpstreamError(f"upstream {self.name} ended the stream before a finishReason")
             for chunk in translator.end():
                 yield chunk
         finally:

@@ -356,6 +356,8 @@ class StreamTranslator:
         self.usage: JSON | None = None
         self._started = False
         self._calls: dict[int, int] = {}  # candidate index → tool calls sent so far
+        #: Whether a finish reason came: a stream that ends before one was cut short.
+        self.complete = False
 
     def feed(self, data: JSON) -> list[JSON]:
         out: list[JSON] = []
@@ -378,9 +380,11 @@ class StreamTranslator:
                 out.append(self._chunk(index, {"tool_calls": deltas}))
             reason = candidate.get("finishReason")
             if reason:
+                self.complete = True
                 finish = finish_reason(reason, self._calls.get(index, 0) > 0)
                 out.append(self._chunk(index, {}, finish))
         if not data.get("candidates") and (data.get("promptFeedback") or {}).get("blockReason"):
+            self.complete = True
             out.append(self._chunk(0, {}, "content_filter"))
         return out
 
