@@ -274,3 +274,15 @@ def test_documents_and_tool_result_images_survive_the_round_trip() -> None:
     assert back[1]["source"] == png and back[2]["source"] == pdf
     gemini = to_gemini(chat)["contents"][2]["parts"]
     assert gemini[2] == {"inlineData": {"mimeType": "application/pdf", "data": "JVBE"}}
+
+
+async def test_a_chat_stream_without_done_ends_in_an_error_event() -> None:
+    from collections.abc import AsyncIterator
+
+    from polyroute.gateway.messages import _relay
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'data: {"choices": [{"index": 0, "delta": {"content": "half"}}]}\n\n'
+
+    out = b"".join([piece async for piece in _relay(chunks(), MessageStream("t", "m"))])
+    assert b"event: error" in out and b"message_stop" not in out

@@ -132,14 +132,16 @@ def _inner_request(request: Request, body: bytes) -> Request:
 async def _relay(chunks: Any, stream: MessageStream) -> AsyncIterator[bytes]:
     """The chat path's SSE bytes (one ``data:`` event per piece) as Anthropic events."""
     yield stream.start()
-    failed = False
+    failed = done = False
     try:
         # Read to the end, [DONE] included: the chat path records the request as it ends,
         # and closing it early would record a client disconnect.
         async for piece in chunks:
             raw = piece.encode() if isinstance(piece, str) else bytes(piece)
             for event in raw.split(b"\n\n"):
-                if failed or not event.startswith(b"data: ") or event == b"data: [DONE]":
+                if event == b"data: [DONE]":
+                    done = True
+                if failed or done or not event.startswith(b"data: "):
                     continue
                 chunk = orjson.loads(event[6:])
                 if "error" in chunk and "choices" not in chunk:
@@ -149,8 +151,10 @@ async def _relay(chunks: Any, stream: MessageStream) -> AsyncIterator[bytes]:
                 out = stream.feed(chunk)
                 if out:
                     yield out
-        if not failed:
+        if done and not failed:
             yield stream.end()
+        elif not failed:  # never pass a cut-off answer off as a whole one
+            yield stream.error(UpstreamError("the answer ended before it was complete"))
     finally:
         close = getattr(chunks, "aclose", None)
         if close is not None:
