@@ -24,7 +24,6 @@ from polyroute.gateway.messages_protocol import to_openai, validate_messages_req
 from polyroute.gateway.messages_wire import MessageStream, error_json, to_message
 from polyroute.gateway.protocol import read_json_body
 from polyroute.providers.anthropic import AnthropicProvider
-from polyroute.routing.prompt import flatten_messages
 
 log = logging.getLogger(__name__)
 _STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -95,11 +94,27 @@ class CountTokensService:
             if target is not None and isinstance(target.provider, AnthropicProvider):
                 tokens = await target.provider.count_tokens(target.model, body)
                 return _count(tokens, "exact")
-            text = flatten_messages(chat_body["messages"])
+            text = _all_text(chat_body["messages"])
             tools = orjson.dumps(chat_body.get("tools") or []).decode() if req.tools else ""
             return _count(max(1, (len(text) + len(tools)) // 4), "estimate")
         except PolyrouteError as e:
             return error_response(e.status_code, e.message)
+
+
+def _all_text(messages: list[Any]) -> str:
+    """Every text of a conversation (each turn counts toward the context, unlike what a
+    router reads of it), tool calls' names and arguments included."""
+    pieces: list[str] = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            pieces.append(content)
+        elif isinstance(content, list):
+            pieces += [str(p.get("text", "")) for p in content if p.get("type") == "text"]
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") or {}
+            pieces += [str(function.get("name", "")), str(function.get("arguments", ""))]
+    return "\n".join(pieces)
 
 
 def _count(tokens: int, how: str) -> Response:
