@@ -95,6 +95,6 @@ def test_unknown_provider_kind_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(
         ConfigError,
         # (``engine``, the kind polyroute makes for engine entries, is listed once imported.)
-        match=r"providers.p.kind: unknown providers 'telepathy'; known: (engine, )?llama_cpp, openai",
+        match=r"providers.p.kind: unknown providers 'telepathy'; known: anthropic, azure, (engine, )?gemini, llama_cpp, openai",
     ):
         ProviderPool(cfg)

@@ -126,7 +126,8 @@ class TelemetryConfig(_Strict):
 class ProviderConfig(_Strict):
     """Who serves models and how to reach them: one connection pool per provider."""
 
-    #: The registered provider kind: ``openai`` (any OpenAI-compatible server) or ``llama_cpp``.
+    #: The registered provider kind: ``openai`` (any OpenAI-compatible server), ``anthropic``,
+    #: ``gemini``, ``azure`` (Azure OpenAI deployments) or ``llama_cpp``.
     kind: str
     base_url: str | None = None
     #: Name of the environment variable that holds the API key (never the key itself).
@@ -138,6 +139,8 @@ class ProviderConfig(_Strict):
     max_connections: int = Field(256, gt=0)
     #: Extra headers sent with every request (e.g. an organisation id).
     headers: dict[str, str] = Field(default_factory=dict)
+    #: Azure OpenAI only: the ``api-version`` query parameter (default: a GA version).
+    api_version: str | None = None
 
     def api_key(self) -> str | None:
         if self.api_key_env is None:
@@ -219,6 +222,8 @@ class ModelConfig(_Strict):
     input_price: float | None = Field(None, ge=0)
     output_price: float | None = Field(None, ge=0)
     cached_input_price: float | None = Field(None, ge=0)
+    #: Prompt tokens written to the provider's cache (Anthropic's cache_creation tokens).
+    cache_write_price: float | None = Field(None, ge=0)
     context_window: int | None = Field(None, gt=0)
     #: What the model can do, e.g. ``tools``, ``json_mode``, ``vision``. Left out (None), it is
     #: unknown and the catalog may fill it in; written, it is the whole list: the

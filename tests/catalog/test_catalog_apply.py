@@ -141,3 +141,19 @@ def test_the_config_itself_is_not_changed(hub: Catalog) -> None:
     assert config.models[0].input_price is None
     assert applied.models[0].input_price == 2.5
     assert applied.providers == config.providers
+
+
+def test_a_native_provider_kind_names_its_catalog_provider() -> None:
+    # Provider "claude" at a proxy URL, kind anthropic: Anthropic's own prices apply,
+    # cache writes included.
+    from polyroute.catalog import load_catalog
+
+    cfg = Config.model_validate(
+        {
+            "providers": {"claude": {"kind": "anthropic", "base_url": "http://127.0.0.1:9/v1"}},
+            "models": [{"name": "claude-sonnet-4-5", "provider": "claude"}],
+        }
+    )
+    m = apply_catalog(cfg, load_catalog()).models[0]
+    assert (m.input_price, m.output_price) == (3.0, 15.0)
+    assert (m.cached_input_price, m.cache_write_price) == (0.3, 3.75)

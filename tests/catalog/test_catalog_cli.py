@@ -68,7 +68,12 @@ def test_an_unknown_price_never_passes_a_price_filter(app: typer.Typer, tmp_path
     rows = json.loads(run(app, "--catalog", str(path), "--max-input-price", "0", "--json").stdout)
     assert "free-lunch" not in {r["id"] for r in rows}
     listed = json.loads(run(app, "--catalog", str(path), "--search", "free-lunch", "--json").stdout)
-    assert listed[0]["prices"] == {"input": None, "output": None, "cached_input": None}
+    assert listed[0]["prices"] == {
+        "input": None,
+        "output": None,
+        "cached_input": None,
+        "cache_write": None,
+    }
 
 
 def test_show_one_model_with_its_endpoints(app: typer.Typer) -> None:

@@ -45,6 +45,34 @@ def test_cached_count_larger_than_prompt_is_clamped() -> None:
     assert cost_usd(GPT_4O, usage) == pytest.approx(100 * 1.25 / 1e6)
 
 
+CLAUDE = Prices(input=3.0, output=15.0, cached_input=0.3, cache_write=3.75)
+
+
+def test_cache_writes_bill_at_the_cache_write_price() -> None:
+    # Anthropic's shape in OpenAI's terms: 1,000 prompt = 100 fresh + 600 read + 300 written.
+    usage = Usage(
+        prompt_tokens=1000, completion_tokens=10, cached_tokens=600, cache_write_tokens=300
+    )
+    expected = (100 * 3.0 + 600 * 0.3 + 300 * 3.75 + 10 * 15.0) / 1e6
+    assert cost_usd(CLAUDE, usage) == pytest.approx(expected)
+    # Without a cache-write price (providers with no surcharge) writes bill as input.
+    plain = Prices(input=3.0, output=15.0, cached_input=0.3)
+    assert cost_usd(plain, usage) == pytest.approx((400 * 3.0 + 600 * 0.3 + 10 * 15.0) / 1e6)
+
+
+def test_cache_writes_never_exceed_the_prompt() -> None:
+    usage = Usage(prompt_tokens=100, cached_tokens=80, cache_write_tokens=500)
+    assert cost_usd(CLAUDE, usage) == pytest.approx((80 * 0.3 + 20 * 3.75) / 1e6)
+
+
+def test_the_bundled_catalog_has_anthropics_cache_write_prices() -> None:
+    from polyroute.catalog import load_catalog
+
+    found = resolve(load_catalog(), "claude-sonnet-4-5", provider="anthropic")
+    assert found.endpoint is not None
+    assert found.endpoint.prices.cache_write == pytest.approx(3.75)  # 1.25 x input
+
+
 @pytest.mark.parametrize(
     "prices", [Prices(), Prices(input=1.0), Prices(output=1.0), Prices(cached_input=0.1)]
 )

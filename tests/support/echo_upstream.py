@@ -10,7 +10,11 @@ of requests a second. The requested model name picks a behaviour, for tests:
 - ``tool-call``: given ``tools``, call the first one (streamed in OpenAI's chunk form), and
   ``tool-call-repeating``: the same, with the call's id and name repeated in every chunk
   (as llama-cpp-python streams it);
+- ``tools...``, with ``tools`` in the request and a user message last: call the first tool,
+  every argument of its schema set to the user's text (streamed: arguments in pieces);
 - anything else: echo the last user message back, with usage.
+
+``/embeddings`` answers each input with ``[number of words, number of characters, 1.0]``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,19 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> byte
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
     return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+def _embeddings(request: dict[str, Any]) -> bytes:
+    texts = request.get("input")
+    texts = [texts] if isinstance(texts, str) else texts or []
+    data = [{"object": "embedding", "index": i,
+             "embedding": [float(len(str(t).split())), float(len(str(t))), 1.0]}
+            for i, t in enumerate(texts)]  # fmt: skip
+    words = sum(len(str(t).split()) for t in texts)
+    usage = {"prompt_tokens": words, "total_tokens": words}
+    return orjson.dumps(
+        {"object": "list", "data": data, "model": request.get("model"), "usage": usage}
+    )
 
 
 class _Stats:
@@ -84,6 +101,9 @@ class _Protocol(asyncio.Protocol):
         if path.endswith(b"/models"):
             self._send(200, b'{"object":"list","data":[{"id":"echo","object":"model"}]}')
             return
+        if path.endswith(b"/embeddings"):
+            self._send(200, _embeddings(orjson.loads(b"".join(self.body))))
+            return
         if not path.endswith(b"/chat/completions"):
             self._send(404, b'{"error":{"message":"not found"}}')
             return
@@ -119,6 +139,10 @@ class _Protocol(asyncio.Protocol):
         text = str(messages[-1].get("content", ""))
         usage = {"prompt_tokens": len(text.split()) + 1, "completion_tokens": len(text.split()),
                  "total_tokens": 2 * len(text.split()) + 1}  # fmt: skip
+        call = _echo_call(request, text) if model.startswith("tools") else None
+        if call is not None:
+            await self._echo_tool_call(request, model, call, usage)
+            return
         if not request.get("stream"):
             body = {
                 "id": "chatcmpl-echo", "object": "chat.completion", "created": 0, "model": model,
@@ -196,6 +220,49 @@ class _Protocol(asyncio.Protocol):
             + b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events)
             + b"0\r\n\r\n"
         )
+
+    async def _echo_tool_call(
+        self, request: dict[str, Any], model: str, call: dict[str, Any], usage: dict[str, Any]
+    ) -> None:
+        if not request.get("stream"):
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            body = {"id": "chatcmpl-echo", "object": "chat.completion", "created": 0,
+                    "model": model, "usage": usage,
+                    "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]}  # fmt: skip
+            self._send(200, orjson.dumps(body))
+            return
+        assert self.transport is not None
+        arguments = call["function"]["arguments"]
+        head = {**call, "index": 0, "function": {**call["function"], "arguments": ""}}
+        events = [_chunk(model, {"role": "assistant", "content": None, "tool_calls": [head]})]
+        events += [
+            _chunk(model, {"tool_calls": [{"index": 0, "function": {"arguments": arguments[i : i + 5]}}]})
+            for i in range(0, len(arguments), 5)
+        ]  # fmt: skip
+        events.append(_chunk(model, {}, "tool_calls"))
+        if (request.get("stream_options") or {}).get("include_usage"):
+            last = {"id": "chatcmpl-echo", "object": "chat.completion.chunk", "created": 0,
+                    "model": model, "choices": [], "usage": usage}  # fmt: skip
+            events.append(b"data: " + orjson.dumps(last) + b"\n\n")
+        events.append(b"data: [DONE]\n\n")
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+            + b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events)
+            + b"0\r\n\r\n"
+        )
+
+
+def _echo_call(request: dict[str, Any], text: str) -> dict[str, Any] | None:
+    tools = request.get("tools") or []
+    messages = request.get("messages") or [{}]
+    if not tools or request.get("tool_choice") == "none" or messages[-1].get("role") != "user":
+        return None
+    function = tools[0]["function"]
+    props = (function.get("parameters") or {}).get("properties") or {"input": {}}
+    arguments = orjson.dumps({name: text for name in props}).decode()
+    return {"id": "call_echo_0", "type": "function",
+            "function": {"name": function["name"], "arguments": arguments}}  # fmt: skip
 
 
 class EchoUpstream:

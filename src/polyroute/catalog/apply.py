@@ -52,10 +52,13 @@ _HOST_SUFFIXES = {
     ".amazonaws.com": "bedrock",
 }
 
+_NATIVE_KINDS = {"anthropic": "anthropic", "gemini": "gemini", "azure": "azure"}
+
 _PRICE_FIELDS = {
     "input_price": "input",
     "output_price": "output",
     "cached_input_price": "cached_input",
+    "cache_write_price": "cache_write",
 }
 
 
@@ -70,7 +73,9 @@ def catalog_provider(name: str, config: ProviderConfig, catalog: Catalog) -> str
     host = (urlparse(config.base_url).hostname or "").lower() if config.base_url else ""
     if host in PROVIDER_HOSTS:
         return PROVIDER_HOSTS[host]
-    return next((p for suffix, p in _HOST_SUFFIXES.items() if host.endswith(suffix)), None)
+    by_host = next((p for suffix, p in _HOST_SUFFIXES.items() if host.endswith(suffix)), None)
+    # A native provider kind says whose API it is, wherever it is served from.
+    return by_host or _NATIVE_KINDS.get(config.kind)
 
 
 def apply_catalog(

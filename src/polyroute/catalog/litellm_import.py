@@ -142,6 +142,7 @@ class _Entry(BaseModel):
     output_cost_per_token: float | None = Field(None, ge=0)
     cache_read_input_token_cost: float | None = Field(None, ge=0)
     input_cost_per_token_cache_hit: float | None = Field(None, ge=0)
+    cache_creation_input_token_cost: float | None = Field(None, ge=0)
     max_input_tokens: int | None = Field(None, gt=0)
     max_output_tokens: int | None = Field(None, gt=0)
     deprecation_date: dt.date | None = None
@@ -202,6 +203,7 @@ def _item(key: str, entry: _Entry, provider: str, style: ApiStyle) -> _Item:
             input=_per_million(entry.input_cost_per_token),
             output=_per_million(entry.output_cost_per_token),
             cached_input=_per_million(cached),
+            cache_write=_per_million(entry.cache_creation_input_token_cost),
         ),
         limits=Limits(
             context_window=entry.max_input_tokens,

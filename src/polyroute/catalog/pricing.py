@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # only annotations: the catalog loads without the provider st
     from polyroute.providers.base import Usage
 
 #: A model running on this machine: no money per token unless the config says otherwise.
-LOCAL_PRICES = Prices(input=0.0, output=0.0, cached_input=0.0)
+LOCAL_PRICES = Prices(input=0.0, output=0.0, cached_input=0.0, cache_write=0.0)
 
 
 def prices_of(model: ModelConfig) -> Prices:
@@ -25,23 +25,29 @@ def prices_of(model: ModelConfig) -> Prices:
         input=model.input_price,
         output=model.output_price,
         cached_input=model.cached_input_price,
+        cache_write=model.cache_write_price,
     )
 
 
 def cost_usd(prices: Prices, usage: Usage) -> float | None:
     """USD for ``usage`` at ``prices``, or ``None`` when the input or output price is unknown.
 
-    ``usage.prompt_tokens`` includes ``usage.cached_tokens`` (as OpenAI reports them); the
-    cached ones bill at ``prices.cached_input`` when known, else at ``prices.input``.
+    ``usage.prompt_tokens`` includes ``usage.cached_tokens`` and ``usage.cache_write_tokens``
+    (as OpenAI reports them); cache reads bill at ``prices.cached_input`` and cache writes at
+    ``prices.cache_write`` when known, else at ``prices.input``.
     """
     if prices.input is None or prices.output is None:
         return None
-    cached = max(0, min(usage.cached_tokens, usage.prompt_tokens))
-    uncached = max(0, usage.prompt_tokens - cached)
+    prompt = max(0, usage.prompt_tokens)
+    cached = max(0, min(usage.cached_tokens, prompt))
+    written = max(0, min(usage.cache_write_tokens, prompt - cached))
+    uncached = prompt - cached - written
     cached_price = prices.cached_input if prices.cached_input is not None else prices.input
+    write_price = prices.cache_write if prices.cache_write is not None else prices.input
     return (
         uncached * prices.input
         + cached * cached_price
+        + written * write_price
         + max(0, usage.completion_tokens) * prices.output
     ) / 1_000_000
 

@@ -53,6 +53,9 @@ class Prices(_Strict):
     output: float | None = Field(None, ge=0)
     #: Prompt tokens read from the provider's cache; when unknown they bill at ``input``.
     cached_input: float | None = Field(None, ge=0)
+    #: Prompt tokens written to the provider's cache (Anthropic bills them above ``input``);
+    #: when unknown they bill at ``input``, as providers without a write surcharge do.
+    cache_write: float | None = Field(None, ge=0)
 
     @property
     def known(self) -> bool:

@@ -108,7 +108,7 @@ class Dashboard:
 
     def router(self) -> APIRouter:
         """The routes: the page, its files and the API."""
-        api = APIRouter(include_in_schema=False)
+        api = APIRouter(tags=["dashboard"])
         store = self.store
 
         @api.get("/ui")

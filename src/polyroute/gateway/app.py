@@ -14,7 +14,7 @@ import httpx
 import orjson
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -25,9 +25,11 @@ from polyroute.dashboard import Dashboard
 from polyroute.engines import Engines, attach_engines, weights_store
 from polyroute.errors import InvalidRequest, PolyrouteError
 from polyroute.gateway.chat import ChatService
+from polyroute.gateway.embeddings import EmbeddingsService
 from polyroute.gateway.errors import error_response, handle_polyroute_error, handle_unexpected
 from polyroute.gateway.feedback import FeedbackService
 from polyroute.gateway.learning import OnlineLearning, RecentTraces
+from polyroute.gateway.messages import CountTokensService, MessagesService
 from polyroute.gateway.routing import AUTO, build_router_hub
 from polyroute.providers.pool import ProviderPool
 from polyroute.store import Recorder, Store
@@ -81,6 +83,9 @@ class Gateway:
             observers=self.telemetry.observers,
             recent=self.recent,
         )
+        self.messages = MessagesService(self.chat)  # Anthropic's API over the same chat path
+        self.count_tokens = CountTokensService(self.chat)
+        self.embeddings = EmbeddingsService(config, self.pool, transport)
         self.feedback = FeedbackService(config, self.store, self.recent, self.learning)
         self.purger = Purger(self.store, config.store.retention_days, config.store.purge_interval_s)
         self.started_at = time.time()
@@ -127,6 +132,7 @@ class Gateway:
     async def stop(self) -> None:
         await self.engines.stop()  # SIGTERM, then SIGKILL after each engine's grace period
         await self.pool.aclose()
+        await self.embeddings.aclose()
         await self.recorder.aclose()  # flush every queued record before exit
         await self.learning.aclose()  # and save what the online routers learned
         await self.purger.aclose()
@@ -155,6 +161,8 @@ def model_card(m: ModelConfig, created: int) -> dict[str, Any]:
         card["pricing"] = {"input": m.input_price, "output": m.output_price}
         if m.cached_input_price is not None:
             card["pricing"]["cached_input"] = m.cached_input_price
+        if m.cache_write_price is not None:
+            card["pricing"]["cache_write"] = m.cache_write_price
     if m.aliases:
         card["aliases"] = list(m.aliases)
     return card
@@ -237,6 +245,29 @@ def create_app(
     # FastAPI's per-request dependency solving (query parsing, an exit stack).
     app.router.routes.insert(0, Route(CHAT_PATH, chat_completions, methods=["POST"]))
 
+    @app.post("/v1/messages", response_model=None)
+    async def messages(request: Request) -> Response:
+        """Anthropic's Messages API (``anthropic`` SDK, Claude-style tools); ``model: "auto"``
+        routes as on /v1/chat/completions. Errors are Anthropic's error JSON."""
+        return await gateway.messages(request)
+
+    @app.post("/v1/messages/count_tokens", response_model=None)
+    async def count_tokens(request: Request) -> Response:
+        """Input tokens of a Messages request: Anthropic's count for a model it serves, else
+        an estimate (header ``x-polyroute-token-count`` says which)."""
+        return await gateway.count_tokens(request)
+
+    @app.post("/v1/embeddings", response_model=None)
+    async def embeddings(request: Request) -> Response:
+        """OpenAI's embeddings API, passed to the configured model named (or the built-in
+        all-MiniLM-L6-v2)."""
+        return await gateway.embeddings(request)
+
+    @app.get("/", response_model=None)
+    async def root() -> Response:
+        """The dashboard (or, with it off, the routes)."""
+        return RedirectResponse("/ui" if gateway.config.dashboard.enabled else "/docs")
+
     @app.post("/v1/feedback", response_model=None)
     async def feedback(request: Request) -> Response:
         return await gateway.feedback(request)
@@ -278,7 +309,7 @@ def create_app(
         body["weights"] = gateway.engines.provenance
         return _json(body, status=200 if ready else 503)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics")
     async def metrics(request: Request) -> Response:
         if gateway.telemetry.metrics is None:
             off = InvalidRequest("Metrics are off: set telemetry.metrics: true to serve them")

@@ -22,23 +22,32 @@ JSON = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts as the upstream reported them."""
+    """Token counts as the upstream reported them, in OpenAI's terms.
+
+    ``prompt_tokens`` counts every input token, including those read from the provider's
+    prompt cache (``cached_tokens``) and those written to it (``cache_write_tokens``): each
+    of the three kinds may bill at its own price. Anthropic reports the three apart and
+    Gemini counts thinking in its own field; their providers convert to this shape.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @classmethod
     def from_openai(cls, usage: Any) -> Usage | None:
         if not isinstance(usage, dict):
             return None
-        details = usage.get("prompt_tokens_details") or {}
+        details = usage.get("prompt_tokens_details")
+        if not isinstance(details, dict):
+            details = {}
         return cls(
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
-            cached_tokens=int(details.get("cached_tokens") or 0)
-            if isinstance(details, dict)
-            else 0,
+            cached_tokens=int(details.get("cached_tokens") or 0),
+            # OpenRouter's name for it; the native providers report it the same way.
+            cache_write_tokens=int(details.get("cache_write_tokens") or 0),
         )
 
 

@@ -86,4 +86,4 @@ class ProviderPool:
 def _load_builtin_providers() -> None:
     # Importing the modules registers them; the openai one needs only httpx, the local one
     # imports llama_cpp lazily, so both are cheap to import.
-    from polyroute.providers import llama_local, openai_compat  # noqa: F401
+    from polyroute.providers import anthropic, azure, gemini, llama_local, openai_compat  # noqa: F401
