@@ -131,6 +131,7 @@ def _add_and_save(
     replace: bool,
 ) -> None:
     from polyroute.routing.persist import (
+        BUILTIN_PREFIX,
         RouterFileError,
         load_router,
         read_anchor_pool,
@@ -138,6 +139,8 @@ def _add_and_save(
     )
     from polyroute.routing_eval.onboard import add_model_from_data, require_mf
 
+    if out_dir is None and str(router_dir).startswith(BUILTIN_PREFIX):
+        raise _fail(f"{router_dir} ships with polyroute and is not changed: pass --out DIR")
     router = require_mf(load_router(router_dir), router_dir)
     try:
         pool: list[dict[str, Any]] | None = read_anchor_pool(router_dir)
