@@ -8,7 +8,7 @@
    predictions are the calibration set of the knob.
 4. The final router is fitted on everything, and the knob calibrated.
 5. The anchor pool (:mod:`polyroute.routing_eval.anchors`): the prompts a new model should
-   answer to be added later, ranked on the out-of-fold predictions.
+   answer to be added later: a sample stratified by task and by the out-of-fold predictions.
 """
 
 from __future__ import annotations
