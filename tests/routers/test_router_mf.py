@@ -199,3 +199,28 @@ def test_the_anchor_pool_is_a_representative_sample_in_any_prefix() -> None:
     assert [r["id"] for r in anchor_pool(data, seed=1)] != [r["id"] for r in pool]
     assert [r["id"] for r in anchor_pool(data)] == [r["id"] for r in pool]
     assert len(anchor_pool(data, size=5)) == 5
+
+
+def test_the_pool_keeps_what_grading_an_llmrouter_question_needs(tmp_path: Path) -> None:
+    from polyroute.bench.llmrouter import load_query_file
+    from polyroute.routing_eval.anchors import anchor_line, questions_by_prompt
+
+    rows = [
+        {"task_name": "mmlu", "query": "Which is a fruit?", "ground_truth": "B",
+         "metric": "em_mc", "choices": "['stone', 'apple']"},
+        {"task_name": "gsm8k", "query": "2 + 2?", "ground_truth": "4", "metric": "GSM8K"},
+    ]  # fmt: skip
+    path = tmp_path / "default_query_train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    questions = questions_by_prompt(load_query_file(path).questions)
+    data = RoutingDataset(
+        ids=["a", "b"], prompts=["Which is a fruit?", "2 + 2?"], models=["x", "y"],
+        scores=np.array([[1.0, 0.0], [0.0, 1.0]]), costs=None, tasks=["mmlu", "gsm8k"],
+    )  # fmt: skip
+    pool = {r["id"]: r for r in anchor_pool(data, questions)}
+    mc = anchor_line(pool["a"])
+    assert mc["answer"] == ["apple"] and mc["grader"] == "choice"
+    assert mc["choices"] == ["stone", "apple"]
+    assert mc["prompt"].startswith("Which is a fruit?") and "B. apple" in mc["prompt"]
+    assert pool["a"]["prompt"] == "Which is a fruit?"  # the router embeds the raw query
+    assert anchor_line(pool["b"])["grader"] == "numeric"
