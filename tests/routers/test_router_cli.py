@@ -71,7 +71,7 @@ def test_without_a_knob_train_matches_the_strongest_model(
     out = train(tmp_path, data)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["knob"] == {"min_quality_fraction": 1.0}
-    assert manifest["kind"] == BEST_KIND == "mlp"
+    assert manifest["kind"] == BEST_KIND == "mf"
 
 
 @pytest.mark.parametrize(

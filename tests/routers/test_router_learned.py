@@ -15,6 +15,7 @@ from polyroute.routing.knob import Knob
 from polyroute.routing.persist import RouterFileError, load_router, read_manifest, save_router
 from polyroute.routing.routers.knn import KNNRouter
 from polyroute.routing.routers.learned import LearnedRouter
+from polyroute.routing.routers.mf import MFRouter
 from polyroute.routing.routers.mlp import MLPRouter
 from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset
 from polyroute.routing_eval.train import learned_kinds, train_router
@@ -27,6 +28,8 @@ def fitted(kind: str, dataset: RoutingDataset, embedder: TopicEmbedder) -> Learn
     router: LearnedRouter
     if kind == "knn":
         router = KNNRouter(k=5, embedder=embedder)
+    elif kind == "mf":
+        router = MFRouter(hidden=16, dim=4, ensemble=2, embedder=embedder)
     else:
         router = MLPRouter(hidden=16, ensemble=2, embedder=embedder)
     router.fit(embedder.embed(dataset.prompts), dataset.scores, dataset.models)
@@ -38,7 +41,7 @@ def candidates(*names: str) -> list[Candidate]:
     return [Candidate(n) for n in names]
 
 
-@pytest.mark.parametrize("kind", ["knn", "mlp"])
+@pytest.mark.parametrize("kind", ["knn", "mlp", "mf"])
 def test_learns_which_model_answers_which_topic(
     kind: str, dataset: RoutingDataset, embedder: TopicEmbedder
 ) -> None:
@@ -160,14 +163,16 @@ def test_training_refuses_bad_input(dataset: RoutingDataset, embedder: TopicEmbe
     # ... which prices fix
     result = train_router(no_costs, kind="knn", embedder=embedder, prices=PRICES, params={"k": 5})
     assert result.router.prices == PRICES
-    assert learned_kinds() == ["knn", "mlp"]
+    assert learned_kinds() == ["knn", "mf", "mlp"]
 
 
-@pytest.mark.parametrize("kind", ["knn", "mlp"])
+@pytest.mark.parametrize("kind", ["knn", "mlp", "mf"])
 def test_save_and_load_round_trip(
     kind: str, dataset: RoutingDataset, embedder: TopicEmbedder, tmp_path: Path
 ) -> None:
     params = {"k": 5} if kind == "knn" else {"hidden": 8, "ensemble": 1}
+    if kind == "mf":
+        params["dim"] = 4
     result = train_router(
         dataset,
         kind=kind,

@@ -115,6 +115,8 @@ def _question(row: dict[str, Any], qid: str, *, where: str) -> Question:
         grader=grader,
         task=task,
         choices=choices,
+        # The raw query is what LLMRouter's routing data stores: anchors match on it.
+        metadata={"query": query},
     )
 
 

@@ -32,6 +32,7 @@ _COMMAND_MODULES = (
     "polyroute.cli.routing",
     "polyroute.cli.engines",
     "polyroute.cli.weights",
+    "polyroute.cli.router",
 )
 
 

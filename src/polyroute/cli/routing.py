@@ -52,7 +52,7 @@ def train(
     ),
     out_dir: Path = typer.Option(..., "--out", help="Directory to write the router to."),
     router: str | None = typer.Option(
-        None, "--router", help="Learned router kind (knn, mlp) [default: the best measured]."
+        None, "--router", help="Learned router kind (mf, mlp, knn) [default: the best measured]."
     ),
     prices: Path | None = typer.Option(
         None, "--prices", help="Prices (USD per 1M tokens), for costs the data does not hold."
@@ -74,6 +74,12 @@ def train(
         "--embedding",
         help="Prompt embedding: minilm-static (fast, the default) or minilm (the full encoder).",
     ),
+    questions: list[str] = typer.Option(
+        [],
+        "--questions",
+        help="Bench suite(s) the prompts came from (e.g. llmrouter:train): the router's anchor "
+        "pool keeps their reference answers, so `polyroute router onboard` can grade a new model.",
+    ),
 ) -> None:
     """Train a learned router on a routing dataset and save it to a directory."""
     from polyroute.embeddings.base import CachedEmbedder, Embedder
@@ -93,6 +99,12 @@ def train(
     try:
         dataset = RoutingDataset.load(data)
         table = load_prices(prices) if prices is not None else None
+        suite = None
+        if questions:
+            from polyroute.bench.suites import default_data_dir, load_suites
+
+            specs = [s for spec in questions for s in spec.split(",") if s.strip()]
+            suite = load_suites(specs, default_data_dir()).questions
         embedder: Embedder = get_embedder(choice.name)
         if choice.cache and not no_cache:
             embedder = CachedEmbedder(embedder, cache_dir or default_cache_dir())
@@ -104,10 +116,11 @@ def train(
                 prices=table,
                 output_tokens=output_tokens,
                 embedder=embedder,
+                questions=suite,
                 progress=lambda msg: status.update(escape(msg) + "…"),
             )
         result.summary["source"] = str(data)
-        save_router(result.router, out_dir, training=result.summary)
+        save_router(result.router, out_dir, training=result.summary, anchors=result.anchors)
     except PolyrouteError as e:
         raise _fail(e.message) from None
     except OSError as e:

@@ -7,6 +7,9 @@
                         summary, and the sha256 of arrays.npz
     DIR/arrays.npz      the learned arrays ("model/...") and the calibration set
                         ("calibration/..."), read with allow_pickle=False
+    DIR/anchors.jsonl   optional: the anchor pool, training prompts ranked by how much a new
+                        model's answers to them tell (``polyroute router anchors``); not read
+                        when serving
 
 Loading checks the format version, the kind (in the routers registry), that this polyroute
 has the embedding the router learned from (and uses that one: :mod:`polyroute.embeddings.registry`),
@@ -19,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ FORMAT = "polyroute-router"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
+ANCHORS = "anchors.jsonl"
 
 
 class RouterFileError(ConfigError):
@@ -43,9 +47,14 @@ class RouterFileError(ConfigError):
 
 
 def save_router(
-    router: LearnedRouter, path: str | Path, *, training: Mapping[str, Any] | None = None
+    router: LearnedRouter,
+    path: str | Path,
+    *,
+    training: Mapping[str, Any] | None = None,
+    anchors: Sequence[Mapping[str, Any]] | None = None,
 ) -> Path:
-    """Write ``router`` to the directory ``path`` (created; a router already there is replaced)."""
+    """Write ``router`` to the directory ``path`` (created; a router already there is replaced),
+    with its anchor pool (:mod:`polyroute.routing_eval.anchors`) when given."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RouterFileError(f"{path} exists and is not a directory")
@@ -68,6 +77,16 @@ def save_router(
     with tmp.open("wb") as f:
         np.savez(f, **arrays)  # type: ignore[arg-type]  # the stubs miss **arrays
     tmp.replace(path / ARRAYS)
+    anchor_info = None
+    if anchors is not None:
+        tmp = path / f".{ANCHORS}.tmp"
+        with tmp.open("w", encoding="utf-8") as f:
+            for row in anchors:
+                f.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+        tmp.replace(path / ANCHORS)
+        anchor_info = {"file": ANCHORS, "sha256": _sha256(path / ANCHORS), "count": len(anchors)}
+    elif (path / ANCHORS).is_file():
+        (path / ANCHORS).unlink()  # a stale pool must not pass for this router's
     embedder = router.embedder
     fp = embedder.fingerprint
     manifest: dict[str, Any] = {
@@ -88,8 +107,10 @@ def save_router(
         "knob": router.knob.to_dict(),
         "lambda": router.lam,
         "calibration": router.calibration.to_dict() if router.calibration else None,
+        "priors": dict(router.priors),
         "training": dict(training or {}),
         "arrays": {"file": ARRAYS, "sha256": _sha256(path / ARRAYS)},
+        "anchors": anchor_info,
         "polyroute_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -174,6 +195,7 @@ def load_router(
             m: (float(p["input"]), float(p["output"])) for m, p in manifest["prices"].items()
         }
         router.output_tokens = int(manifest["output_tokens"])
+        router.priors = {str(m): str(how) for m, how in manifest.get("priors", {}).items()}
         router.knob = Knob.from_dict(manifest["knob"])
         router.lam = float(manifest["lambda"])
         if manifest.get("calibration"):
@@ -190,6 +212,30 @@ def load_router(
         raise RouterFileError(f"{path}: the router's files are inconsistent ({e})") from None
     router.manifest = manifest
     return router
+
+
+def read_anchor_pool(path: str | Path) -> list[dict[str, Any]]:
+    """The anchor pool saved with the router in ``path``, best first (checked against the
+    manifest's sha256); a router saved without one is a :class:`RouterFileError` naming the fix."""
+    path = resolve_router_path(path)
+    info = read_manifest(path).get("anchors")
+    file = path / ANCHORS
+    if not info or not file.is_file():
+        raise RouterFileError(
+            f"{path} holds no anchor pool (routers trained before anchors existed, or saved "
+            "without one); retrain it with `polyroute train --data DATA.jsonl --out DIR`"
+        )
+    if _sha256(file) != info.get("sha256"):
+        raise RouterFileError(f"{file} does not match the manifest's sha256: damaged; retrain")
+    rows = []
+    for lineno, line in enumerate(file.read_text(encoding="utf-8").split("\n"), start=1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RouterFileError(f"{file}:{lineno}: not valid JSON ({e.msg})") from None
+            rows.append(row)
+    return rows
 
 
 def _embedder_for(path: Path, spec: Mapping[str, Any], embedder: Embedder | None) -> Embedder:

@@ -7,18 +7,21 @@
    fold it did not see (prompts with the same text stay in one fold). These honest
    predictions are the calibration set of the knob.
 4. The final router is fitted on everything, and the knob calibrated.
+5. The anchor pool (:mod:`polyroute.routing_eval.anchors`): the prompts a new model should
+   answer to be added later: a sample stratified by task and by the out-of-fold predictions.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from polyroute.bench.questions import Question
 from polyroute.embeddings.base import Embedder, Float32Array
 from polyroute.embeddings.registry import default_embedder
 from polyroute.routing.knob import Knob
@@ -26,12 +29,14 @@ from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS, PriceTable
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import CalibrationSet, LearnedRouter, price_table
 from polyroute.routing.tradeoff import FloatArray
+from polyroute.routing_eval.anchors import anchor_pool, questions_by_prompt
 from polyroute.routing_eval.costs import fill_missing_costs, infer_prices
 from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset, prompt_key
 
 #: The learned router ``polyroute train`` builds when no kind is named: the best measured on
-#: LLMRouter's data (see docs/routers.md for the figures).
-BEST_KIND = "mlp"
+#: LLMRouter's data (see docs/routers.md for the figures), and the one that can take a new
+#: model without retraining.
+BEST_KIND = "mf"
 #: Without a knob: match the strongest model's quality for as little as possible.
 DEFAULT_KNOB = Knob(min_quality_fraction=1.0)
 
@@ -41,6 +46,8 @@ class TrainResult:
     router: LearnedRouter
     #: Facts about the training run, stored in the manifest.
     summary: dict[str, Any] = field(default_factory=dict)
+    #: The anchor pool (:mod:`polyroute.routing_eval.anchors`), saved beside the router.
+    anchors: list[dict[str, Any]] = field(default_factory=list)
 
 
 def learned_kinds() -> list[str]:
@@ -65,9 +72,13 @@ def train_router(
     folds: int = 5,
     seed: int = 0,
     name: str | None = None,
+    questions: Sequence[Question] | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> TrainResult:
-    """Train a router of ``kind`` on ``dataset`` and calibrate ``knob``; see the module doc."""
+    """Train a router of ``kind`` on ``dataset`` and calibrate ``knob``; see the module doc.
+
+    ``questions`` (the bench questions the prompts came from) give the anchor pool what
+    grading its anchors needs."""
     started = time.perf_counter()
     if kind not in learned_kinds():
         raise RoutingDataError(
@@ -138,7 +149,13 @@ def train_router(
         },
         "calibration": calibration.describe(),
     }
-    return TrainResult(router, summary)
+    keyed = questions_by_prompt(questions) if questions else None
+    anchors = anchor_pool(dataset, keyed, predicted=predicted)
+    summary["anchor_pool"] = {
+        "prompts": len(anchors),
+        "gradable": sum("answer" in row for row in anchors),
+    }
+    return TrainResult(router, summary, anchors)
 
 
 def out_of_fold(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from polyroute.routing.routers import knn, mlp, random, wrr
+from polyroute.routing.routers import knn, mf, mlp, random, wrr
 from polyroute.routing.routers.learned import LearnedRouter
 
-__all__ = ["LearnedRouter", "knn", "mlp", "random", "wrr"]
+__all__ = ["LearnedRouter", "knn", "mf", "mlp", "random", "wrr"]

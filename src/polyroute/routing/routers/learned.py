@@ -59,6 +59,9 @@ class LearnedRouter(Router):
         self.lam = 0.0
         self.calibration: Calibration | None = None
         self.calibration_set: CalibrationSet | None = None
+        #: Models whose quality column is a prior, not learned from their own scores, with
+        #: how it was made (e.g. "mean of 8 known models"); the decision's reason says so.
+        self.priors: dict[str, str] = {}
         #: The manifest it was loaded from (empty for a router trained in this process).
         self.manifest: dict[str, Any] = {}
         self._embedder = embedder
@@ -158,7 +161,10 @@ class LearnedRouter(Router):
                 )
             zeros = np.zeros((1, len(self.models)))
             data = CalibrationSet(zeros, zeros, zeros)
-        calibration = calibrate(knob, data.predicted, data.costs, data.scores, self.models)
+        # Models added after training (appended) have no calibration column: λ is calibrated
+        # on the models the data covers, which is what its unit (quality per USD) allows.
+        width = data.predicted.shape[1]
+        calibration = calibrate(knob, data.predicted, data.costs, data.scores, self.models[:width])
         self.knob, self.lam, self.calibration = knob, calibration.lam, calibration
         if calibration_set is not None:
             self.calibration_set = calibration_set
@@ -255,6 +261,8 @@ class LearnedRouter(Router):
         name = names[chosen]
         price = f" at ${costs[name]:.2g}" if name in costs else ""
         text = f"{name}: predicted quality {quality[chosen]:.2f}{price}"
+        if name in self.priors:
+            text += f" (a prior: {self.priors[name]}; no data on {name} yet)"
         best = int(np.argmax(quality))
         if best != chosen:
             text += (

@@ -129,7 +129,7 @@ def train_network(
         ),
         "b2": np.log(prior / (1 - prior)).astype(np.float32),  # start at each model's average
     }
-    adam = _Adam(net, options.learning_rate)
+    adam = Adam(net, options.learning_rate)
     # Small datasets would get one step an epoch and stop long before they fit: keep at
     # least eight batches an epoch.
     batch = max(8, min(options.batch_size, len(fit) // 8))
@@ -180,7 +180,7 @@ def _gradients(
     }
 
 
-class _Adam:
+class Adam:
     def __init__(self, params: dict[str, FloatArray], lr: float) -> None:
         self.params, self.lr, self.t = params, lr, 0
         self.m = {k: np.zeros_like(v) for k, v in params.items()}
