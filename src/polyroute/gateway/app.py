@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,6 +46,7 @@ class Gateway:
         self.store = Store(config.store.database_url)
         self.recorder = Recorder(
             self.store,
+            journal_dir=config.store.journal_dir,
             batch_size=config.store.batch_size,
             flush_interval_s=config.store.flush_interval_s,
         )
@@ -75,7 +77,7 @@ class Gateway:
         await asyncio.to_thread(self.learning.load)  # what the online routers learned before
         if self.routers is not None:
             await asyncio.to_thread(self.routers.warm)  # embedding weights, before any request
-        self.recorder.start()
+        await self.recorder.start()  # its writer first stores what the journal kept
         self.learning.start()
         self.purger.start()
         await self.pool.start()
@@ -220,8 +222,15 @@ def create_app(
         checks = await gateway.pool.health()
         models = {name: {"ready": h.ready, "detail": h.detail} for name, h in checks.items()}
         ready = any(h.ready for h in checks.values())
+        # In a thread: the journal's size is a directory scan.
+        recorder = dataclasses.asdict(await asyncio.to_thread(gateway.recorder.stats))
         return _json(
-            {"status": "ok" if ready else "unavailable", "version": __version__, "models": models},
+            {
+                "status": "ok" if ready else "unavailable",
+                "version": __version__,
+                "models": models,
+                "recorder": recorder,
+            },
             status=200 if ready else 503,
         )
 
@@ -232,6 +241,7 @@ def create_app(
             off.status_code = 404
             return error_response(off)
         # In a thread: a scrape of many series takes milliseconds the event loop should not lose.
+        gateway.telemetry.metrics.set_recorder(await asyncio.to_thread(gateway.recorder.stats))
         body, content_type = await asyncio.to_thread(
             gateway.telemetry.metrics.exposition, request.headers.get("accept")
         )

@@ -7,13 +7,14 @@ back timezone-aware in UTC from SQLite and PostgreSQL alike; JSON columns come b
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from polyroute.store import schema
 
@@ -42,23 +43,32 @@ def _row(mapping: Any) -> dict[str, Any]:
 
 
 class _PreparedInsert:
-    """One table's INSERT, compiled once for the engine's dialect, run as one executemany.
+    """One table's INSERT that skips rows already stored, compiled once, run as one executemany.
 
-    The recorder writes a batch per transaction many times a second: compiling the
-    statement and building SQLAlchemy's parameters row by row cost more than SQLite's own
-    work. The column types still convert the values (e.g. times to SQLite's text form), so
-    rows are stored exactly as ``conn.execute(table.insert(), rows)`` would store them.
+    The writer stores a batch per transaction many times a second: compiling the statement
+    and building SQLAlchemy's parameters row by row cost more than SQLite's own work. The
+    column types still convert the values (e.g. times to SQLite's text form), so rows are
+    stored exactly as ``conn.execute(table.insert(), rows)`` would store them. A row whose
+    key is stored already is skipped (``ON CONFLICT DO NOTHING``): replaying the journal
+    after a crash must not duplicate, nor fail on, what was written before the crash.
     """
 
     def __init__(self, table: sa.Table, dialect: sa.Dialect) -> None:
-        compiled = table.insert().compile(dialect=dialect, column_keys=[c.name for c in table.c])
+        self.columns = tuple(c.name for c in table.c)
+        statement: Any = table.insert()
+        if dialect.name == "sqlite":
+            statement = sqlite_insert(table).on_conflict_do_nothing()
+        elif dialect.name == "postgresql":
+            statement = postgresql_insert(table).on_conflict_do_nothing()
+        compiled = statement.compile(dialect=dialect, column_keys=list(self.columns))
         self.sql = compiled.string
         # The parameter names in the order the statement wants them (positional styles), or
         # all of them (named styles, where the driver takes a mapping).
         self.positional = compiled.positiontup is not None
         names = list(compiled.positiontup) if compiled.positiontup else list(compiled.binds)
         self.names = tuple(names)
-        self.take = operator.itemgetter(*names)
+        where = {c: i for i, c in enumerate(self.columns)}
+        self.order = tuple(where[n] for n in names)
         binds = compiled.binds
         self.converters = tuple(
             (i, proc)
@@ -66,14 +76,12 @@ class _PreparedInsert:
             if (proc := binds[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
         )
 
-    def execute(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
-        names, converters, take = self.names, self.converters, self.take
+    def execute(self, conn: sa.Connection, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert ``rows``, each a sequence of values in the table's column order."""
+        names, converters, order = self.names, self.converters, self.order
         params: list[Any] = []
         for row in rows:
-            try:
-                values = list(take(row))
-            except KeyError:  # a column left out: NULL, as SQLAlchemy would store it
-                values = [row.get(name) for name in names]
+            values = [row[i] for i in order]
             for i, convert in converters:
                 if values[i] is not None:
                     values[i] = convert(values[i])
@@ -93,15 +101,29 @@ class TraceStore:
     def insert_traces(
         self, requests: Sequence[dict[str, Any]], attempts: Sequence[dict[str, Any]] = ()
     ) -> None:
-        """Write request rows and their attempt rows in one transaction.
+        """Write request rows and their attempt rows (mappings) in one transaction.
 
-        A column a row leaves out is stored as NULL.
+        A column a row leaves out is stored as NULL; a trace stored already is skipped.
         """
-        if not requests:
+        r, a = self._prepared_inserts()
+        self.insert_trace_values(
+            [[row.get(c) for c in r.columns] for row in requests],
+            [[row.get(c) for c in a.columns] for row in attempts],
+        )
+
+    def insert_trace_values(
+        self, requests: Sequence[Sequence[Any]], attempts: Sequence[Sequence[Any]] = ()
+    ) -> None:
+        """Write request rows and attempt rows, values in column order, in one transaction.
+
+        Rows whose key is stored already are skipped, so a replay never duplicates.
+        """
+        if not requests and not attempts:
             return
         inserts = self._prepared_inserts()
         with self.engine.begin() as conn:
-            inserts[0].execute(conn, requests)
+            if requests:
+                inserts[0].execute(conn, requests)
             if attempts:
                 inserts[1].execute(conn, attempts)
 
