@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -102,25 +103,28 @@ def decision_data(decision: Decision) -> dict[str, Any]:
     }
 
 
-_JSON_COLUMNS = ("decision", "request_body")
+_DECISION = REQUEST_COLUMNS.index("decision")
+_BODY = REQUEST_COLUMNS.index("request_body")
+# One C call reads every column's attribute (the JSON columns are replaced after).
+_REQUEST_VALUES = operator.attrgetter(*REQUEST_COLUMNS)
+_ATTEMPT_VALUES = operator.attrgetter(*(c for c in ATTEMPT_COLUMNS if c != "request_id"))
+_ATTEMPT_ID = ATTEMPT_COLUMNS.index("request_id")
 
 
 def record_values(record: RequestRecord) -> tuple[list[Any], list[list[Any]]]:
     """The ``requests`` values and ``attempts`` values of a record, in column order."""
-    values = [getattr(record, c) if c not in _JSON_COLUMNS else None for c in REQUEST_COLUMNS]
-    if record.decision is not None:
-        values[_DECISION] = encode_json(decision_data(record.decision), secrets=True)
-    if record.request_body is not None:
-        values[_BODY] = encode_json(record.request_body)  # redacted
-    attempts = [
-        [record.id if c == "request_id" else getattr(a, c) for c in ATTEMPT_COLUMNS]
-        for a in record.attempts
-    ]
+    values = list(_REQUEST_VALUES(record))
+    decision, body = values[_DECISION], values[_BODY]
+    values[_DECISION] = (
+        encode_json(decision_data(decision), secrets=True) if decision is not None else None
+    )
+    values[_BODY] = encode_json(body) if body is not None else None  # redacted
+    attempts = []
+    for attempt in record.attempts:
+        row = list(_ATTEMPT_VALUES(attempt))
+        row.insert(_ATTEMPT_ID, record.id)
+        attempts.append(row)
     return values, attempts
-
-
-_DECISION = REQUEST_COLUMNS.index("decision")
-_BODY = REQUEST_COLUMNS.index("request_body")
 
 
 def trace_line(record: RequestRecord) -> bytes:

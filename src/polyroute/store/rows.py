@@ -86,30 +86,64 @@ def _time(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _fitter(column: sa.Column[Any]) -> Fit:
-    kind = column.type
-    if column.name in _TIME_COLUMNS:
-        return _time
-    if isinstance(kind, sa.Boolean):
-        return _boolean
-    if isinstance(kind, sa.BigInteger):
-        return _integer(64)
-    if isinstance(kind, sa.Integer):
-        return _integer(32)
-    if isinstance(kind, sa.Float):
-        return _float
-    if isinstance(kind, sa.String):  # Text is a String without a length
-        return _text(kind.length)
-    raise TypeError(f"no rule to fit column {column.name} of type {kind}")
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
 
 
-_REQUEST_FIT = tuple(_fitter(c) for c in schema.requests.c)
-_ATTEMPT_FIT = tuple(_fitter(c) for c in schema.attempts.c)
+class _TableFit:
+    """Fits a row of one table: a cheap type check per value, the full rule only on a misfit.
+
+    It runs on the request path for every trace, so the common case (a value of the right
+    type and size) costs a comparison or two, not a function call.
+    """
+
+    def __init__(self, table: sa.Table) -> None:
+        self.width = len(table.c)
+        self.texts: list[tuple[int, int]] = []  # (index, length limit; 0: none)
+        self.ints: list[tuple[int, int, int]] = []  # (index, low, high)
+        self.floats: list[int] = []
+        self.others: list[tuple[int, Fit]] = []  # booleans and times
+        for i, column in enumerate(table.c):
+            kind = column.type
+            if column.name in _TIME_COLUMNS:
+                self.others.append((i, _time))
+            elif isinstance(kind, sa.Boolean):
+                self.others.append((i, _boolean))
+            elif isinstance(kind, sa.Integer):
+                self.ints.append((i, *(_INT64 if isinstance(kind, sa.BigInteger) else _INT32)))
+            elif isinstance(kind, sa.Float):
+                self.floats.append(i)
+            elif isinstance(kind, sa.String):  # Text is a String without a length
+                self.texts.append((i, kind.length or 0))
+            else:
+                raise TypeError(f"no rule to fit column {column.name} of type {kind}")
+
+    def __call__(self, values: Sequence[Any]) -> list[Any]:
+        if len(values) != self.width:
+            raise ValueError(f"{len(values)} values for {self.width} columns")
+        out = list(values)
+        for i, limit in self.texts:
+            v = out[i]
+            if v is not None and (
+                v.__class__ is not str or "\x00" in v or (limit and len(v) > limit)
+            ):
+                out[i] = _text(limit or None)(v)
+        for i, low, high in self.ints:
+            v = out[i]
+            if v is not None and (v.__class__ is not int or not low <= v <= high):
+                out[i] = _integer(64 if high > _INT32[1] else 32)(v)
+        for i in self.floats:
+            v = out[i]
+            # v - v is 0.0 for a finite float, NaN for an infinity or NaN.
+            if v is not None and (v.__class__ is not float or v - v != 0.0):
+                out[i] = _float(v)
+        for i, fit in self.others:
+            out[i] = fit(out[i])
+        return out
 
 
-def fit_values(values: Sequence[Any], fits: Sequence[Fit]) -> list[Any]:
-    """``values`` fitted to their columns (see the module docstring)."""
-    return [fit(v) for fit, v in zip(fits, values, strict=True)]
+_REQUEST_FIT = _TableFit(schema.requests)
+_ATTEMPT_FIT = _TableFit(schema.attempts)
 
 
 def _depth_cut_iteratively(value: Any, depth: int) -> Any:
@@ -157,8 +191,8 @@ def encode_line(requests: Sequence[Any], attempts: Sequence[Sequence[Any]]) -> b
     """One journal line for a request's values and its attempts' values (fitted here)."""
     line = [
         LINE_VERSION,
-        fit_values(requests, _REQUEST_FIT),
-        [fit_values(a, _ATTEMPT_FIT) for a in attempts],
+        _REQUEST_FIT(requests),
+        [_ATTEMPT_FIT(a) for a in attempts],
     ]
     try:
         return orjson.dumps(line) + b"\n"
@@ -178,6 +212,7 @@ def _valid_utf8(value: Any) -> Any:
 _REQUEST_TIME = REQUEST_COLUMNS.index("created_at")
 _ATTEMPT_TIME = ATTEMPT_COLUMNS.index("started_at")
 _PARSE_TIME = datetime.fromisoformat
+_REQUEST_WIDTH, _ATTEMPT_WIDTH = len(REQUEST_COLUMNS), len(ATTEMPT_COLUMNS)
 
 
 def decode_line(line: bytes) -> tuple[list[Any], list[list[Any]]]:
@@ -186,11 +221,11 @@ def decode_line(line: bytes) -> tuple[list[Any], list[list[Any]]]:
     if not isinstance(data, list) or len(data) != 3 or data[0] != LINE_VERSION:
         raise ValueError("not a polyroute journal line (version 1)")
     request, attempts = data[1], data[2]
-    if len(request) != len(REQUEST_COLUMNS) or any(
-        len(a) != len(ATTEMPT_COLUMNS) for a in attempts
-    ):
-        raise ValueError("journal line has the wrong number of columns")
+    if len(request) != _REQUEST_WIDTH:
+        raise ValueError("journal line has the wrong number of request columns")
     request[_REQUEST_TIME] = _PARSE_TIME(request[_REQUEST_TIME])
     for a in attempts:
+        if len(a) != _ATTEMPT_WIDTH:
+            raise ValueError("journal line has the wrong number of attempt columns")
         a[_ATTEMPT_TIME] = _PARSE_TIME(a[_ATTEMPT_TIME])
     return request, attempts

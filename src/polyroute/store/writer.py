@@ -272,7 +272,11 @@ def _lock(directory: Path, commands: _Commands) -> int | None:
 
 def main() -> None:
     """Run as ``python -m polyroute.store.writer``, the settings on the first input line."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the gateway's to handle
+    # A Ctrl-C or a service manager's SIGTERM reaches the whole process group: stopping is
+    # the gateway's to decide (it says stop, or its exit ends our input), after its last
+    # requests are journaled.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     commands = _Commands()
     first = None
     while first is None:
