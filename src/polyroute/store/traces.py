@@ -131,12 +131,73 @@ class TraceStore:
         """
         if not requests and not attempts:
             return
+        if self.engine.dialect.driver == "psycopg":
+            try:  # straight in: rows the database has already are rare (a replay's)
+                with self.engine.begin() as conn:
+                    self._copy_traces(conn, requests, attempts, staged=False)
+            except sa.exc.IntegrityError:
+                with self.engine.begin() as conn:
+                    self._copy_traces(conn, requests, attempts, staged=True)
+            return
         inserts = self._prepared_inserts()
         with self.engine.begin() as conn:
             if requests:
                 inserts[0].execute(conn, requests)
             if attempts:
                 inserts[1].execute(conn, attempts)
+
+    def _copy_traces(
+        self,
+        conn: sa.Connection,
+        requests: Sequence[Sequence[Any]],
+        attempts: Sequence[Sequence[Any]],
+        *,
+        staged: bool,
+    ) -> None:
+        """PostgreSQL: COPY the rows in, one statement per table and batch.
+
+        A row-by-row executemany costs PostgreSQL a statement per row (~5,000 rows/s here);
+        COPY streams the rows in PostgreSQL's own format. ``staged`` copies into temporary
+        tables first and inserts from them with ``ON CONFLICT DO NOTHING``, for a batch in
+        which some rows are stored already.
+        """
+        dbapi_error = conn.dialect.loaded_dbapi.Error
+        try:
+            self._copy_rows(conn, requests, attempts, staged)
+        except dbapi_error as e:
+            # As SQLAlchemy would raise it (OperationalError, IntegrityError, DataError, ...):
+            # the writer tells a database that is down from a row that is bad by that class.
+            raise sa.exc.DBAPIError.instance("COPY", None, e, dbapi_error) from e
+
+    @staticmethod
+    def _copy_rows(
+        conn: sa.Connection,
+        requests: Sequence[Sequence[Any]],
+        attempts: Sequence[Sequence[Any]],
+        staged: bool,
+    ) -> None:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        for table, rows in ((_R, requests), (_A, attempts)):
+            if not rows:
+                continue
+            columns = ", ".join(c.name for c in table.c)
+            if not staged:
+                with cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                continue
+            staging = f"polyroute_in_{table.name}"
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} "
+                f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            with cursor.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(
+                f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {staging} "
+                f"ON CONFLICT DO NOTHING"
+            )
 
     def _prepared_inserts(self) -> tuple[_PreparedInsert, _PreparedInsert]:
         prepared: tuple[_PreparedInsert, _PreparedInsert] | None = getattr(self, "_inserts", None)
