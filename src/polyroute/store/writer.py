@@ -306,6 +306,9 @@ def main() -> None:
                 backoff = 0
                 if taken:
                     _report(writer)
+                # A full batch means a backlog: go on at once. Otherwise wait, so that a
+                # trickle of requests makes one transaction an interval, not one each.
+                if taken >= writer.batch_size:
                     wait = 0.0
             except DatabaseDown:
                 wait = _BACKOFF_S[min(backoff, len(_BACKOFF_S) - 1)]
