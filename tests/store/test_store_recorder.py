@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -163,4 +164,45 @@ async def test_kill_9_of_the_gateway_and_its_writer_loses_no_record(
     ids = {r["id"] for r in store.recent_requests(limit=1000)}
     assert ids == {f"k{i}" for i in range(500)}  # ... and replayed from it, every one
     assert not list(journal.glob("*.jsonl"))
+    store.dispose()
+
+
+async def test_a_writer_that_dies_is_replaced_and_nothing_is_lost(
+    db_url: str, tmp_path: Path
+) -> None:
+    store = Store(db_url)
+    store.migrate()
+    recorder = Recorder(store, journal_dir=tmp_path / "journal", flush_interval_s=0.05)
+    await recorder.start()
+    for i in range(50):
+        recorder.submit(record(i))
+    first = recorder._process
+    assert first is not None
+    first.kill()
+    for _ in range(500):  # bounded: the recorder starts a new writer about a second later
+        if recorder._process is not first and recorder.stats().writer_alive:
+            break
+        await asyncio.sleep(0.02)
+    assert recorder._process is not first and recorder.stats().writer_alive
+    for i in range(50, 60):
+        recorder.submit(record(i))
+    await recorder.flush()
+    await recorder.aclose()
+    assert len(store.recent_requests(limit=1000)) == 60
+    store.dispose()
+
+
+async def test_an_in_memory_database_is_written_from_this_process() -> None:
+    # No other process can reach it: the journal is stored by a thread of this one.
+    store = Store("sqlite://")
+    store.migrate()
+    recorder = Recorder(store)
+    assert recorder.in_process
+    await recorder.start()
+    recorder.submit(record(1))
+    await recorder.flush()
+    assert recorder.stats().journaled == 1 and recorder.stats().writer_alive
+    assert [r["id"] for r in store.recent_requests()] == ["r1"]
+    await recorder.aclose()
+    assert not list(recorder.journal_dir.glob("*.jsonl"))
     store.dispose()

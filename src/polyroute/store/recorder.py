@@ -16,12 +16,15 @@ import asyncio
 import logging
 import operator
 import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 
 from polyroute.routing.base import Decision
 from polyroute.store.db import Store
@@ -32,6 +35,7 @@ from polyroute.store.journal import (
     journal_bytes,
 )
 from polyroute.store.rows import ATTEMPT_COLUMNS, REQUEST_COLUMNS, encode_json, encode_line
+from polyroute.store.writer import JournalWriter
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +137,11 @@ def trace_line(record: RequestRecord) -> bytes:
     return encode_line(values, attempts)
 
 
+def _in_memory(url: str) -> bool:
+    parsed = sa.make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
 @dataclass(slots=True)
 class RecorderStats:
     """What ``/metrics`` and ``/health`` show of the recorder."""
@@ -171,6 +180,11 @@ class Recorder:
         stop_timeout_s: float = 60.0,
     ) -> None:
         self.store = store
+        # An in-memory database lives in this process only: no other process can write it,
+        # so its journal is stored by a writer on a thread here (tests and experiments).
+        self.in_process = _in_memory(store.url)
+        if journal_dir is None and self.in_process:
+            journal_dir = Path(tempfile.mkdtemp(prefix="polyroute-journal-"))
         self.journal_dir = journal_dir or default_journal_dir(store.url)
         self.journal = Journal(self.journal_dir, segment_bytes=segment_bytes)
         self.batch_size = batch_size
@@ -182,6 +196,7 @@ class Recorder:
         self._flushes: dict[str, asyncio.Future[None]] = {}
         self._flush_seq = 0
         self._closing = False
+        self._local: JournalWriter | None = None
 
     @property
     def dropped(self) -> int:
@@ -202,7 +217,8 @@ class Recorder:
             quarantined=int(w.get("quarantined", 0)),
             journal_bytes=journal_bytes(self.journal_dir),
             replayed=int(w.get("written", 0)) - own,
-            writer_alive=self._process is not None and self._process.returncode is None,
+            writer_alive=self._local is not None
+            or (self._process is not None and self._process.returncode is None),
             last_error=w.get("last_error"),
         )
 
@@ -210,7 +226,23 @@ class Recorder:
         """Open the journal and start the writer (which first stores what is left from before)."""
         self._closing = False
         self.journal.open()
+        if self.in_process:
+            self._local = JournalWriter(
+                self.store, self.journal_dir, owner=self.journal.owner, batch_size=self.batch_size
+            )
+            self._reader = asyncio.create_task(self._run_local(), name="polyroute-recorder")
+            return
         await self._spawn()
+
+    def _local_drain(self, seconds: float) -> None:
+        assert self._local is not None
+        self._local.drain(time.monotonic() + seconds)
+        self._writer_stats = self._local.stats()
+
+    async def _run_local(self) -> None:
+        while not self._closing:
+            await asyncio.to_thread(self._local_drain, self.flush_interval_s)
+            await asyncio.sleep(self.flush_interval_s)
 
     async def _spawn(self) -> None:
         self._writer_stats = {}
@@ -279,6 +311,9 @@ class Recorder:
 
     async def flush(self, timeout: float = 60.0) -> None:
         """Wait until everything journaled so far is in the database (tests use it)."""
+        if self._local is not None:
+            await asyncio.to_thread(self._local_drain, timeout)
+            return
         process = self._process
         if process is None or process.returncode is not None or process.stdin is None:
             return
@@ -297,6 +332,14 @@ class Recorder:
         process, self._process = self._process, None
         self._closing = True
         self.journal.close()
+        if self._local is not None:
+            if self._reader is not None:
+                await self._reader
+                self._reader = None
+            await asyncio.to_thread(self._local_drain, self.stop_timeout_s)
+            self._local.close()
+            self._local = None
+            return
         if process is None:
             return
         if process.returncode is None and process.stdin is not None:
