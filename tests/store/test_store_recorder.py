@@ -187,6 +187,8 @@ async def test_a_writer_that_dies_is_replaced_and_nothing_is_lost(
     for i in range(50, 60):
         recorder.submit(record(i))
     await recorder.flush()
+    stats = recorder.stats()
+    assert (stats.journaled, stats.written, stats.queue_depth) == (60, 60, 0)
     await recorder.aclose()
     assert len(store.recent_requests(limit=1000)) == 60
     store.dispose()

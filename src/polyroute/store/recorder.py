@@ -13,10 +13,12 @@ writer stores it: nothing is queued in memory, so nothing is lost with the memor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import operator
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -197,6 +199,9 @@ class Recorder:
         self._flush_seq = 0
         self._closing = False
         self._local: JournalWriter | None = None
+        self._local_lock = threading.Lock()  # one drain at a time: the loop's or a flush's
+        # Records of this process stored by writers before the current one (see _replace).
+        self._own_base = 0
 
     @property
     def dropped(self) -> int:
@@ -204,11 +209,11 @@ class Recorder:
 
     @property
     def written(self) -> int:
-        return int(self._writer_stats.get("own_written", 0))
+        return self._own_base + int(self._writer_stats.get("own_written", 0))
 
     def stats(self) -> RecorderStats:
         w = self._writer_stats
-        own = int(w.get("own_written", 0))
+        own = self._own_base + int(w.get("own_written", 0))
         return RecorderStats(
             journaled=self.journal.appended,
             written=own,
@@ -235,9 +240,10 @@ class Recorder:
         await self._spawn()
 
     def _local_drain(self, seconds: float) -> None:
-        assert self._local is not None
-        self._local.drain(time.monotonic() + seconds)
-        self._writer_stats = self._local.stats()
+        with self._local_lock:
+            if self._local is not None:
+                self._local.drain(time.monotonic() + seconds)
+                self._writer_stats = self._local.stats()
 
     async def _run_local(self) -> None:
         while not self._closing:
@@ -292,7 +298,21 @@ class Recorder:
             log.warning("trace writer exited (%s); starting a new one", process.returncode)
             await asyncio.sleep(1.0)
             if not self._closing:
-                await self._spawn()
+                await self._replace()
+
+    async def _replace(self) -> None:
+        # The new writer counts every line of this process's segments still on disk as it
+        # stores them, stored before or not: what went before them is the old writer's.
+        remaining = await asyncio.to_thread(self._own_lines_on_disk)
+        self._own_base = self.journal.appended - remaining
+        await self._spawn()
+
+    def _own_lines_on_disk(self) -> int:
+        lines = 0
+        for path in self.journal_dir.glob(f"{self.journal.owner}-*.jsonl"):
+            with contextlib.suppress(FileNotFoundError):
+                lines += path.read_bytes().count(b"\n")
+        return lines
 
     def submit(self, record: RequestRecord) -> None:
         """Journal one finished request (never raises; a journal that fails is counted)."""
