@@ -1,7 +1,7 @@
 """``POST /v1/chat/completions``: parse → resolve → call upstream (with fallback) → answer → record.
 
 This is the hot path. It reads top to bottom, awaits only the upstream, and hands the
-record to the recorder's queue (never to the database).
+record to the recorder's journal (never to the database).
 """
 
 from __future__ import annotations

@@ -254,8 +254,8 @@ class Recorder:
         self._writer_stats = {}
         process = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "polyroute.store.writer",
+            "-c",  # not -m: the package imports the module already
+            "from polyroute.store.writer import main; main()",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )

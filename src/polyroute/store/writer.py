@@ -271,7 +271,7 @@ def _lock(directory: Path, commands: _Commands) -> int | None:
 
 
 def main() -> None:
-    """Run as ``python -m polyroute.store.writer``, the settings on the first input line."""
+    """The writer process (started by the recorder), its settings on the first input line."""
     # A Ctrl-C or a service manager's SIGTERM reaches the whole process group: stopping is
     # the gateway's to decide (it says stop, or its exit ends our input), after its last
     # requests are journaled.
