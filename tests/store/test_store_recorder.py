@@ -208,3 +208,35 @@ async def test_an_in_memory_database_is_written_from_this_process() -> None:
     await recorder.aclose()
     assert not list(recorder.journal_dir.glob("*.jsonl"))
     store.dispose()
+
+
+async def test_sealed_segments_are_deleted_once_stored(db_url: str, tmp_path: Path) -> None:
+    store = Store(db_url)
+    store.migrate()
+    journal = tmp_path / "journal"
+    recorder = Recorder(store, journal_dir=journal, segment_bytes=2000, flush_interval_s=0.05)
+    await recorder.start()
+    for i in range(100):
+        recorder.submit(record(i))
+    assert recorder.journal._seq > 5  # rotated: a segment holds a few records
+    await recorder.flush()
+    assert len(store.recent_requests(limit=1000)) == 100
+    # Only the segment still open is left; the sealed ones are stored and gone.
+    assert [p.name for p in journal.glob("*.jsonl")] == [
+        f"{recorder.journal.owner}-{recorder.journal._seq:06d}.jsonl"
+    ]
+    await recorder.aclose()
+    assert not list(journal.glob("*.jsonl"))
+    store.dispose()
+
+
+async def test_a_journal_that_cannot_be_written_stops_the_start_with_a_config_error(
+    db_url: str, tmp_path: Path
+) -> None:
+    store = Store(db_url)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    recorder = Recorder(store, journal_dir=blocker / "journal")
+    with pytest.raises(ConfigError, match=r"store.journal_dir .* cannot be written"):
+        await recorder.start()
+    store.dispose()

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from polyroute.errors import ConfigError
 from polyroute.routing.base import Decision
 from polyroute.store.db import Store
 from polyroute.store.journal import (
@@ -230,7 +231,13 @@ class Recorder:
     async def start(self) -> None:
         """Open the journal and start the writer (which first stores what is left from before)."""
         self._closing = False
-        self.journal.open()
+        try:
+            self.journal.open()
+        except OSError as e:
+            raise ConfigError(
+                f"store.journal_dir {str(self.journal_dir)!r} cannot be written ({e}); "
+                f"point it at a writable local directory"
+            ) from None
         if self.in_process:
             self._local = JournalWriter(
                 self.store, self.journal_dir, owner=self.journal.owner, batch_size=self.batch_size
