@@ -196,3 +196,25 @@ def test_a_database_that_is_down_quarantines_nothing_and_keeps_the_journal(
     assert store.count_traces() == 5
     writer.close()
     store.dispose()
+
+
+def test_a_long_backlog_is_stored_without_opening_every_segment(
+    db_url: str, tmp_path: Path
+) -> None:
+    store = Store(db_url)
+    store.migrate()
+    for _ in range(20):  # gateways that began a segment and died before any request
+        dead = Journal(tmp_path)
+        dead.open()
+        dead.close()
+    journal = Journal(tmp_path, segment_bytes=1)  # one record a segment
+    for i in range(40):
+        journal.append(trace_line(normal(i)))
+    journal.close()
+    writer = _writer(store, tmp_path)
+    writer.step()
+    assert len(writer.segments) <= 16  # held open at once, however long the backlog
+    assert writer.drain(time.monotonic() + 30)
+    assert store.count_traces() == 40 and not list(tmp_path.glob("*.jsonl"))
+    writer.close()
+    store.dispose()

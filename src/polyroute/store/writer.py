@@ -43,6 +43,8 @@ from polyroute.store.rows import decode_line
 
 #: The most bytes read from one segment in one step.
 _READ_BYTES = 8 * 1024 * 1024
+#: The most segments held open at once (a backlog of hours is thousands of segments).
+_OPEN_SEGMENTS = 16
 #: Waits between tries while the database is down, growing to the last.
 _BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 #: Errors that say the database cannot take writes now, not that a row is bad.
@@ -83,6 +85,7 @@ class JournalWriter:
         self.split_batches = 0
         self.db_errors = 0
         self.last_error: str | None = None
+        self.deleted_segments = 0
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -100,6 +103,8 @@ class JournalWriter:
         except FileNotFoundError:
             names = []
         for name in names:
+            if len(self.segments) >= _OPEN_SEGMENTS:
+                break  # a long backlog: the oldest first, without a descriptor for each
             if name not in self.segments:
                 path = self.directory / name
                 try:
@@ -160,6 +165,7 @@ class JournalWriter:
                     seg.path.unlink()
                 os.close(seg.fd)
                 del self.segments[name]
+                self.deleted_segments += 1
 
     def _store(self, lines: list[bytes]) -> None:
         items: list[tuple[bytes, list[Any], list[list[Any]]]] = []
@@ -211,8 +217,9 @@ class JournalWriter:
         The database being down ends it early (False): the rows stay in the journal.
         """
         while time.monotonic() < deadline:
+            deleted = self.deleted_segments
             try:
-                if self.step() == 0:
+                if self.step() == 0 and self.deleted_segments == deleted:
                     return True
             except DatabaseDown:
                 return False
