@@ -40,10 +40,13 @@ class ServerConfig(_Strict):
 class StoreConfig(_Strict):
     #: SQLAlchemy URL; SQLite by default, ``postgresql+psycopg://...`` when shared.
     database_url: str = Field(default_factory=lambda: default_database_url())
-    #: The recorder writes in batches of at most this many rows ...
-    batch_size: int = Field(200, gt=0)
-    #: ... at least this often (seconds).
+    #: The trace writer stores transactions of at most this many rows ...
+    batch_size: int = Field(2000, gt=0)
+    #: ... and looks for new traces in the journal at least this often (seconds).
     flush_interval_s: float = Field(0.5, gt=0)
+    #: The write-ahead journal of traces not yet in the database; by default beside a SQLite
+    #: file, or under ~/.local/share/polyroute/journal/ for a server database.
+    journal_dir: Path | None = None
     #: Keep the (redacted) request body and the answer's text in each trace.
     store_text: bool = True
     #: Delete traces (with their attempts and feedback) older than this many days;

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -33,11 +36,14 @@ def trace(i: int, *, at: datetime = T0, model: str = "a", router: str | None = N
 
 
 async def write(store: Store, *records: RequestRecord) -> None:
-    recorder = Recorder(store, flush_interval_s=0.01)
-    recorder.start()
+    journal = Path(tempfile.mkdtemp(prefix="polyroute-journal-"))
+    recorder = Recorder(store, journal_dir=journal, flush_interval_s=0.01)
+    await recorder.start()
     for r in records:
         recorder.submit(r)
     await recorder.aclose()
+    assert not list(journal.glob("*.jsonl"))  # all stored: the journal is empty again
+    shutil.rmtree(journal, ignore_errors=True)
 
 
 async def test_a_trace_comes_back_with_its_decision_attempts_text_and_feedback(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -59,6 +60,7 @@ class Gateway:
         self.store = Store(config.store.database_url)
         self.recorder = Recorder(
             self.store,
+            journal_dir=config.store.journal_dir,
             batch_size=config.store.batch_size,
             flush_interval_s=config.store.flush_interval_s,
         )
@@ -123,7 +125,7 @@ class Gateway:
         await asyncio.to_thread(self.learning.load)  # what the online routers learned before
         if self.routers is not None:
             await asyncio.to_thread(self.routers.warm)  # embedding weights, before any request
-        self.recorder.start()
+        await self.recorder.start()  # its writer first stores what the journal kept
         self.learning.start()
         self.purger.start()
         await self.pool.start()
@@ -296,10 +298,13 @@ def create_app(
         checks = await gateway.pool.health()
         models = {name: {"ready": h.ready, "detail": h.detail} for name, h in checks.items()}
         ready = any(h.ready for h in checks.values())
+        # In a thread: the journal's size is a directory scan.
+        recorder = dataclasses.asdict(await asyncio.to_thread(gateway.recorder.stats))
         body: dict[str, Any] = {
             "status": "ok" if ready else "unavailable",
             "version": __version__,
             "models": models,
+            "recorder": recorder,
         }
         if gateway.routers is not None:
             body["routers"] = {n: c.to_json() for n, c in gateway.routers.coverage.items()}
@@ -316,6 +321,7 @@ def create_app(
             off.status_code = 404
             return error_response(off)
         # In a thread: a scrape of many series takes milliseconds the event loop should not lose.
+        gateway.telemetry.metrics.set_recorder(await asyncio.to_thread(gateway.recorder.stats))
         body, content_type = await asyncio.to_thread(
             gateway.telemetry.metrics.exposition, request.headers.get("accept")
         )

@@ -1,11 +1,12 @@
 """``POST /v1/chat/completions``: parse → resolve → call upstream (with fallback) → answer → record.
 
 This is the hot path. It reads top to bottom, awaits only the upstream, and hands the
-record to the recorder's queue (never to the database).
+record to the recorder's journal (never to the database).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -38,6 +39,8 @@ _SSE_DONE = b"data: [DONE]\n\n"
 #: Called with each finished request (metrics, tracing). Must be quick and must not raise:
 #: it runs on the request path, right after the record is queued for the store.
 Observer = Callable[[RequestRecord], None]
+#: The error recorded with status 499.
+CLIENT_LEFT = "client disconnected"
 _STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -64,21 +67,38 @@ class ChatService:
 
     async def __call__(self, request: Request) -> Response:
         start = time.perf_counter()
-        body = await read_json_body(request, self.config.server.max_body_bytes)
-        chat = validate_chat_request(body)
         record = RequestRecord(
             id=f"chatcmpl-{uuid.uuid4().hex}",
             created_at=datetime.now(UTC),
-            requested_model=chat.model,
-            stream=chat.stream,
+            requested_model="",
+            stream=False,
         )
-        if self.store_text:
-            record.request_body = body  # redacted and encoded by the recorder, off this path
+        # Every request that reaches the route is recorded, whatever ends it: a rejected
+        # body (400, 413), a model not found, an upstream error, a bug (500), a client gone.
         try:
-            targets, decision, context = await self._targets(chat, body)
+            return await self._serve(request, record, start)
         except PolyrouteError as e:
-            self._finish(record, start, status=e.status_code, error=e.message)
+            if not record.finished:
+                self._finish(record, start, status=e.status_code, error=e.message)
             raise
+        except asyncio.CancelledError:
+            if not record.finished:  # cancelled with the connection: the client left
+                self._finish(record, start, status=499, error=CLIENT_LEFT)
+            raise
+        except Exception as e:
+            if not record.finished:
+                self._finish(record, start, status=500, error=unexpected_error(e))
+            raise
+
+    async def _serve(self, request: Request, record: RequestRecord, start: float) -> Response:
+        body = await read_json_body(request, self.config.server.max_body_bytes)
+        model = body.get("model")
+        record.requested_model = model if isinstance(model, str) else ""
+        record.stream = body.get("stream") is True
+        if self.store_text:
+            record.request_body = body  # redacted and encoded as the record is journaled
+        chat = validate_chat_request(body)
+        targets, decision, context = await self._targets(chat, body)
         headers = {"x-polyroute-trace-id": record.id}
         if decision is not None:
             record.router = decision.router
@@ -123,8 +143,9 @@ class ChatService:
         if self.store_text:
             record.response_text = message_text(result)
         usage = Usage.from_openai(result.get("usage"))
+        answer = orjson.dumps(result)  # before the record: encoding can fail, and that is a 500
         self._finish(record, start, usage=usage, target=target, ttft=None)
-        return Response(orjson.dumps(result), media_type="application/json", headers=headers)
+        return Response(answer, media_type="application/json", headers=headers)
 
     async def _first_success(
         self, targets: list[Target], record: RequestRecord, body: JSON
@@ -241,8 +262,11 @@ class ChatService:
             # Headers are gone already: report the failure in-band, as OpenAI does.
             status, error = e.status_code, e.message
             yield b"data: " + error_body(e.message, e.error_type, e.code) + b"\n\n"
-        except BaseException:
-            status, error = 499, "client disconnected"  # nginx's code for it
+        except (GeneratorExit, asyncio.CancelledError):
+            status, error = 499, CLIENT_LEFT  # the client went away: nginx's code for it
+            raise
+        except Exception as e:
+            status, error = 500, unexpected_error(e)  # a bug, not the client: say which
             raise
         finally:
             await chunks.aclose()
@@ -271,6 +295,7 @@ class ChatService:
         status: int = 200,
         error: str | None = None,
     ) -> None:
+        record.finished = True
         record.latency_ms = (time.perf_counter() - start) * 1000
         record.ttft_ms = ttft * 1000 if ttft is not None else None
         record.status = status
@@ -295,6 +320,11 @@ class ChatService:
         self.recorder.submit(record)
         for observe in self.observers:
             observe(record)
+
+
+def unexpected_error(error: BaseException) -> str:
+    """What a trace says of an error polyroute did not expect (its type and message)."""
+    return f"{type(error).__name__}: {error}"[:2000]
 
 
 def decision_headers(decision: Decision) -> dict[str, str]:

@@ -38,9 +38,16 @@ class Store(TraceStore, LearningStore):
         self.url = url
         try:
             # pre-ping: a PostgreSQL server that restarted costs one retry, not an error.
-            self.engine = sa.create_engine(
-                parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite"
-            )
+            if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+                # One in-memory database for every thread (migrations, recorder, dashboard),
+                # not one per thread.
+                self.engine = sa.create_engine(
+                    parsed, poolclass=sa.StaticPool, connect_args={"check_same_thread": False}
+                )
+            else:
+                self.engine = sa.create_engine(
+                    parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite"
+                )
         except (ModuleNotFoundError, sa.exc.NoSuchModuleError) as e:
             driver = getattr(e, "name", None) or parsed.drivername
             raise ConfigError(

@@ -11,13 +11,15 @@ client that asks for ``model="nonsense"`` a million times adds no series.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
-from polyroute.store.recorder import RequestRecord
+from polyroute.store.recorder import RecorderStats, RequestRecord
 
 #: The label value for a model or router that the configuration does not name.
 UNKNOWN = "unknown"
@@ -49,6 +51,34 @@ class _Series:
     unpriced: Counter
     duration: Histogram
     ttft: Histogram
+
+
+class RecorderCollector(Collector):
+    """The recorder's backpressure, from the stats it last gave (set before each scrape)."""
+
+    def __init__(self) -> None:
+        self.stats: RecorderStats | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        if s is None:
+            return
+        counters = (
+            ("journaled", s.journaled, "Traces appended to the write-ahead journal."),
+            ("written", s.written, "Traces of this process the database has."),
+            ("dropped", s.dropped, "Traces lost: they could not even be journaled."),
+            ("quarantined", s.quarantined, "Rows the database refused, kept in quarantine."),
+            ("replayed", s.replayed, "Traces of earlier processes stored from the journal."),
+        )
+        for name, value, doc in counters:
+            yield CounterMetricFamily(f"polyroute_recorder_{name}", doc, value=value)
+        gauges = (
+            ("queue_depth", s.queue_depth, "Traces journaled and not yet in the database."),
+            ("journal_bytes", s.journal_bytes, "Bytes in the journal's segments."),
+            ("writer_up", int(s.writer_alive), "1 while the trace writer process runs."),
+        )
+        for name, value, doc in gauges:
+            yield GaugeMetricFamily(f"polyroute_recorder_{name}", doc, value=value)
 
 
 class GatewayMetrics:
@@ -107,6 +137,12 @@ class GatewayMetrics:
             registry=r,
         )
         self._series: dict[tuple[str, str], _Series] = {}
+        self._recorder = RecorderCollector()
+        r.register(self._recorder)
+
+    def set_recorder(self, stats: RecorderStats) -> None:
+        """The recorder's stats, as the next exposition shows them."""
+        self._recorder.stats = stats
 
     def _labels(self, record: RequestRecord) -> tuple[str, str]:
         model = record.model if record.model in self.models else UNKNOWN
