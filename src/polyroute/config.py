@@ -174,6 +174,32 @@ class ModelConfig(_Strict):
     #: Names this model also answers to.
     aliases: list[str] = Field(default_factory=list)
 
+    # Deadlines (seconds); None: the provider's ``timeout_s``.
+    #: The whole of a non-streaming call, first byte to last: a trickling upstream ends here.
+    timeout_s: float | None = Field(None, gt=0)
+    #: A stream's wait for its first event.
+    first_token_timeout_s: float | None = Field(None, gt=0)
+    #: The longest silence between two events of a stream once it started.
+    stall_timeout_s: float | None = Field(None, gt=0)
+    #: An answer (or a whole stream) larger than this is an upstream failure, not read on.
+    max_response_bytes: int = Field(32 * 1024 * 1024, gt=0)
+
+    # Failover.
+    #: Tries after the first on a failure worth retrying (5xx, 429, 408, 409, connect
+    #: errors, timeouts, truncated answers), with exponential backoff and jitter.
+    retries: int = Field(0, ge=0, le=10)
+    #: Models to try, in order, when this one fails (for direct requests as for routers).
+    fallbacks: list[str] = Field(default_factory=list)
+    #: Models to try when the prompt is too long for this one (larger context windows).
+    context_window_fallbacks: list[str] = Field(default_factory=list)
+
+    # Local (llama_cpp) models.
+    #: Output tokens when the request sets no max_tokens: one request must not hold the
+    #: model's only worker for minutes.
+    max_tokens: int = Field(512, gt=0)
+    #: Requests waiting for the model beyond the one it runs; more are refused with 503.
+    queue_size: int = Field(16, ge=0)
+
     @property
     def target(self) -> str:
         return self.upstream_model or self.name
@@ -210,6 +236,14 @@ class Config(_Strict):
                         f"models[{i}]: name {name!r} is already used by model {seen[name]!r}"
                     )
                 seen[name] = model.name
+        for i, model in enumerate(self.models):
+            for field in ("fallbacks", "context_window_fallbacks"):
+                for name in getattr(model, field):
+                    if name not in seen:
+                        raise ValueError(
+                            f"models[{i}] ({model.name}).{field}: {name!r} is not a "
+                            f"configured model name"
+                        )
         return self
 
     def model(self, name: str) -> ModelConfig | None:

@@ -64,6 +64,7 @@ class Gateway:
             self.routers,
             observers=self.telemetry.observers,
             recent=self.recent,
+            learning=self.learning,
         )
         self.feedback = FeedbackService(config, self.store, self.recent, self.learning)
         self.purger = Purger(self.store, config.store.retention_days, config.store.purge_interval_s)

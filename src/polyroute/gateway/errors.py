@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import orjson
 from starlette.requests import Request
@@ -22,10 +23,15 @@ def error_body(
 
 
 def error_response(exc: PolyrouteError) -> Response:
+    headers = None
+    if exc.retry_after_s is not None:
+        # Whole seconds, rounded up: RFC 9110's delay-seconds is an integer.
+        headers = {"retry-after": str(max(1, math.ceil(exc.retry_after_s)))}
     return Response(
         error_body(exc.message, exc.error_type, exc.code, exc.param),
         status_code=exc.status_code,
         media_type="application/json",
+        headers=headers,
     )
 
 

@@ -8,12 +8,12 @@ Learned routers embed the prompt, which is CPU work: they run in a worker thread
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from polyroute.config import Config
 from polyroute.errors import ConfigError, NoEligibleModel
+from polyroute.gateway.breaker import CircuitBreaker
 from polyroute.gateway.protocol import ChatCompletionRequest
 from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
 from polyroute.routing.prompt import flatten_messages
@@ -23,24 +23,6 @@ AUTO = "auto"
 _DEFAULT_OUTPUT_TOKENS = 256
 
 EligibleFn = Callable[[RouteRequest, Sequence[Candidate]], list[Candidate]]
-
-
-class HealthTracker:
-    """Passive health: a model whose upstream just failed is skipped for a cool-down."""
-
-    def __init__(self, cooldown_s: float = 30.0) -> None:
-        self.cooldown_s = cooldown_s
-        self._down_until: dict[str, float] = {}
-
-    def failed(self, model: str) -> None:
-        self._down_until[model] = time.monotonic() + self.cooldown_s
-
-    def succeeded(self, model: str) -> None:
-        self._down_until.pop(model, None)
-
-    def healthy(self, model: str) -> bool:
-        until = self._down_until.get(model)
-        return until is None or time.monotonic() >= until
 
 
 def route_request(chat: ChatCompletionRequest, body: Mapping[str, Any]) -> RouteRequest:
@@ -75,12 +57,13 @@ class RouterHub:
         config: Config,
         routers: Mapping[str, Router],
         eligible: EligibleFn,
-        health: HealthTracker | None = None,
+        health: CircuitBreaker | None = None,
     ) -> None:
         self.config = config
         self.routers = dict(routers)
         self.eligible = eligible
-        self.health = health or HealthTracker()
+        #: The models' circuit breakers: an open one leaves its model out of the candidates.
+        self.health = health or CircuitBreaker()
         from polyroute.routing.online import OnlineRouter
 
         #: The routers that learn from feedback.

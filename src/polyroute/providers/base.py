@@ -34,12 +34,17 @@ class Usage:
             return None
         details = usage.get("prompt_tokens_details") or {}
         return cls(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            cached_tokens=int(details.get("cached_tokens") or 0)
-            if isinstance(details, dict)
-            else 0,
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
+            cached_tokens=_count(details.get("cached_tokens")) if isinstance(details, dict) else 0,
         )
+
+
+def _count(value: Any) -> int:
+    """A token count as reported, or 0 when it is not one (providers reject those first)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53:
+        return value
+    return 0
 
 
 @dataclass(frozen=True, slots=True)
