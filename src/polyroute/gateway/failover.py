@@ -217,6 +217,8 @@ async def _open(target: Target, body: JSON, attempt: AttemptRecord) -> OpenStrea
         # The first chunk before the 200: an upstream that is down or refuses the request
         # still gets a proper error status, and a fallback.
         first = await anext(chunks)
+        while not first.get("choices"):  # nothing for the client yet (e.g. a keep-alive)
+            first = await anext(chunks)
     except StopAsyncIteration:
         await chunks.aclose()
         raise UpstreamIncomplete(
@@ -256,6 +258,7 @@ class StreamRelay:
         self.text: list[str] = []
         self.rescues = 0
         self._tools_sent = False
+        self._sent = False
         self._created: Any = opened.first.get("created")
 
     async def chunks(self) -> AsyncIterator[JSON]:
@@ -268,6 +271,7 @@ class StreamRelay:
                 while chunk is not None:
                     out = self._prepare(chunk, continuing)
                     if out is not None:
+                        self._sent = True
                         yield out
                     chunk = await anext(self.stream.chunks, None)
                 return
@@ -283,7 +287,7 @@ class StreamRelay:
                 except UpstreamError as again:
                     yield self._error_chunk()
                     raise again from e
-                chunk, continuing = self.stream.first, True
+                chunk, continuing = self.stream.first, self._sent
 
     async def aclose(self) -> None:
         await self.stream.chunks.aclose()

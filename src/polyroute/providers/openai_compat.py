@@ -394,7 +394,10 @@ class StreamCheck:
                 self.finished.add(index)
         problem = usage_problem(chunk.get("usage"))
         if problem is not None:
-            raise UpstreamIncomplete(f"upstream {self.name} sent {problem}")
+            if not (self.started and self.started <= self.finished):
+                raise UpstreamIncomplete(f"upstream {self.name} sent {problem}")
+            # The answer is whole already (and the client has it): only its count is lost.
+            chunk["usage"] = None
         return chunk
 
     def ended(self) -> None:
