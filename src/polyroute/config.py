@@ -32,6 +32,8 @@ class ServerConfig(_Strict):
     port: int = Field(8000, ge=1, le=65535)
     #: Bodies larger than this are refused with 413 before they are parsed.
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    #: A request body that takes longer than this to arrive is refused with 408.
+    body_timeout_s: float = Field(10.0, gt=0)
 
 
 class StoreConfig(_Strict):

@@ -6,6 +6,7 @@
     │   └── RequestTooLarge              413 invalid_request_error
     ├── ModelNotFound                    404 model_not_found
     ├── NoEligibleModel                  400 no_eligible_model (routing left no candidate)
+    │   ├── RequestTimeout               408 request_timeout (the body did not arrive in time)
     │   └── UnsupportedMediaType         415 unsupported_media_type (POST without JSON)
     ├── ModelUnavailable                 503 model_unavailable (local model missing or corrupt)
     │   ├── ModelBusy                    503 model_busy (local queue full; Retry-After)
@@ -64,6 +65,11 @@ class InvalidRequest(PolyrouteError):
 class RequestTooLarge(InvalidRequest):
     status_code = 413
     code = "request_too_large"
+
+
+class RequestTimeout(InvalidRequest):
+    status_code = 408
+    code = "request_timeout"
 
 
 class UnsupportedMediaType(InvalidRequest):

@@ -102,8 +102,11 @@ def fault_config(base_url: str, db_url: str, down: int, hole: int) -> Config:
             "providers": {
                 "up": {"kind": "openai", "base_url": base_url, "connect_timeout_s": 0.5},
                 "down": {"kind": "openai", "base_url": f"http://127.0.0.1:{down}/v1"},
-                "hole": {"kind": "openai", "base_url": f"http://127.0.0.1:{hole}/v1",
-                         "connect_timeout_s": 0.5},  # fmt: skip
+                "hole": {
+                    "kind": "openai",
+                    "base_url": f"http://127.0.0.1:{hole}/v1",
+                    "connect_timeout_s": 0.5,
+                },
             },
             "models": models,
         }

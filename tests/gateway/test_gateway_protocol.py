@@ -180,7 +180,7 @@ async def test_models_and_health(asgi_client: Any, db_url: str) -> None:
     assert (await client.get("/v1/models/nope")).status_code == 404
     health = (await client.get("/health")).json()
     assert health["status"] == "ok"
-    assert health["models"]["echo"] == {"ready": True, "detail": "ok"}
+    assert health["models"]["echo"] == {"ready": True, "detail": "ok", "circuit": "closed"}
 
 
 async def test_health_reports_an_unreachable_upstream(asgi_client: Any, db_url: str) -> None:

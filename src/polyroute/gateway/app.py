@@ -24,6 +24,7 @@ from polyroute.errors import InvalidRequest, PolyrouteError
 from polyroute.gateway.chat import ChatService
 from polyroute.gateway.errors import error_response, handle_polyroute_error, handle_unexpected
 from polyroute.gateway.feedback import FeedbackService
+from polyroute.gateway.health import HealthCache
 from polyroute.gateway.learning import OnlineLearning, RecentTraces
 from polyroute.gateway.routing import AUTO, build_router_hub
 from polyroute.providers.pool import ProviderPool
@@ -66,6 +67,7 @@ class Gateway:
             recent=self.recent,
             learning=self.learning,
         )
+        self.health = HealthCache(self.pool)  # /health: upstreams asked at most every 5 s
         self.feedback = FeedbackService(config, self.store, self.recent, self.learning)
         self.purger = Purger(self.store, config.store.retention_days, config.store.purge_interval_s)
         self.started_at = time.time()
@@ -218,8 +220,12 @@ def create_app(
 
     @app.get("/health")
     async def health() -> Response:
-        checks = await gateway.pool.health()
-        models = {name: {"ready": h.ready, "detail": h.detail} for name, h in checks.items()}
+        checks = await gateway.health.get()
+        breaker = gateway.chat.breaker
+        models = {
+            name: {"ready": h.ready, "detail": h.detail, "circuit": breaker.state(name)}
+            for name, h in checks.items()
+        }
         ready = any(h.ready for h in checks.values())
         return _json(
             {"status": "ok" if ready else "unavailable", "version": __version__, "models": models},

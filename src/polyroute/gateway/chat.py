@@ -78,7 +78,8 @@ class ChatService:
 
     async def __call__(self, request: Request) -> Response:
         start = time.perf_counter()
-        body = await read_json_body(request, self.config.server.max_body_bytes)
+        server = self.config.server
+        body = await read_json_body(request, server.max_body_bytes, timeout_s=server.body_timeout_s)
         chat = validate_chat_request(body)
         record = RequestRecord(
             id=f"chatcmpl-{uuid.uuid4().hex}",
