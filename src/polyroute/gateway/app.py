@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import orjson
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,10 +23,16 @@ from polyroute.config import Config, ModelConfig, default_config
 from polyroute.dashboard import Dashboard
 from polyroute.errors import InvalidRequest, PolyrouteError
 from polyroute.gateway.chat import ChatService
-from polyroute.gateway.errors import error_response, handle_polyroute_error, handle_unexpected
+from polyroute.gateway.errors import (
+    error_response,
+    handle_http_error,
+    handle_polyroute_error,
+    handle_unexpected,
+)
 from polyroute.gateway.feedback import FeedbackService
 from polyroute.gateway.health import HealthCache
 from polyroute.gateway.learning import OnlineLearning, RecentTraces
+from polyroute.gateway.protocol import ChatCompletionRequest, openapi_body
 from polyroute.gateway.routing import AUTO, build_router_hub
 from polyroute.providers.pool import ProviderPool
 from polyroute.store import Recorder, Store
@@ -119,6 +126,25 @@ def model_card(m: ModelConfig, created: int) -> dict[str, Any]:
 
 
 CHAT_PATH = "/v1/chat/completions"
+_FEEDBACK_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["trace_id", "score"],
+                "properties": {
+                    "trace_id": {"type": "string", "maxLength": 64},
+                    "score": {
+                        "anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "string"}]
+                    },
+                    "source": {"type": "string"},
+                    "comment": {"type": "string"},
+                },
+            }
+        }
+    },
+}
 
 
 class GatewayApp(FastAPI):
@@ -184,9 +210,14 @@ def create_app(
     app.state.gateway = gateway
     app.chat = gateway.chat
     app.add_exception_handler(PolyrouteError, handle_polyroute_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_error)
     app.add_exception_handler(Exception, handle_unexpected)
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @app.post(
+        "/v1/chat/completions",
+        response_model=None,
+        openapi_extra={"requestBody": openapi_body(ChatCompletionRequest)},
+    )
     async def chat_completions(request: Request) -> Response:
         return await gateway.chat(request)
 
@@ -195,7 +226,7 @@ def create_app(
     # FastAPI's per-request dependency solving (query parsing, an exit stack).
     app.router.routes.insert(0, Route(CHAT_PATH, chat_completions, methods=["POST"]))
 
-    @app.post("/v1/feedback", response_model=None)
+    @app.post("/v1/feedback", response_model=None, openapi_extra={"requestBody": _FEEDBACK_BODY})
     async def feedback(request: Request) -> Response:
         return await gateway.feedback(request)
 

@@ -6,6 +6,7 @@ import logging
 import math
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -38,6 +39,17 @@ def error_response(exc: PolyrouteError) -> Response:
 async def handle_polyroute_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PolyrouteError)
     return error_response(exc)
+
+
+async def handle_http_error(_request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (405 for a method no route takes, ...) in OpenAI's shape."""
+    assert isinstance(exc, HTTPException)
+    return Response(
+        error_body(str(exc.detail), "invalid_request_error", code=None),
+        status_code=exc.status_code,
+        media_type="application/json",
+        headers=exc.headers,
+    )
 
 
 async def handle_unexpected(_request: Request, exc: Exception) -> Response:

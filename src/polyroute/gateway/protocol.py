@@ -58,6 +58,25 @@ class ChatCompletionRequest(_Open):
     user: str | None = None
 
 
+def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
+    """An OpenAPI ``requestBody`` for ``model``, its definitions inlined (the routes read
+    the raw request, so FastAPI cannot derive it; /docs and the fuzz tests use it)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {"required": True, "content": {"application/json": {"schema": inline(schema)}}}
+
+
 #: Deepest nesting of objects and arrays a request may have: deeper ones cannot be forwarded
 #: (orjson writes at most 255 levels) and no API request needs them.
 MAX_JSON_DEPTH = 64
