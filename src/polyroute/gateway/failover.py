@@ -31,6 +31,7 @@ from polyroute.errors import (
     CircuitOpen,
     ClientDisconnected,
     ContextWindowExceeded,
+    ModelUnavailable,
     PolyrouteError,
     UpstreamError,
     UpstreamIncomplete,
@@ -165,6 +166,13 @@ class Failover:
                         await asyncio.sleep(delay)
                         continue
                     self._failed(record, target)
+                    break
+                except ModelUnavailable as e:
+                    # A local model that is busy (its queue full) or not loaded: another
+                    # model may answer now; this one is not broken, so no breaker count.
+                    end_attempt(attempt, e.status_code, e.message)
+                    self.breaker.released(name)
+                    last = e
                     break
                 except PolyrouteError as e:
                     end_attempt(attempt, e.status_code, e.message)
@@ -365,6 +373,10 @@ class StreamRelay:
                 end_attempt(attempt, e.status_code, e.message)
                 self.failover._failed(self.record, target)
                 last = e
+                continue
+            except ModelUnavailable as e:
+                end_attempt(attempt, e.status_code, e.message)
+                self.failover.breaker.released(target.model.name)
                 continue
             except BaseException:
                 self.failover.breaker.released(target.model.name)
