@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
 from typing import Any
@@ -162,3 +163,40 @@ async def test_fallbacks_must_name_models(db_url: str) -> None:
                 "models": [{"name": "a", "provider": "up", "fallbacks": ["nope"]}],
             }
         )
+
+
+async def test_upstream_failures_teach_online_routers_a_zero(asgi_client: Any, db_url: str) -> None:
+    from polyroute.config import Config
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = orjson.loads(request.content)
+        if body["model"] == "fail-500":
+            return httpx.Response(500, json={"error": {"message": "down"}})
+        message = {"role": "assistant", "content": "hi"}
+        return httpx.Response(200, json={"choices": [{"index": 0, "message": message}]})
+
+    cfg = Config.model_validate(
+        {
+            "store": {"database_url": db_url},
+            "providers": {"up": {"kind": "openai", "base_url": "http://upstream.test/v1"}},
+            # ucb1 tries the models it knows nothing of in order: broken first.
+            "models": [
+                {"name": "broken", "provider": "up", "upstream_model": "fail-500"},
+                {"name": "echo", "provider": "up"},
+            ],
+            "routers": {"bandit": {"kind": "ucb1"}},
+        }
+    )
+    client = await asgi_client(cfg, httpx.MockTransport(handle))
+    router = client.gateway.learning.routers["bandit"]
+    for _ in range(4):
+        r = await client.post("/v1/chat/completions", json={"model": "bandit", "messages": USER})
+        assert r.status_code == 200 and r.json()["model"] == "echo"  # broken fell back
+    for _ in range(50):  # the lesson is taught off the request path
+        arms = router.state_dict()["arms"]
+        if "broken" in arms:
+            break
+        await asyncio.sleep(0.01)
+    arms = router.state_dict()["arms"]
+    assert arms["broken"]["n"] >= 1 and arms["broken"]["sum"] == 0
+    assert "echo" not in arms  # successes are taught by feedback, not by answering
