@@ -165,27 +165,15 @@ class OpenAICompatProvider(Provider):
                     f"not an event stream"
                 )
             check = StreamCheck(self.name, model.max_response_bytes)
-            lines = sse_lines(check.count(response.aiter_bytes()))
-            timeout, what = first_timeout, "no first token"
-            while True:
-                # Only the read is under the deadline: never the time the caller spends
-                # between two chunks (a slow client is not a stalled upstream).
-                try:
-                    async with asyncio.timeout(timeout):
-                        line = await anext(lines, None)
-                except TimeoutError:
-                    raise UpstreamTimeout(
-                        f"upstream {self.name} sent {what} within {timeout:g}s"
-                    ) from None
-                if line is None:
-                    check.ended()
-                    return
+            deadline = asyncio.get_running_loop().time() + first_timeout
+            reads = check.read(response.aiter_bytes(), deadline, stall_timeout)
+            async for line in sse_lines(reads):
                 chunk = check.event(line)
                 if chunk is _DONE:
                     return
                 if chunk is not None:
-                    timeout, what = stall_timeout, "nothing more (stalled)"
                     yield chunk
+            check.ended()
         except httpx.HTTPError as e:
             raise self._transport_error(e) from e
         finally:
@@ -350,8 +338,30 @@ class StreamCheck:
         self.started: set[int] = set()
         self.finished: set[int] = set()
 
-    async def count(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
+    async def read(
+        self, chunks: AsyncIterator[bytes], first_deadline: float, stall_s: float
+    ) -> AsyncIterator[bytes]:
+        """``chunks`` as they arrive, each network read under its deadline: until the first
+        choice, the first-token deadline (``first_deadline``, loop time); then ``stall_s``.
+
+        Only the read is timed, never the time the caller spends between two chunks (a slow
+        client is not a stalled upstream); one timer per read, not per event.
+        """
+        it = aiter(chunks)
+        while True:
+            first = not self.started
+            try:
+                if first:
+                    async with asyncio.timeout_at(first_deadline):
+                        chunk = await anext(it, None)
+                else:
+                    async with asyncio.timeout(stall_s):
+                        chunk = await anext(it, None)
+            except TimeoutError:
+                what = "no first token" if first else f"nothing for {stall_s:g}s (stalled)"
+                raise UpstreamTimeout(f"upstream {self.name} sent {what}") from None
+            if chunk is None:
+                return
             self.size += len(chunk)
             if self.size > self.limit:
                 raise UpstreamIncomplete(
