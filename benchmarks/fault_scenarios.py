@@ -55,7 +55,7 @@ def outcome(client: openai.OpenAI, model: str, stream: bool) -> tuple[str, float
     except openai.APIStatusError as e:
         code = e.body.get("code") if isinstance(e.body, dict) else None
         result = f"{e.status_code} {code}"
-    except openai.APIError as e:
+    except openai.APIError:
         result = "in-band error"  # raised by the SDK from the error event in the stream
     return result, time.perf_counter() - t0
 
