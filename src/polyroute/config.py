@@ -130,7 +130,8 @@ class ProviderConfig(_Strict):
     base_url: str | None = None
     #: Name of the environment variable that holds the API key (never the key itself).
     api_key_env: str | None = None
-    #: Seconds to wait for the upstream to answer (for streams: between chunks).
+    #: Seconds to wait for the upstream to answer (for streams: between chunks); also the
+    #: default of each model's ``timeout_s``, ``first_token_timeout_s`` and ``stall_timeout_s``.
     timeout_s: float = Field(120.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
     #: Most open connections to this upstream.
