@@ -200,3 +200,31 @@ async def test_upstream_failures_teach_online_routers_a_zero(asgi_client: Any, d
     arms = router.state_dict()["arms"]
     assert arms["broken"]["n"] >= 1 and arms["broken"]["sum"] == 0
     assert "echo" not in arms  # successes are taught by feedback, not by answering
+
+
+async def test_a_router_whose_models_are_all_paused_answers_503(
+    asgi_client: Any, db_url: str
+) -> None:
+    from polyroute.config import Config
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, json={"error": {"message": "down"}})
+
+    cfg = Config.model_validate(
+        {
+            "store": {"database_url": db_url},
+            "providers": {"up": {"kind": "openai", "base_url": "http://upstream.test/v1"}},
+            "models": [{"name": "a", "provider": "up"}, {"name": "b", "provider": "up"}],
+            "routers": {"any": {"kind": "random"}},
+        }
+    )
+    client = await asgi_client(cfg, httpx.MockTransport(handle))
+    statuses = []
+    for _ in range(4):
+        r = await client.post("/v1/chat/completions", json={"model": "any", "messages": USER})
+        statuses.append(r.status_code)
+    # Each request tries both (502); after three, both breakers are open.
+    assert statuses[:3] == [502, 502, 502]
+    assert statuses[3] == 503
+    assert r.json()["error"]["code"] == "circuit_open"
+    assert int(r.headers["retry-after"]) >= 1

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from polyroute.config import Config
-from polyroute.errors import PolyrouteError
+from polyroute.errors import CircuitOpen, NoEligibleModel, PolyrouteError
 from polyroute.gateway.accounting import price
 from polyroute.gateway.breaker import CircuitBreaker
 from polyroute.gateway.errors import error_body
@@ -35,7 +35,7 @@ from polyroute.gateway.protocol import (
     read_json_body,
     validate_chat_request,
 )
-from polyroute.gateway.routing import RouterHub, route_request
+from polyroute.gateway.routing import AUTO, RouterHub, route_request
 from polyroute.providers.base import JSON, Usage
 from polyroute.providers.pool import ProviderPool, Target
 from polyroute.routing.base import Decision
@@ -115,9 +115,13 @@ class ChatService:
         """
         if self.routers is None or not self.routers.handles(chat.model):
             return [self.pool.resolve(chat.model)], None, None
-        decision, context = await self.routers.decide_with_context(
-            chat.model, route_request(chat, body)
-        )
+        try:
+            decision, context = await self.routers.decide_with_context(
+                chat.model, route_request(chat, body)
+            )
+        except NoEligibleModel:
+            self._raise_if_all_open(chat.model)
+            raise
         names = [decision.model, *(m for m in decision.fallbacks if m != decision.model)]
         return [self.pool.resolve(n) for n in names], decision, context
 
@@ -213,6 +217,22 @@ class ChatService:
                 ttft=ttft,
                 status=status,
                 error=error,
+            )
+
+    def _raise_if_all_open(self, model: str) -> None:
+        """Every model the router could choose is paused by its breaker: that is the
+        upstreams failing (503, come back later), not a request no model can serve (400)."""
+        assert self.routers is not None
+        name = self.routers.default if model == AUTO else model
+        assert name is not None  # handles() said a router takes this model
+        router = self.routers.routers[name]
+        names = [c.name for c in self.routers.candidates(router)]
+        if names and not any(self.breaker.healthy(n) for n in names):
+            wait = min(self.breaker.retry_after(n) for n in names)
+            raise CircuitOpen(
+                f"every model router {router.name!r} can choose is failing and paused "
+                f"({', '.join(names)}); retry in {wait:.0f}s",
+                retry_after_s=wait,
             )
 
     def _report_failure(self, record: RequestRecord, target: Target) -> None:
