@@ -35,6 +35,8 @@ class ServerConfig(_Strict):
     port: int = Field(8000, ge=1, le=65535)
     #: Bodies larger than this are refused with 413 before they are parsed.
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    #: A request body that takes longer than this to arrive is refused with 408.
+    body_timeout_s: float = Field(10.0, gt=0)
 
 
 class StoreConfig(_Strict):
@@ -135,7 +137,8 @@ class ProviderConfig(_Strict):
     base_url: str | None = None
     #: Name of the environment variable that holds the API key (never the key itself).
     api_key_env: str | None = None
-    #: Seconds to wait for the upstream to answer (for streams: between chunks).
+    #: Seconds to wait for the upstream to answer (for streams: between chunks); also the
+    #: default of each model's ``timeout_s``, ``first_token_timeout_s`` and ``stall_timeout_s``.
     timeout_s: float = Field(120.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
     #: Most open connections to this upstream.
@@ -238,6 +241,32 @@ class ModelConfig(_Strict):
     #: Names this model also answers to.
     aliases: list[str] = Field(default_factory=list)
 
+    # Deadlines (seconds); None: the provider's ``timeout_s``.
+    #: The whole of a non-streaming call, first byte to last: a trickling upstream ends here.
+    timeout_s: float | None = Field(None, gt=0)
+    #: A stream's wait for its first event.
+    first_token_timeout_s: float | None = Field(None, gt=0)
+    #: The longest silence between two events of a stream once it started.
+    stall_timeout_s: float | None = Field(None, gt=0)
+    #: An answer (or a whole stream) larger than this is an upstream failure, not read on.
+    max_response_bytes: int = Field(32 * 1024 * 1024, gt=0)
+
+    # Failover.
+    #: Tries after the first on a failure worth retrying (5xx, 429, 408, 409, connect
+    #: errors, timeouts, truncated answers), with exponential backoff and jitter.
+    retries: int = Field(0, ge=0, le=10)
+    #: Models to try, in order, when this one fails (for direct requests as for routers).
+    fallbacks: list[str] = Field(default_factory=list)
+    #: Models to try when the prompt is too long for this one (larger context windows).
+    context_window_fallbacks: list[str] = Field(default_factory=list)
+
+    # Local (llama_cpp) models.
+    #: Output tokens when the request sets no max_tokens: one request must not hold the
+    #: model's only worker for minutes.
+    max_tokens: int = Field(512, gt=0)
+    #: Requests waiting for the model beyond the one it runs; more are refused with 503.
+    queue_size: int = Field(16, ge=0)
+
     @model_validator(mode="before")
     @classmethod
     def _written_capabilities_are_complete(cls, data: Any) -> Any:
@@ -317,6 +346,14 @@ class Config(_Strict):
                         f"models[{i}]: name {name!r} is already used by model {seen[name]!r}"
                     )
                 seen[name] = model.name
+        for i, model in enumerate(self.models):
+            for field in ("fallbacks", "context_window_fallbacks"):
+                for name in getattr(model, field):
+                    if name not in seen:
+                        raise ValueError(
+                            f"models[{i}] ({model.name}).{field}: {name!r} is not a "
+                            f"configured model name"
+                        )
         return self
 
     def model(self, name: str) -> ModelConfig | None:

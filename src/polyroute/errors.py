@@ -6,15 +6,29 @@
     │   └── RequestTooLarge              413 invalid_request_error
     ├── ModelNotFound                    404 model_not_found
     ├── NoEligibleModel                  400 no_eligible_model (routing left no candidate)
+    │   ├── RequestTimeout               408 request_timeout (the body did not arrive in time)
+    │   └── UnsupportedMediaType         415 unsupported_media_type (POST without JSON)
     ├── ModelUnavailable                 503 model_unavailable (local model missing or corrupt)
-    │   └── WeightsError                 503 weights_unavailable (store: fetch failed, wrong hash)
+    │   ├── WeightsError                 503 weights_unavailable (store: fetch failed, wrong hash)
+    │   ├── ModelBusy                    503 model_busy (local queue full; Retry-After)
+    │   └── CircuitOpen                  503 circuit_open (every candidate failing; Retry-After)
+    ├── ClientDisconnected               499 (the client left; only ever recorded)
     ├── UnknownPrice                     (catalog: a price that is not known; never $0)
     └── UpstreamError                    502 upstream_error
         ├── UpstreamTimeout              504 upstream_timeout
         ├── UpstreamUnreachable          502 upstream_unreachable
         ├── EngineUnavailable            503 engine_unavailable (an engine starting or down)
-        ├── RateLimited                  429 rate_limit_exceeded
+        ├── UpstreamIncomplete           502 upstream_incomplete (truncated, empty, malformed)
+        ├── UpstreamAuthFailed           502 upstream_auth_failed (that provider's key; redacted)
+        ├── UpstreamOverloaded           503 upstream_overloaded (upstream 503; Retry-After)
+        ├── RateLimited                  429 rate_limit_exceeded (Retry-After passed on)
         └── UpstreamRejected             upstream's own 4xx status, passed through
+            └── ContextWindowExceeded    400 context_length_exceeded
+
+Which failures are tried again: ``retryable`` (the same model may answer on a second try:
+5xx, 429, 408, 409, connect errors, timeouts, truncated answers) and ``falls_back`` (another
+model may answer: all of those, and a provider's refused key). A request the upstream
+rejects as invalid (other 4xx) is neither: the client gets it as it is.
 
 The gateway turns any of these into ``{"error": {"message", "type", "param", "code"}}``
 (see ``polyroute.gateway.errors``); anything else is a bug and becomes a logged 500 with
@@ -30,6 +44,9 @@ class PolyrouteError(Exception):
     status_code: int = 500
     error_type: str = "server_error"
     code: str | None = None
+
+    #: Seconds the client should wait before trying again (sent as ``Retry-After``).
+    retry_after_s: float | None = None
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -50,6 +67,16 @@ class InvalidRequest(PolyrouteError):
 class RequestTooLarge(InvalidRequest):
     status_code = 413
     code = "request_too_large"
+
+
+class RequestTimeout(InvalidRequest):
+    status_code = 408
+    code = "request_timeout"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    status_code = 415
+    code = "unsupported_media_type"
 
 
 class ModelNotFound(PolyrouteError):
@@ -76,6 +103,33 @@ class WeightsError(ModelUnavailable):
     code = "weights_unavailable"
 
 
+class ModelBusy(ModelUnavailable):
+    """A local model's queue is full: come back later rather than wait without bound."""
+
+    code = "model_busy"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class CircuitOpen(ModelUnavailable):
+    """Every model that could answer failed repeatedly just now; their breakers are open."""
+
+    code = "circuit_open"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ClientDisconnected(PolyrouteError):
+    """The client went away before its answer was complete (nginx's 499)."""
+
+    status_code = 499
+    code = "client_disconnected"
+
+
 class UnknownPrice(PolyrouteError):
     """A cost was asked for a model whose price is not known."""
 
@@ -87,8 +141,10 @@ class UpstreamError(PolyrouteError):
     error_type = "upstream_error"
     code = "upstream_error"
 
-    #: Whether trying again (or another model) may succeed.
+    #: Whether trying the same model again may succeed.
     retryable: bool = True
+    #: Whether another model (a fallback) may succeed.
+    falls_back: bool = True
 
 
 class UpstreamTimeout(UpstreamError):
@@ -108,6 +164,27 @@ class EngineUnavailable(UpstreamError):
     code = "engine_unavailable"
 
 
+class UpstreamIncomplete(UpstreamError):
+    """A 200 whose answer is truncated, empty or unreadable: never passed on as a success."""
+
+    code = "upstream_incomplete"
+
+
+class UpstreamAuthFailed(UpstreamError):
+    """The upstream refused polyroute's key for it (401/403): that provider is at fault,
+    not the client, so another model may answer; the same one will not."""
+
+    code = "upstream_auth_failed"
+    retryable = False
+
+
+class UpstreamOverloaded(UpstreamError):
+    """The upstream answered 503: its status (and Retry-After) reach the client."""
+
+    status_code = 503
+    code = "upstream_overloaded"
+
+
 class RateLimited(UpstreamError):
     status_code = 429
     error_type = "rate_limit_error"
@@ -118,8 +195,20 @@ class UpstreamRejected(UpstreamError):
     """The upstream answered with its own client error (4xx): the request is at fault."""
 
     retryable = False
+    falls_back = False
 
     def __init__(self, message: str, *, status_code: int, param: str | None = None) -> None:
         super().__init__(message, param=param)
         self.status_code = status_code
         self.error_type = "invalid_request_error"
+        if status_code == 409:  # a conflict (e.g. a busy resource) may clear on a retry
+            self.retryable = self.falls_back = True
+
+
+class ContextWindowExceeded(UpstreamRejected):
+    """The prompt is too long for the model: a model with a larger window may take it."""
+
+    code = "context_length_exceeded"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message, status_code=400, param=param)

@@ -223,7 +223,11 @@ def test_errors_are_anthropics_error_json(echo_gateway: str) -> None:
         assert r.json()["type"] == "error"
         assert r.json()["error"]["type"] == "invalid_request_error"
         assert "max_tokens" in r.json()["error"]["message"]
-        r = http.post(f"{echo_gateway}/v1/messages", content=b"{not json")
+        r = http.post(
+            f"{echo_gateway}/v1/messages",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+        )
         assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
         server_tool = {"type": "web_search_20250305", "name": "web_search"}
         body = {"model": "auto", "max_tokens": 5, "tools": [server_tool],

@@ -152,7 +152,7 @@ async def test_network_failures_map_to_gateway_errors(
 
 @pytest.mark.parametrize(
     ("upstream_status", "status", "code"),
-    [(500, 502, "upstream_error"), (503, 502, "upstream_error"), (429, 429, "rate_limit_exceeded"), (400, 400, None), (401, 401, None)],
+    [(500, 502, "upstream_error"), (503, 503, "upstream_overloaded"), (429, 429, "rate_limit_exceeded"), (400, 400, None), (401, 502, "upstream_auth_failed"), (403, 502, "upstream_auth_failed")],
 )  # fmt: skip
 async def test_upstream_status_codes_are_mapped(
     asgi_client: Any, db_url: str, upstream_status: int, status: int, code: str | None
@@ -180,7 +180,7 @@ async def test_models_and_health(asgi_client: Any, db_url: str) -> None:
     assert (await client.get("/v1/models/nope")).status_code == 404
     health = (await client.get("/health")).json()
     assert health["status"] == "ok"
-    assert health["models"]["echo"] == {"ready": True, "detail": "ok"}
+    assert health["models"]["echo"] == {"ready": True, "detail": "ok", "circuit": "closed"}
 
 
 async def test_health_reports_an_unreachable_upstream(asgi_client: Any, db_url: str) -> None:
@@ -251,7 +251,8 @@ async def test_catalog_prices_a_model_the_config_does_not_price(
             "completion_tokens": 1000,
             "prompt_tokens_details": {"cached_tokens": 1000},
         }
-        return httpx.Response(200, json={"choices": [], "usage": usage})
+        choice = {"index": 0, "message": {"role": "assistant", "content": "ok"}}
+        return httpx.Response(200, json={"choices": [choice], "usage": usage})
 
     client = await asgi_client(cfg, httpx.MockTransport(handle))
     card = (await client.get("/v1/models/gpt-4o-mini")).json()

@@ -80,11 +80,20 @@ def test_a_failing_choice_falls_back_to_the_next_model(
         {"pair": {"kind": "wrr", "weights": {"broken": 5, "echo": 1}}},
         "pair",
     )
-    with serving(create_app(cfg)) as base_url, httpx.Client() as http:
+    app = create_app(cfg)
+    breaker = app.state.gateway.chat.breaker
+    with serving(app) as base_url, httpx.Client() as http:
         r = http.post(f"{base_url}/chat/completions", json={"model": "auto", "messages": USER})
         assert r.status_code == 200
         assert r.json()["model"] == "echo"  # broken was tried first, failed, and echo answered
-        # broken is now marked down: the next request does not try it at all.
+        # After a few consecutive failures broken's breaker opens ...
+        for _ in range(20):
+            if breaker.state("broken") == "open":
+                break
+            r = http.post(f"{base_url}/chat/completions", json={"model": "auto", "messages": USER})
+            assert r.status_code == 200 and r.json()["model"] == "echo"
+        assert breaker.state("broken") == "open"
+        # ... and the next request does not try it at all.
         before = echo_upstream.stats.requests
         r = http.post(f"{base_url}/chat/completions", json={"model": "auto", "messages": USER})
         assert r.status_code == 200 and r.json()["model"] == "echo"

@@ -55,9 +55,13 @@ async def test_rejected_requests_are_recorded_with_their_status(
 ) -> None:
     client = await asgi_client(config(db_url), upstream())
     post = "/v1/chat/completions"
-    assert (await client.post(post, content=b"{not json")).status_code == 400
+    as_json = {"content-type": "application/json"}
+    assert (await client.post(post, content=b"{not json", headers=as_json)).status_code == 400
+    assert (
+        await client.post(post, content=b"{}", headers={"content-type": "text/plain"})
+    ).status_code == 415
     assert (await client.post(post, json={"model": "echo", "messages": []})).status_code == 400
-    assert (await client.post(post, content=b"x" * 5000)).status_code == 413
+    assert (await client.post(post, content=b"x" * 5000, headers=as_json)).status_code == 413
     assert (await client.post(post, json={"model": "m" * 300, "messages": USER})).status_code == 404
     assert (await client.post(post, json={"model": "echo", "messages": USER})).status_code == 200
     got = await traces(client)
@@ -66,6 +70,7 @@ async def test_rejected_requests_are_recorded_with_their_status(
         (400, 2),
         (404, 1),
         (413, 1),
+        (415, 1),
     ]
     by_model = {r["requested_model"]: r for r in got[400]}
     assert "not valid JSON" in by_model[""]["error"]

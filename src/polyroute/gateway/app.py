@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import orjson
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -27,10 +28,17 @@ from polyroute.engines import Engines, attach_engines, weights_store
 from polyroute.errors import InvalidRequest, PolyrouteError
 from polyroute.gateway.chat import ChatService
 from polyroute.gateway.embeddings import EmbeddingsService
-from polyroute.gateway.errors import error_response, handle_polyroute_error, handle_unexpected
+from polyroute.gateway.errors import (
+    error_response,
+    handle_http_error,
+    handle_polyroute_error,
+    handle_unexpected,
+)
 from polyroute.gateway.feedback import FeedbackService
+from polyroute.gateway.health import HealthCache
 from polyroute.gateway.learning import OnlineLearning, RecentTraces
 from polyroute.gateway.messages import CountTokensService, MessagesService
+from polyroute.gateway.protocol import ChatCompletionRequest, openapi_body
 from polyroute.gateway.routing import AUTO, build_router_hub
 from polyroute.providers.pool import ProviderPool
 from polyroute.store import Recorder, Store
@@ -84,10 +92,12 @@ class Gateway:
             self.routers,
             observers=self.telemetry.observers,
             recent=self.recent,
+            learning=self.learning,
         )
         self.messages = MessagesService(self.chat)  # Anthropic's API over the same chat path
         self.count_tokens = CountTokensService(self.chat)
         self.embeddings = EmbeddingsService(config, self.pool, transport)
+        self.health = HealthCache(self.pool)  # /health: upstreams asked at most every 5 s
         self.feedback = FeedbackService(config, self.store, self.recent, self.learning)
         self.purger = Purger(self.store, config.store.retention_days, config.store.purge_interval_s)
         self.started_at = time.time()
@@ -171,6 +181,25 @@ def model_card(m: ModelConfig, created: int) -> dict[str, Any]:
 
 
 CHAT_PATH = "/v1/chat/completions"
+_FEEDBACK_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["trace_id", "score"],
+                "properties": {
+                    "trace_id": {"type": "string", "maxLength": 64},
+                    "score": {
+                        "anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "string"}]
+                    },
+                    "source": {"type": "string"},
+                    "comment": {"type": "string"},
+                },
+            }
+        }
+    },
+}
 
 
 class GatewayApp(FastAPI):
@@ -236,9 +265,14 @@ def create_app(
     app.state.gateway = gateway
     app.chat = gateway.chat
     app.add_exception_handler(PolyrouteError, handle_polyroute_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_error)
     app.add_exception_handler(Exception, handle_unexpected)
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @app.post(
+        "/v1/chat/completions",
+        response_model=None,
+        openapi_extra={"requestBody": openapi_body(ChatCompletionRequest)},
+    )
     async def chat_completions(request: Request) -> Response:
         return await gateway.chat(request)
 
@@ -270,7 +304,7 @@ def create_app(
         """The dashboard (or, with it off, the routes)."""
         return RedirectResponse("/ui" if gateway.config.dashboard.enabled else "/docs")
 
-    @app.post("/v1/feedback", response_model=None)
+    @app.post("/v1/feedback", response_model=None, openapi_extra={"requestBody": _FEEDBACK_BODY})
     async def feedback(request: Request) -> Response:
         return await gateway.feedback(request)
 
@@ -295,8 +329,12 @@ def create_app(
 
     @app.get("/health")
     async def health() -> Response:
-        checks = await gateway.pool.health()
-        models = {name: {"ready": h.ready, "detail": h.detail} for name, h in checks.items()}
+        checks = await gateway.health.get()
+        breaker = gateway.chat.breaker
+        models = {
+            name: {"ready": h.ready, "detail": h.detail, "circuit": breaker.state(name)}
+            for name, h in checks.items()
+        }
         ready = any(h.ready for h in checks.values())
         # In a thread: the journal's size is a directory scan.
         recorder = dataclasses.asdict(await asyncio.to_thread(gateway.recorder.stats))

@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,20 +19,27 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from polyroute.config import Config
-from polyroute.errors import PolyrouteError, UpstreamError
+from polyroute.errors import CircuitOpen, NoEligibleModel, PolyrouteError
 from polyroute.gateway.accounting import price
+from polyroute.gateway.breaker import CircuitBreaker
 from polyroute.gateway.errors import error_body
-from polyroute.gateway.learning import RecentTrace, RecentTraces
+from polyroute.gateway.failover import (
+    Failover,
+    StreamRelay,
+    end_attempt,
+    unless_disconnected,
+)
+from polyroute.gateway.learning import OnlineLearning, RecentTrace, RecentTraces, is_contextual
 from polyroute.gateway.protocol import (
     ChatCompletionRequest,
     read_json_body,
     validate_chat_request,
 )
-from polyroute.gateway.routing import RouterHub, route_request
+from polyroute.gateway.routing import AUTO, RouterHub, route_request
 from polyroute.providers.base import JSON, Usage
 from polyroute.providers.pool import ProviderPool, Target
 from polyroute.routing.base import Decision
-from polyroute.store.recorder import AttemptRecord, Recorder, RequestRecord
+from polyroute.store.recorder import Recorder, RequestRecord
 
 _SSE_DONE = b"data: [DONE]\n\n"
 
@@ -55,6 +62,7 @@ class ChatService:
         routers: RouterHub | None = None,
         observers: Sequence[Observer] = (),
         recent: RecentTraces | None = None,
+        learning: OnlineLearning | None = None,
     ) -> None:
         self.config = config
         self.pool = pool
@@ -64,6 +72,11 @@ class ChatService:
         #: Each finished request, for feedback that comes before (or soon after) it is stored.
         self.recent = recent if recent is not None else RecentTraces(config.feedback.recent_traces)
         self.store_text = config.store.store_text
+        self.learning = learning
+        #: Per-model circuit breakers, shared with the routers' eligibility when there are routers.
+        self.breaker = routers.health if routers is not None else CircuitBreaker()
+        self.failover = Failover(pool, self.breaker, self._report_failure)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def __call__(self, request: Request) -> Response:
         start = time.perf_counter()
@@ -91,7 +104,8 @@ class ChatService:
             raise
 
     async def _serve(self, request: Request, record: RequestRecord, start: float) -> Response:
-        body = await read_json_body(request, self.config.server.max_body_bytes)
+        server = self.config.server
+        body = await read_json_body(request, server.max_body_bytes, timeout_s=server.body_timeout_s)
         model = body.get("model")
         record.requested_model = model if isinstance(model, str) else ""
         record.stream = body.get("stream") is True
@@ -108,7 +122,7 @@ class ChatService:
         # rebuilds the header list once per header.
         if chat.stream:
             return await self._stream(body, targets, record, start, headers)
-        return await self._complete(body, targets, record, start, headers)
+        return await self._complete(request, body, targets, record, start, headers)
 
     async def _targets(
         self, chat: ChatCompletionRequest, body: JSON
@@ -116,17 +130,23 @@ class ChatService:
         """The model to try, then its fallbacks: named directly, or chosen by a router.
 
         The third value is what an online router wants back with feedback (or None).
+        Each model's own ``fallbacks`` are added by the failover (:mod:`.failover`).
         """
         if self.routers is None or not self.routers.handles(chat.model):
             return [self.pool.resolve(chat.model)], None, None
-        decision, context = await self.routers.decide_with_context(
-            chat.model, route_request(chat, body)
-        )
+        try:
+            decision, context = await self.routers.decide_with_context(
+                chat.model, route_request(chat, body)
+            )
+        except NoEligibleModel:
+            self._raise_if_all_open(chat.model)
+            raise
         names = [decision.model, *(m for m in decision.fallbacks if m != decision.model)]
         return [self.pool.resolve(n) for n in names], decision, context
 
     async def _complete(
         self,
+        request: Request,
         body: JSON,
         targets: list[Target],
         record: RequestRecord,
@@ -134,7 +154,8 @@ class ChatService:
         headers: dict[str, str],
     ) -> Response:
         try:
-            target, result = await self._first_success(targets, record, body)
+            work = self.failover.complete(body, targets, record)
+            target, result = await unless_disconnected(request.receive, work)
         except PolyrouteError as e:
             self._finish(record, start, status=e.status_code, error=e.message)
             raise
@@ -147,29 +168,6 @@ class ChatService:
         self._finish(record, start, usage=usage, target=target, ttft=None)
         return Response(answer, media_type="application/json", headers=headers)
 
-    async def _first_success(
-        self, targets: list[Target], record: RequestRecord, body: JSON
-    ) -> tuple[Target, JSON]:
-        last: UpstreamError | None = None
-        for target in targets:
-            record.model, record.provider = target.model.name, target.provider.name
-            attempt = _attempt(record, target)
-            try:
-                result = await target.provider.chat(
-                    target.model, {**body, "model": target.model.target}
-                )
-            except PolyrouteError as e:
-                _end_attempt(attempt, e.status_code, e.message)
-                if not isinstance(e, UpstreamError) or not e.retryable:
-                    raise
-                self._failed(target)
-                last = e
-                continue
-            self._succeeded(target)
-            return target, result
-        assert last is not None
-        raise last
-
     async def _stream(
         self,
         body: JSON,
@@ -179,84 +177,46 @@ class ChatService:
         headers: dict[str, str],
     ) -> Response:
         client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        # Always ask the upstream for usage so the record is complete; the usage chunk is
-        # dropped again below when the client did not ask for it.
+        # Always ask the upstream for usage so the record is complete; the client gets it
+        # (summed over a rescued stream's parts) only when it asked.
         upstream_body = {
             **body,
             "stream_options": {**(body.get("stream_options") or {}), "include_usage": True},
         }
-        last: UpstreamError | None = None
-        for target in targets:
-            record.model, record.provider = target.model.name, target.provider.name
-            attempt = _attempt(record, target)
-            chunks = target.provider.chat_stream(
-                target.model, {**upstream_body, "model": target.model.target}
-            )
-            try:
-                # Wait for the first chunk before answering 200, so that an upstream that is
-                # down or refuses the request still gets a proper error status.
-                first = await anext(chunks)
-            except StopAsyncIteration:
-                first = None
-            except UpstreamError as e:
-                await chunks.aclose()
-                _end_attempt(attempt, e.status_code, e.message)
-                if not e.retryable:
-                    self._finish(record, start, status=e.status_code, error=e.message)
-                    raise
-                self._failed(target)
-                last = e
-                continue
-            except PolyrouteError as e:
-                await chunks.aclose()
-                _end_attempt(attempt, e.status_code, e.message)
-                self._finish(record, start, status=e.status_code, error=e.message)
-                raise
-            now = time.perf_counter()
-            ttft = now - start
-            attempt.ttft_ms = (now - attempt.t0) * 1000
-            self._succeeded(target)
-            return StreamingResponse(
-                self._relay(first, chunks, target, record, start, ttft, client_wants_usage),
-                media_type="text/event-stream",
-                headers={**_STREAM_HEADERS, **headers},
-            )
-        assert last is not None
-        self._finish(record, start, status=last.status_code, error=last.message)
-        raise last
+        try:
+            opened = await self.failover.open_stream(upstream_body, targets, record)
+        except PolyrouteError as e:
+            self._finish(record, start, status=e.status_code, error=e.message)
+            raise
+        ttft = time.perf_counter() - start
+        relay = StreamRelay(
+            self.failover, opened, self.failover.chain(targets), upstream_body, record
+        )
+        return StreamingResponse(
+            self._relay(relay, record, start, ttft, client_wants_usage),
+            media_type="text/event-stream",
+            headers={**_STREAM_HEADERS, **headers},
+        )
 
     async def _relay(
         self,
-        first: JSON | None,
-        chunks: AsyncGenerator[JSON, None],
-        target: Target,
+        relay: StreamRelay,
         record: RequestRecord,
         start: float,
         ttft: float,
         client_wants_usage: bool,
     ) -> AsyncIterator[bytes]:
-        name = target.model.name
-        usage: Usage | None = None
         status, error = 200, None
         parts: list[str] | None = [] if self.store_text else None
         try:
-            chunk = first
-            while chunk is not None:
-                chunk["model"] = name
-                chunk["id"] = record.id
+            async for chunk in relay.chunks():
                 if parts is not None:
                     _collect_text(chunk, parts)
-                if chunk.get("usage"):
-                    usage = Usage.from_openai(chunk["usage"])
-                    if not client_wants_usage:
-                        if not chunk.get("choices"):
-                            chunk = await anext(chunks, None)
-                            continue
-                        chunk.pop("usage")
-                elif client_wants_usage and "usage" not in chunk:
+                if client_wants_usage:
                     chunk["usage"] = None  # as OpenAI sends it on every chunk but the last
                 yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-                chunk = await anext(chunks, None)
+            if client_wants_usage and relay.usage is not None:
+                yield b"data: " + orjson.dumps(_usage_chunk(record, relay)) + b"\n\n"
             yield _SSE_DONE
         except PolyrouteError as e:
             # Headers are gone already: report the failure in-band, as OpenAI does.
@@ -269,20 +229,47 @@ class ChatService:
             status, error = 500, unexpected_error(e)  # a bug, not the client: say which
             raise
         finally:
-            await chunks.aclose()
+            await relay.aclose()
             if parts:
                 record.response_text = "".join(parts)
             self._finish(
-                record, start, usage=usage, target=target, ttft=ttft, status=status, error=error
+                record,
+                start,
+                usage=relay.usage,
+                target=relay.target,
+                ttft=ttft,
+                status=status,
+                error=error,
             )
 
-    def _failed(self, target: Target) -> None:
-        if self.routers is not None:
-            self.routers.health.failed(target.model.name)
+    def _raise_if_all_open(self, model: str) -> None:
+        """Every model the router could choose is paused by its breaker: that is the
+        upstreams failing (503, come back later), not a request no model can serve (400)."""
+        assert self.routers is not None
+        name = self.routers.default if model == AUTO else model
+        assert name is not None  # handles() said a router takes this model
+        router = self.routers.routers[name]
+        names = [c.name for c in self.routers.candidates(router)]
+        if names and not any(self.breaker.healthy(n) for n in names):
+            wait = min(self.breaker.retry_after(n) for n in names)
+            raise CircuitOpen(
+                f"every model router {router.name!r} can choose is failing and paused "
+                f"({', '.join(names)}); retry in {wait:.0f}s",
+                retry_after_s=wait,
+            )
 
-    def _succeeded(self, target: Target) -> None:
-        if self.routers is not None:
-            self.routers.health.succeeded(target.model.name)
+    def _report_failure(self, record: RequestRecord, target: Target) -> None:
+        """A model failed this request: an online router that chose it learns a score of 0."""
+        if self.learning is None or record.router not in self.learning.routers:
+            return
+        router = self.learning.routers[record.router]
+        if record.route_context is None and is_contextual(router):
+            return  # nothing to learn from without the context, and no text to rebuild it
+        task = asyncio.get_running_loop().create_task(
+            self.learning.teach(record.router, target.model.name, 0.0, record.route_context, None)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _finish(
         self,
@@ -311,7 +298,7 @@ class ChatService:
         if record.attempts and record.attempts[-1].latency_ms is None:
             # The attempt that answered (or was cut short) ends with the request.
             last = record.attempts[-1]
-            _end_attempt(last, status, error)
+            end_attempt(last, status, error)
             last.input_tokens, last.output_tokens = record.input_tokens, record.output_tokens
             last.cost_usd, last.cost_status = record.cost_usd, record.cost_status
         self.recent.add(
@@ -340,25 +327,6 @@ def decision_headers(decision: Decision) -> dict[str, str]:
     }
 
 
-def _attempt(record: RequestRecord, target: Target) -> AttemptRecord:
-    """Start the record's next upstream attempt on ``target``."""
-    attempt = AttemptRecord(
-        n=len(record.attempts),
-        started_at=datetime.now(UTC),
-        model=target.model.name,
-        provider=target.provider.name,
-        upstream_model=target.model.target,
-        t0=time.perf_counter(),
-    )
-    record.attempts.append(attempt)
-    return attempt
-
-
-def _end_attempt(attempt: AttemptRecord, status: int, error: str | None = None) -> None:
-    attempt.latency_ms = (time.perf_counter() - attempt.t0) * 1000
-    attempt.status, attempt.error = status, error
-
-
 def message_text(result: JSON) -> str | None:
     """The text of a completion's first choice, if it has one."""
     choices = result.get("choices")
@@ -367,6 +335,27 @@ def message_text(result: JSON) -> str | None:
         if isinstance(message, dict) and isinstance(message.get("content"), str):
             return str(message["content"])
     return None
+
+
+def _usage_chunk(record: RequestRecord, relay: StreamRelay) -> JSON:
+    """The last chunk when the client asked for usage: no choices, the whole stream's usage."""
+    usage = relay.usage
+    assert usage is not None
+    counts: JSON = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+    if usage.cached_tokens:
+        counts["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    return {
+        "id": record.id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": relay.target.model.name,
+        "choices": [],
+        "usage": counts,
+    }
 
 
 def _collect_text(chunk: JSON, parts: list[str]) -> None:

@@ -6,13 +6,19 @@ goes upstream, so parameters we do not model still pass through.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
-from polyroute.errors import InvalidRequest, RequestTooLarge
+from polyroute.errors import (
+    InvalidRequest,
+    RequestTimeout,
+    RequestTooLarge,
+    UnsupportedMediaType,
+)
 
 
 class _Open(BaseModel):
@@ -52,8 +58,40 @@ class ChatCompletionRequest(_Open):
     user: str | None = None
 
 
-async def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
-    """Read at most ``max_bytes`` of body and parse it as a JSON object."""
+def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
+    """An OpenAPI ``requestBody`` for ``model``, its definitions inlined (the routes read
+    the raw request, so FastAPI cannot derive it; /docs and the fuzz tests use it)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {"required": True, "content": {"application/json": {"schema": inline(schema)}}}
+
+
+#: Deepest nesting of objects and arrays a request may have: deeper ones cannot be forwarded
+#: (orjson writes at most 255 levels) and no API request needs them.
+MAX_JSON_DEPTH = 64
+
+
+async def read_json_body(
+    request: Request, max_bytes: int, *, timeout_s: float | None = None
+) -> dict[str, Any]:
+    """Read at most ``max_bytes`` of body, within ``timeout_s``, and parse it as a JSON object."""
+    kind = request.headers.get("content-type", "")
+    media = kind.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json (got {kind[:80] or 'none'})"
+        )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise RequestTooLarge(
@@ -62,13 +100,20 @@ async def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
         )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise RequestTooLarge(
-                f"Request body exceeds the limit of {max_bytes} bytes (server.max_body_bytes)"
-            )
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise RequestTooLarge(
+                        f"Request body exceeds the limit of {max_bytes} bytes "
+                        f"(server.max_body_bytes)"
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"The request body did not arrive within {timeout_s:g}s (server.body_timeout_s)"
+        ) from None
     raw = b"".join(chunks)
     if not raw:
         raise InvalidRequest("Request body is empty; send a JSON object")
@@ -78,7 +123,23 @@ async def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
         raise InvalidRequest(f"Request body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object")
+    if too_deep(body, MAX_JSON_DEPTH):
+        raise InvalidRequest(f"Request body is nested more than {MAX_JSON_DEPTH} levels deep")
     return body
+
+
+def too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects/arrays more than ``limit`` deep (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
 
 
 def validate_chat_request(body: dict[str, Any]) -> ChatCompletionRequest:

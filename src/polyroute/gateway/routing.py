@@ -8,13 +8,13 @@ Learned routers embed the prompt, which is CPU work: they run in a worker thread
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from polyroute.config import Config
 from polyroute.errors import ConfigError, NoEligibleModel
 from polyroute.gateway.bindings import Coverage, bind, price_prior
+from polyroute.gateway.breaker import CircuitBreaker
 from polyroute.gateway.protocol import ChatCompletionRequest
 from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
 from polyroute.routing.constraints import with_assumptions
@@ -25,24 +25,6 @@ AUTO = "auto"
 _DEFAULT_OUTPUT_TOKENS = 256
 
 EligibleFn = Callable[[RouteRequest, Sequence[Candidate]], list[Candidate]]
-
-
-class HealthTracker:
-    """Passive health: a model whose upstream just failed is skipped for a cool-down."""
-
-    def __init__(self, cooldown_s: float = 30.0) -> None:
-        self.cooldown_s = cooldown_s
-        self._down_until: dict[str, float] = {}
-
-    def failed(self, model: str) -> None:
-        self._down_until[model] = time.monotonic() + self.cooldown_s
-
-    def succeeded(self, model: str) -> None:
-        self._down_until.pop(model, None)
-
-    def healthy(self, model: str) -> bool:
-        until = self._down_until.get(model)
-        return until is None or time.monotonic() >= until
 
 
 def route_request(chat: ChatCompletionRequest, body: Mapping[str, Any]) -> RouteRequest:
@@ -96,7 +78,7 @@ class RouterHub:
         config: Config,
         routers: Mapping[str, Router],
         eligible: EligibleFn,
-        health: HealthTracker | None = None,
+        health: CircuitBreaker | None = None,
         coverage: Mapping[str, Coverage] | None = None,
     ) -> None:
         self.config = config
@@ -104,7 +86,8 @@ class RouterHub:
         #: Per router, the served models it chooses among and how it scores them.
         self.coverage = dict(coverage or {})
         self.eligible = eligible
-        self.health = health or HealthTracker()
+        #: The models' circuit breakers: an open one leaves its model out of the candidates.
+        self.health = health or CircuitBreaker()
         from polyroute.routing.online import OnlineRouter
 
         #: The routers that learn from feedback.

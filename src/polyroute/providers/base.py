@@ -43,12 +43,19 @@ class Usage:
         if not isinstance(details, dict):
             details = {}
         return cls(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            cached_tokens=int(details.get("cached_tokens") or 0),
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
+            cached_tokens=_count(details.get("cached_tokens")),
             # OpenRouter's name for it; the native providers report it the same way.
-            cache_write_tokens=int(details.get("cache_write_tokens") or 0),
+            cache_write_tokens=_count(details.get("cache_write_tokens")),
         )
+
+
+def _count(value: Any) -> int:
+    """A token count as reported, or 0 when it is not one (providers reject those first)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53:
+        return value
+    return 0
 
 
 @dataclass(frozen=True, slots=True)

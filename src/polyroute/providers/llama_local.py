@@ -2,8 +2,14 @@
 
 A llama.cpp context is not thread-safe, so each model owns one worker thread: requests to a
 model queue in FIFO order on it, and the event loop only ever awaits. A stream runs as one
-job on that thread and hands chunks to the loop as they are generated; closing the stream
-sets a flag the job checks between tokens, so a client disconnect frees the model at once.
+job on that thread and hands chunks to the loop as they are generated.
+
+Nothing holds the worker for long: every request has a flag that the generation checks
+between tokens, set when its client leaves, when its deadline (``timeout_s``; for streams
+``first_token_timeout_s`` and ``stall_timeout_s``) passes, and at shutdown; a request that
+sets no ``max_tokens`` gets the model's ``max_tokens``; and the queue holds at most
+``queue_size`` requests behind the running one, more are refused at once with 503 and a
+``Retry-After`` from the recent job times.
 """
 
 from __future__ import annotations
@@ -12,14 +18,23 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import AsyncGenerator, Iterator
+import time
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from polyroute.config import ModelConfig, ProviderConfig
-from polyroute.errors import InvalidRequest, ModelUnavailable, PolyrouteError, UpstreamError
+from polyroute.errors import (
+    ContextWindowExceeded,
+    InvalidRequest,
+    ModelBusy,
+    ModelUnavailable,
+    PolyrouteError,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from polyroute.providers import PROVIDERS
 from polyroute.providers.base import JSON, ModelHealth, Provider
 from polyroute.providers.local_models import local_model_path
@@ -33,6 +48,23 @@ _PASSED = (
     "response_format", "tools", "tool_choice", "logprobs", "top_logprobs", "logit_bias",
 )  # fmt: skip
 _DONE = object()
+T = TypeVar("T")
+
+
+class _Skipped(Exception):
+    """A queued job whose request was cancelled before the worker reached it."""
+
+
+def _refused(model: ModelConfig, e: ValueError) -> PolyrouteError:
+    """llama-cpp-python's ValueError: a prompt too long for the context, or a bad argument."""
+    if "context" in str(e).lower():
+        return ContextWindowExceeded(f"{model.name}: {e}")
+    return InvalidRequest(f"{model.name}: {e}")
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _make_llama(path: str, n_ctx: int, n_threads: int) -> Any:
@@ -50,11 +82,15 @@ def _make_llama(path: str, n_ctx: int, n_threads: int) -> Any:
         """Counts prompt and generated tokens, which llama-cpp-python's streams omit."""
 
         last_usage: tuple[int, int] = (0, 0)
+        #: The running request's flag: set, the generation stops before its next token.
+        cancel: threading.Event | None = None
 
         def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Iterator[int]:  # type: ignore[override]
             prompt, generated = len(tokens), 0
             self.last_usage = (prompt, 0)
             for token in super().generate(tokens, *args, **kwargs):
+                if self.cancel is not None and self.cancel.is_set():
+                    return
                 # The end-of-generation token is sampled but is not part of the completion.
                 if not llama_cpp.llama_vocab_is_eog(self._model.vocab, token):
                     generated += 1
@@ -67,13 +103,65 @@ def _make_llama(path: str, n_ctx: int, n_threads: int) -> Any:
 
 
 class _LocalModel:
-    """One loaded model with its own worker thread."""
+    """One loaded model with its own worker thread and its bounded queue."""
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
         self.llama: Any = None
         self.error: str | None = None
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"llama-{config.name}")
+        self._lock = threading.Lock()
+        #: Jobs submitted and not done (the running one and those queued behind it).
+        self.pending = 0
+        #: The flags of those jobs, set all at once at shutdown.
+        self.flags: set[threading.Event] = set()
+        #: A running mean of job seconds, for Retry-After.
+        self.mean_job_s = 1.0
+
+    def submit(self, job: Callable[[], T], cancel: threading.Event) -> asyncio.Future[T]:
+        """Queue ``job`` on the model's thread; ModelBusy when the queue is full.
+
+        The job is skipped if ``cancel`` is set before it starts, and its generation stops
+        at the next token once ``cancel`` is set while it runs.
+        """
+        llama = self.ready()
+        with self._lock:
+            if self.pending > self.config.queue_size:
+                wait = max(1.0, self.mean_job_s * self.pending)
+                raise ModelBusy(
+                    f"local model {self.config.name!r} is busy: {self.pending - 1} requests "
+                    f"queued (models.queue_size is {self.config.queue_size}); retry later",
+                    retry_after_s=wait,
+                )
+            self.pending += 1
+            self.flags.add(cancel)
+
+        def work() -> T:
+            if cancel.is_set():
+                raise _Skipped
+            llama.cancel = cancel
+            t0 = time.perf_counter()
+            try:
+                return job()
+            finally:
+                llama.cancel = None
+                self.mean_job_s = 0.8 * self.mean_job_s + 0.2 * (time.perf_counter() - t0)
+
+        def done(_: Any) -> None:  # whether it ran, failed, or was cancelled before it ran
+            with self._lock:
+                self.pending -= 1
+                self.flags.discard(cancel)
+
+        future = self.executor.submit(work)
+        future.add_done_callback(done)
+        return asyncio.wrap_future(future)
+
+    def stop(self) -> None:
+        """Stop every job (running ones at their next token) and the thread (blocking)."""
+        with self._lock:
+            for flag in self.flags:
+                flag.set()
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
     def load(self) -> None:
         try:
@@ -117,8 +205,10 @@ class LlamaCppProvider(Provider):
             await asyncio.get_running_loop().run_in_executor(model.executor, model.load)
 
     async def aclose(self) -> None:
+        # Generations stop at their next token: shutdown (SIGTERM) waits for one token, not
+        # for every queued answer to finish.
+        await asyncio.gather(*(asyncio.to_thread(m.stop) for m in self._local.values()))
         for model in self._local.values():
-            model.executor.shutdown(wait=True, cancel_futures=True)
             model.llama = None
 
     def _args(self, model: ModelConfig, body: JSON) -> dict[str, Any]:
@@ -129,8 +219,9 @@ class LlamaCppProvider(Provider):
             )
         args = {k: body[k] for k in _PASSED if body.get(k) is not None}
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-        if max_tokens is not None:
-            args["max_tokens"] = max_tokens
+        # Without a cap, one request may generate until the context is full, holding the
+        # model's only worker (and everyone queued behind it) for minutes.
+        args["max_tokens"] = max_tokens if max_tokens is not None else model.max_tokens
         args["messages"] = body["messages"]
         return args
 
@@ -138,6 +229,8 @@ class LlamaCppProvider(Provider):
         local = self._local[model.name]
         llama = local.ready()
         args = self._args(model, body)
+        total = model.timeout_s or self.config.timeout_s
+        cancel = threading.Event()
 
         def run() -> JSON:
             result: JSON = llama.create_chat_completion(**args)
@@ -149,11 +242,18 @@ class LlamaCppProvider(Provider):
             return result
 
         try:
-            return await asyncio.get_running_loop().run_in_executor(local.executor, run)
-        except ValueError as e:  # llama-cpp-python's way of saying the prompt is too long
-            raise InvalidRequest(f"{model.name}: {e}") from None
+            async with asyncio.timeout(total):
+                return await local.submit(run, cancel)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"local model {model.name!r} did not answer within {total:g}s (models.timeout_s)"
+            ) from None
+        except ValueError as e:  # llama-cpp-python's way of refusing a request
+            raise _refused(model, e) from None
         except RuntimeError as e:
             raise UpstreamError(f"local model {model.name!r} failed: {e}") from None
+        finally:
+            cancel.set()  # a client that left, or the deadline: the generation stops
 
     async def chat_stream(self, model: ModelConfig, body: JSON) -> AsyncGenerator[JSON, None]:
         local = self._local[model.name]
@@ -162,7 +262,7 @@ class LlamaCppProvider(Provider):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancelled = threading.Event()
+        cancel = threading.Event()
 
         # llama-cpp-python repeats a tool call's id and name in every chunk: OpenAI's form.
         tool_calls = ToolCallStream()
@@ -171,11 +271,11 @@ class LlamaCppProvider(Provider):
             try:
                 last: JSON | None = None
                 for chunk in llama.create_chat_completion(stream=True, **args):
-                    if cancelled.is_set():
+                    if cancel.is_set():
                         break
                     last = chunk = tool_calls.fix(chunk)
                     loop.call_soon_threadsafe(queue.put_nowait, chunk)
-                if include_usage and last is not None and not cancelled.is_set():
+                if include_usage and last is not None and not cancel.is_set():
                     prompt, generated = llama.last_usage
                     usage = {
                         "prompt_tokens": prompt,
@@ -189,19 +289,34 @@ class LlamaCppProvider(Provider):
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
-        future = loop.run_in_executor(local.executor, run)
+        future = local.submit(run, cancel)
+        timeout = model.first_token_timeout_s or self.config.timeout_s
+        what = "sent no first token"
         try:
-            while (item := await queue.get()) is not _DONE:
+            while True:
+                try:
+                    async with asyncio.timeout(timeout):
+                        item = await queue.get()
+                except TimeoutError:
+                    raise UpstreamTimeout(
+                        f"local model {model.name!r} {what} within {timeout:g}s"
+                    ) from None
+                if item is _DONE:
+                    return
                 if isinstance(item, ValueError):
-                    raise InvalidRequest(f"{model.name}: {item}")
+                    raise _refused(model, item)
                 if isinstance(item, BaseException):
                     raise UpstreamError(f"local model {model.name!r} failed: {item}")
+                timeout = model.stall_timeout_s or self.config.timeout_s
+                what = "stalled: no token"
                 yield item
         finally:
             # The job sees this before its next token and returns; nothing here waits on it.
-            cancelled.set()
+            cancel.set()
             if future.done() and not future.cancelled():
                 future.exception()  # mark any exception as retrieved
+            else:
+                future.add_done_callback(_retrieve)
 
     async def health(self, model: ModelConfig) -> ModelHealth:
         local = self._local[model.name]
