@@ -5,6 +5,8 @@ name                what                                                       2
 ==================  =========================================================  ==============
 ``minilm-static``   mean of all-MiniLM-L6-v2's input token embeddings          ~0.5 ms
 (default)           (:mod:`polyroute.embeddings.static`)
+``minilm-lexical``  ``minilm-static`` joined with hashed word and character     ~0.9 ms
+                    n-grams (:mod:`polyroute.embeddings.lexical`)
 ``minilm``          the full all-MiniLM-L6-v2 sentence encoder in numpy        ~130 ms
                     (:mod:`polyroute.embeddings.minilm`)
 ==================  =========================================================  ==============
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from polyroute.embeddings.base import Embedder
+from polyroute.embeddings.lexical import LEXICAL_FINGERPRINT, LEXICAL_MODEL_ID, LexicalEmbedder
 from polyroute.embeddings.minilm import MODEL_ID, WEIGHTS_SHA256, MiniLMEmbedder
 from polyroute.embeddings.static import (
     STATIC_FINGERPRINT,
@@ -50,6 +53,14 @@ EMBEDDINGS: dict[str, EmbeddingChoice] = {
         STATIC_FINGERPRINT,
         "mean of all-MiniLM-L6-v2's input token embeddings (fast; the default)",
         StaticMiniLMEmbedder,
+        cache=False,
+    ),
+    "minilm-lexical": EmbeddingChoice(
+        "minilm-lexical",
+        LEXICAL_MODEL_ID,
+        LEXICAL_FINGERPRINT,
+        "minilm-static joined with hashed word and character n-grams (lexical signal)",
+        LexicalEmbedder,
         cache=False,
     ),
     "minilm": EmbeddingChoice(
