@@ -56,7 +56,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from polyroute.embeddings.base import Embedder  # noqa: E402
-from polyroute.embeddings.lexical import LexicalEmbedder, combine  # noqa: E402
+from polyroute.embeddings.lexical import (  # noqa: E402
+    CHAR_BUCKETS,
+    WORD_BUCKETS,
+    LexicalEmbedder,
+    combine,
+)
 from polyroute.embeddings.registry import DEFAULT_EMBEDDING, get_embedder  # noqa: E402
 from polyroute.routing.registry import ROUTERS  # noqa: E402
 from polyroute.routing.routers.learned import LearnedRouter  # noqa: E402
@@ -91,6 +96,8 @@ def load_data(root: Path) -> Data:
     split = root / "dcrouter_preprocessed"
     train = load_llmrouter(split / "train.json").dedupe()
     test = load_llmrouter(split / "test.json").dedupe().without_prompts_in(train)
+    # The two files list the models in different orders: align the columns by name.
+    test = test.subset_models(train.models)
     train, _ = fill_missing_costs(train, prices)
     test, _ = fill_missing_costs(test, prices)
     pool = RoutingDataset(
@@ -112,8 +119,9 @@ def _costs(ds: RoutingDataset) -> FloatArray:
 class Vectors:
     """Every pool prompt embedded once per embedding (by text), looked up per protocol."""
 
-    def __init__(self, pool: RoutingDataset) -> None:
+    def __init__(self, pool: RoutingDataset, buckets: tuple[int, int] | None = None) -> None:
         self._texts = pool.prompts
+        self._buckets = buckets
         self._row = {prompt_key(t): i for i, t in enumerate(pool.prompts)}
         self._done: dict[str, Any] = {}
         self._blocks: tuple[Any, Any, Any] | None = None
@@ -126,7 +134,9 @@ class Vectors:
     def lexical(self, weight: float, prompts: Sequence[str]) -> Any:
         """``minilm-lexical`` vectors at another weight (for tuning): same blocks, recombined."""
         if self._blocks is None:
-            self._blocks = LexicalEmbedder().blocks(self._texts)
+            words, chars = self._buckets or (WORD_BUCKETS, CHAR_BUCKETS)
+            embedder = LexicalEmbedder(word_buckets=words, char_buckets=chars)
+            self._blocks = embedder.blocks(self._texts)
         rows = [self._row[prompt_key(p)] for p in prompts]
         static, words, chars = (b[rows] for b in self._blocks)
         return combine(static, words, chars, weight)
@@ -306,7 +316,12 @@ def main() -> int:
     parser.add_argument("--task-folds", type=int, default=7, help="14 = leave each task out")
     parser.add_argument("--seeds", type=int, default=3, help="50/50 splits per pair protocol")
     parser.add_argument("--tune", action="store_true", help="CV on train for the lexical weight")
-    parser.add_argument("--weights", default="0,0.3,0.45,0.6,0.75,0.9")
+    parser.add_argument("--weights", default="0,0.3,0.5,0.65,0.8,0.9")
+    parser.add_argument(
+        "--buckets",
+        default=f"{WORD_BUCKETS},{CHAR_BUCKETS}",
+        help="word,char hash buckets for --tune",
+    )
     args = parser.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
     embeddings = [e for e in args.embeddings.split(",") if e]
@@ -322,7 +337,8 @@ def main() -> int:
     )
     started = time.perf_counter()
     data = load_data(args.data)
-    vectors = Vectors(data.pool)
+    words, chars = (int(b) for b in args.buckets.split(","))
+    vectors = Vectors(data.pool, (words, chars))
     print(f"train {len(data.train)}, test {len(data.test)}, pool {len(data.pool)} prompts")
     if args.tune:
         weights = [float(w) for w in args.weights.split(",")]
