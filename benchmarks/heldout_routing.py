@@ -21,9 +21,9 @@ before it ships and never tuned on a test split:
     the router's cheapest operating point that keeps 98% of that model's quality (costs: the
     prices in ``default_llm.json`` × MiniLM token counts + 256 answer tokens).
 
-Each router kind (``knn``, ``mlp``; ``ens`` = the mean of their two predictions) is run
-with each ``--embeddings`` choice; every figure comes from the product's own code
-(``RoutingDataset``, the routers' ``fit`` / ``predict_embeddings``, ``evaluate``), as
+Each ``--kinds`` router (any learned kind; ``ens`` = the mean of knn's and mlp's
+predictions) is run with each ``--embeddings`` choice; every figure comes from the product's
+own code (``RoutingDataset``, the routers' ``fit`` / ``predict_embeddings``, ``evaluate``), as
 ``polyroute train`` then ``polyroute eval --predictions`` would compute it.
 
 ``--tune`` does what chose ``minilm-lexical``'s weight: 5-fold grouped cross-validation on
@@ -40,6 +40,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import platform
 import shlex
@@ -71,7 +72,7 @@ from polyroute.routing_eval.costs import fill_missing_costs, load_prices  # noqa
 from polyroute.routing_eval.dataset import RoutingDataset, prompt_key  # noqa: E402
 from polyroute.routing_eval.evaluate import evaluate  # noqa: E402
 from polyroute.routing_eval.importers import load_llmrouter  # noqa: E402
-from polyroute.routing_eval.train import out_of_fold  # noqa: E402
+from polyroute.routing_eval.train import learned_kinds, out_of_fold  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "llmrouter" / "data"
 STRONG = "llama-3.1-nemotron-51b-instruct"
@@ -134,8 +135,8 @@ class Vectors:
     def lexical(self, weight: float, prompts: Sequence[str]) -> Any:
         """``minilm-lexical`` vectors at another weight (for tuning): same blocks, recombined."""
         if self._blocks is None:
-            words, chars = self._buckets or (WORD_BUCKETS, CHAR_BUCKETS)
-            embedder = LexicalEmbedder(word_buckets=words, char_buckets=chars)
+            n_words, n_chars = self._buckets or (WORD_BUCKETS, CHAR_BUCKETS)
+            embedder = LexicalEmbedder(word_buckets=n_words, char_buckets=n_chars)
             self._blocks = embedder.blocks(self._texts)
         rows = [self._row[prompt_key(p)] for p in prompts]
         static, words, chars = (b[rows] for b in self._blocks)
@@ -145,15 +146,17 @@ class Vectors:
 def build(kind: str, embedder: Embedder | None = None, seed: int = 0) -> LearnedRouter:
     cls = ROUTERS.get(kind)
     assert isinstance(cls, type) and issubclass(cls, LearnedRouter)
-    params = {"seed": seed} if kind == "mlp" else {}
-    return cls(kind, embedder=embedder, **params)
+    takes_seed = "seed" in inspect.signature(cls).parameters
+    return cls(kind, embedder=embedder, **({"seed": seed} if takes_seed else {}))
 
 
 def fit_predict(
     kinds: Sequence[str], x_train: Any, train: RoutingDataset, x_test: Any, seed: int = 0
 ) -> dict[str, FloatArray]:
     """Predictions of each kind on ``x_test``; ``ens`` is the mean of knn's and mlp's."""
-    base = [k for k in ("knn", "mlp") if k in kinds or "ens" in kinds]
+    base = [k for k in kinds if k != "ens"]
+    if "ens" in kinds:
+        base += [k for k in ("knn", "mlp") if k not in base]
     out: dict[str, FloatArray] = {}
     for kind in base:
         router = build(kind, seed=seed)
@@ -276,7 +279,10 @@ def tune(data: Data, vectors: Vectors, kinds: Sequence[str], weights: Sequence[f
     for weight in weights:
         x = vectors.lexical(weight, train.prompts)
         oof: dict[str, FloatArray] = {}
-        for kind in [k for k in ("knn", "mlp") if k in kinds or "ens" in kinds]:
+        base = [k for k in kinds if k != "ens"]
+        if "ens" in kinds:
+            base += [k for k in ("knn", "mlp") if k not in base]
+        for kind in base:
             oof[kind] = out_of_fold(lambda k=kind: build(k), x, train, folds=5)  # type: ignore[misc]
         if "ens" in kinds:
             oof["ens"] = (oof["knn"] + oof["mlp"]) / 2
@@ -325,7 +331,7 @@ def main() -> int:
     args = parser.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
     embeddings = [e for e in args.embeddings.split(",") if e]
-    unknown = set(kinds) - {"knn", "mlp", "ens"}
+    unknown = set(kinds) - {*learned_kinds(), "ens"}
     if unknown:
         parser.error(f"unknown kinds: {', '.join(sorted(unknown))}")
     if not (args.data / "dcrouter_preprocessed" / "train.json").is_file():
