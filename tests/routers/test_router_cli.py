@@ -39,8 +39,8 @@ def test_train_then_route(tmp_path: Path, data: tuple[Path, Path]) -> None:
     out = train(tmp_path, data, "--router", "knn", "--max-cost-fraction", "0.5")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["knob"] == {"max_cost_fraction": 0.5}
-    # The default embedding: MiniLM's static token table, not its encoder.
-    assert manifest["embedding"]["name"] == "minilm-static"
+    # The default embedding: MiniLM's static token table with hashed n-grams, not its encoder.
+    assert manifest["embedding"]["name"] == "minilm-lexical"
     assert manifest["embedding"]["model"].startswith("sentence-transformers/all-MiniLM-L6-v2 (")
     result = runner.invoke(app, ["route", "--router", str(out), "poem question number 99"])
     assert result.exit_code == 0, result.output

@@ -66,10 +66,11 @@ def test_only_the_first_tokens_count_but_all_are_counted(static: StaticMiniLMEmb
     assert static.count_tokens([head + "physics", "two words"]).tolist() == [MAX_TOKENS + 1, 2]
 
 
-def test_is_the_default_and_has_its_own_identity(static: StaticMiniLMEmbedder) -> None:
-    assert DEFAULT_EMBEDDING == "minilm-static"
-    assert isinstance(default_embedder(), StaticMiniLMEmbedder)
+def test_has_its_own_identity_beside_the_default(static: StaticMiniLMEmbedder) -> None:
+    # The default is minilm-lexical (tests/routers/test_router_lexical_embedding.py).
+    assert DEFAULT_EMBEDDING == "minilm-lexical"
     assert default_embedder() is get_embedder()  # loaded once per process
+    assert isinstance(get_embedder("minilm-static"), StaticMiniLMEmbedder)
     # Its own fingerprint: routers and the embedding cache never mix it with the encoder's.
     assert static.fingerprint != WEIGHTS_SHA256
     assert find_choice(static.model_id, static.fingerprint) is EMBEDDINGS["minilm-static"]

@@ -69,10 +69,10 @@ def train(
         None, "--cache-dir", help="Embedding cache [default: ~/.cache/polyroute/embeddings]."
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Embed every prompt afresh."),
-    embedding: str = typer.Option(
-        "minilm-static",
+    embedding: str | None = typer.Option(
+        None,
         "--embedding",
-        help="Prompt embedding: minilm-static (fast, the default) or minilm (the full encoder).",
+        help="Prompt embedding: minilm-lexical (the default), minilm-static or minilm (encoder).",
     ),
     questions: list[str] = typer.Option(
         [],
@@ -83,7 +83,7 @@ def train(
 ) -> None:
     """Train a learned router on a routing dataset and save it to a directory."""
     from polyroute.embeddings.base import CachedEmbedder, Embedder
-    from polyroute.embeddings.registry import embedding_choice, get_embedder
+    from polyroute.embeddings.registry import DEFAULT_EMBEDDING, embedding_choice, get_embedder
     from polyroute.routing.knob import Knob
     from polyroute.routing.persist import save_router
     from polyroute.routing_eval.costs import load_prices
@@ -93,7 +93,7 @@ def train(
     knob = _knob(lam, max_cost_fraction, min_quality_fraction)
     assert isinstance(knob, Knob)
     try:
-        choice = embedding_choice(embedding)
+        choice = embedding_choice(embedding or DEFAULT_EMBEDDING)
     except ValueError as e:
         raise _fail(str(e)) from None
     try:

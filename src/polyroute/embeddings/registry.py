@@ -3,8 +3,10 @@
 ==================  =========================================================  ==============
 name                what                                                       200 tokens
 ==================  =========================================================  ==============
+``minilm-lexical``  ``minilm-static`` joined with hashed word and character     ~0.9 ms
+(default)           n-grams (:mod:`polyroute.embeddings.lexical`)
 ``minilm-static``   mean of all-MiniLM-L6-v2's input token embeddings          ~0.5 ms
-(default)           (:mod:`polyroute.embeddings.static`)
+                    (:mod:`polyroute.embeddings.static`)
 ``minilm``          the full all-MiniLM-L6-v2 sentence encoder in numpy        ~130 ms
                     (:mod:`polyroute.embeddings.minilm`)
 ==================  =========================================================  ==============
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from polyroute.embeddings.base import Embedder
+from polyroute.embeddings.lexical import LEXICAL_FINGERPRINT, LEXICAL_MODEL_ID, LexicalEmbedder
 from polyroute.embeddings.minilm import MODEL_ID, WEIGHTS_SHA256, MiniLMEmbedder
 from polyroute.embeddings.static import (
     STATIC_FINGERPRINT,
@@ -48,8 +51,16 @@ EMBEDDINGS: dict[str, EmbeddingChoice] = {
         "minilm-static",
         STATIC_MODEL_ID,
         STATIC_FINGERPRINT,
-        "mean of all-MiniLM-L6-v2's input token embeddings (fast; the default)",
+        "mean of all-MiniLM-L6-v2's input token embeddings (the fastest)",
         StaticMiniLMEmbedder,
+        cache=False,
+    ),
+    "minilm-lexical": EmbeddingChoice(
+        "minilm-lexical",
+        LEXICAL_MODEL_ID,
+        LEXICAL_FINGERPRINT,
+        "minilm-static joined with hashed word and character n-grams (the default)",
+        LexicalEmbedder,
         cache=False,
     ),
     "minilm": EmbeddingChoice(
@@ -61,7 +72,9 @@ EMBEDDINGS: dict[str, EmbeddingChoice] = {
         cache=True,
     ),
 }
-DEFAULT_EMBEDDING = "minilm-static"
+#: Beats ``minilm-static`` on every held-out protocol of ``benchmarks/heldout_routing.py``
+#: (docs/routers.md, "Held-out protocols") for ~0.4 ms more per decision.
+DEFAULT_EMBEDDING = "minilm-lexical"
 
 
 def embedding_choice(name: str) -> EmbeddingChoice:
@@ -103,8 +116,8 @@ def embedder_for(model_id: str, fingerprint: str) -> Embedder | None:
 def default_embedder() -> Embedder:
     """The process-wide default routing embedder (:mod:`polyroute.embeddings.registry`).
 
-    That is the static ``minilm-static`` embedding, not the encoder of this module: the
-    encoder is ~250× slower for the same routing quality (docs/routers.md, "Embeddings").
+    That is ``minilm-lexical`` (the static MiniLM vector with hashed n-grams), not the full
+    encoder: the encoder is ~130× slower for no better routing (docs/routers.md, "Embeddings").
     """
     from polyroute.embeddings.registry import get_embedder
 

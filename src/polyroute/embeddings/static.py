@@ -75,15 +75,23 @@ class StaticMiniLMEmbedder:
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return np.array([len(e.ids) for e in encodings], dtype=np.int64)
 
-    def embed(self, texts: Sequence[str]) -> Float32Array:
-        out = np.empty((len(texts), DIM), dtype=np.float32)
-        if not texts:
-            return out
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """The tokens that count: the first :data:`MAX_TOKENS` of each text cut to
+        :data:`MAX_CHARS` (shared with :mod:`polyroute.embeddings.lexical`)."""
         cut = [t[:MAX_CHARS] for t in texts]
         encodings = self._tokenizer.encode_batch(cut, add_special_tokens=False)
-        for row, encoding in enumerate(encodings):
-            ids = encoding.ids[:MAX_TOKENS] or [CLS_ID]
+        return [e.ids[:MAX_TOKENS] for e in encodings]
+
+    def embed_ids(self, ids: Sequence[Sequence[int]]) -> Float32Array:
+        """Unit vectors of token id lists (as :meth:`token_ids` returns them)."""
+        out = np.empty((len(ids), DIM), dtype=np.float32)
+        for row, row_ids in enumerate(ids):
             # A sum has the mean's direction; the norm below is all that differs.
-            vector = self._table[ids].sum(axis=0)
+            vector = self._table[list(row_ids) or [CLS_ID]].sum(axis=0)
             out[row] = vector / max(float(np.linalg.norm(vector)), 1e-12)
         return out
+
+    def embed(self, texts: Sequence[str]) -> Float32Array:
+        if not texts:
+            return np.empty((0, DIM), dtype=np.float32)
+        return self.embed_ids(self.token_ids(texts))

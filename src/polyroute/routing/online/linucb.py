@@ -45,7 +45,7 @@ import numpy as np
 
 from polyroute.embeddings.base import Embedder
 from polyroute.embeddings.minilm import DIM
-from polyroute.embeddings.registry import DEFAULT_EMBEDDING, default_embedder, embedding_choice
+from polyroute.embeddings.registry import embedding_choice, get_embedder
 from polyroute.errors import ConfigError
 from polyroute.routing.base import RouteRequest
 from polyroute.routing.online.base import ArmScores, OnlineRouter, Option
@@ -53,6 +53,10 @@ from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import LearnedRouter
 from polyroute.routing.tradeoff import FloatArray
 
+#: What contexts are embedded with when neither an embedder nor a prior brings one: the
+#: 384-d static vector (a ridge per arm over minilm-lexical's 1,408 dimensions would cost
+#: ~13× as much per update, and a random projection to ``dim`` blurs the n-grams anyway).
+CONTEXT_EMBEDDING = "minilm-static"
 #: An offline router's predicted quality per model for one prompt embedding.
 Prior = Callable[[FloatArray], Mapping[str, float]]
 
@@ -156,26 +160,39 @@ class LinUCBRouter(OnlineRouter):
         if prior is not None and not prior_name:
             raise ValueError("a prior needs a prior_name (recorded in the state)")
         self.alpha, self.ridge, self.seed, self.baseline = alpha, ridge, seed, baseline
-        self.input_dim = input_dim
-        self.dim = dim if dim is not None and dim < input_dim else None
         self.prior, self.prior_name = prior, (prior_name if prior is not None else None)
         #: The learned router the prior comes from, when it was loaded from config.
         self.prior_router: LearnedRouter | None = None
         self._embedder = embedder
-        # Without an embedder, context() embeds with the default embedding: record its id.
+        # Without an embedder, context() embeds with the static embedding: record its id.
         self.embedder_id = (
             embedder.fingerprint
             if embedder is not None
-            else embedding_choice(DEFAULT_EMBEDDING).fingerprint
+            else embedding_choice(CONTEXT_EMBEDDING).fingerprint
         )
+        self._requested_dim = dim
+        self._shape(input_dim)
+        self._arms: dict[str, _Arm] = {}
+
+    def _shape(self, input_dim: int) -> None:
+        self.input_dim = input_dim
+        dim = self._requested_dim
+        self.dim = dim if dim is not None and dim < input_dim else None
         if self.dim is None:
             self._projection: FloatArray | None = None
         else:
-            rng = np.random.default_rng(seed)
+            rng = np.random.default_rng(self.seed)
             scale = 1.0 / math.sqrt(self.dim)
             self._projection = rng.normal(0.0, scale, size=(self.dim, input_dim))
         self.features = (self.dim or input_dim) + 1
-        self._arms: dict[str, _Arm] = {}
+
+    def use_embedder(self, embedder: Embedder) -> None:
+        """Contexts from ``embedder`` from now on (before any feedback): a learned prior
+        predicts from the vectors of the embedding it was trained on, so it brings its own."""
+        if self._arms:
+            raise ValueError("the embedding cannot change once arms have learned")
+        self._embedder, self.embedder_id = embedder, embedder.fingerprint
+        self._shape(embedder.dim)
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any]) -> LinUCBRouter:
@@ -189,6 +206,7 @@ class LinUCBRouter(OnlineRouter):
             from polyroute.routing.persist import load_router
 
             router.prior_router = load_router(path)
+            router.use_embedder(router.prior_router.embedder)
             router.prior, router.prior_name = learned_prior(router.prior_router)
         return router
 
@@ -197,7 +215,7 @@ class LinUCBRouter(OnlineRouter):
     def context(self, request: RouteRequest) -> FloatArray:
         """The prompt's embedding (what :meth:`update` wants back with the feedback)."""
         if self._embedder is None:
-            self._embedder = default_embedder()
+            self._embedder = get_embedder(CONTEXT_EMBEDDING)
         return np.asarray(self._embedder.embed([request.prompt])[0], dtype=np.float64)
 
     def _featurize(self, names: Sequence[str], context: FloatArray | None) -> _Features:
