@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -32,6 +32,11 @@ class ServerConfig(_Strict):
     port: int = Field(8000, ge=1, le=65535)
     #: Bodies larger than this are refused with 413 before they are parsed.
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    #: Host header values accepted (port aside); None: loopback names when bound to loopback,
+    #: any host otherwise. Refusing other names defeats DNS rebinding.
+    allowed_hosts: list[str] | None = None
+    #: Origins browsers may call from (CORS); empty: no CORS headers at all.
+    cors_origins: list[str] = Field(default_factory=list)
 
 
 class StoreConfig(_Strict):
@@ -120,6 +125,21 @@ class TelemetryConfig(_Strict):
         return url
 
 
+class AuthConfig(_Strict):
+    """Keys: who may use the gateway, and how much (docs/keys.md)."""
+
+    #: A file holding the admin key (one line); ``POLYROUTE_ADMIN_KEY`` wins when set.
+    admin_key_file: str | None = None
+    #: The bearer token ``/metrics`` accepts; None keeps it to loopback clients once auth is on.
+    metrics_token_env: str | None = None
+    #: Seconds a looked-up key is trusted before the store is read again: a revocation
+    #: takes effect on every replica within this time (keep it under 5).
+    cache_ttl_s: float = Field(2.0, gt=0, le=5)
+    #: Where RPM/TPM/parallel counters live: this process, or the store's database (shared by
+    #: every replica on the same PostgreSQL).
+    rate_limits: Literal["memory", "database"] = "memory"
+
+
 class ProviderConfig(_Strict):
     """Who serves models and how to reach them: one connection pool per provider."""
 
@@ -193,6 +213,8 @@ class Config(_Strict):
     routers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     #: The router ``model="auto"`` uses; defaults to the first router.
     default_router: str | None = None
+    #: Keys and budgets; ``none`` serves without keys even on a public address (warned).
+    auth: AuthConfig | Literal["none"] = Field(default_factory=AuthConfig)
 
     @model_validator(mode="after")
     def _check_references(self) -> Config:

@@ -8,6 +8,11 @@
     ├── NoEligibleModel                  400 no_eligible_model (routing left no candidate)
     ├── ModelUnavailable                 503 model_unavailable (local model missing or corrupt)
     ├── UnknownPrice                     (catalog: a price that is not known; never $0)
+    ├── AuthenticationFailed             401 invalid_api_key (no key, unknown, revoked, expired)
+    ├── PermissionDenied                 403 permission_denied (model, route or trace not the key's)
+    ├── HostNotAllowed                   421 host_not_allowed (Host header not on the allow-list)
+    ├── BudgetExceeded                   429 budget_exceeded (with the remaining budget)
+    ├── KeyRateLimited                   429 rate_limit_exceeded (a key's/team's RPM, TPM, parallel)
     └── UpstreamError                    502 upstream_error
         ├── UpstreamTimeout              504 upstream_timeout
         ├── UpstreamUnreachable          502 upstream_unreachable
@@ -21,6 +26,8 @@ no traceback in the body.
 
 from __future__ import annotations
 
+import re
+
 
 class PolyrouteError(Exception):
     """Base of every error polyroute raises on purpose."""
@@ -28,6 +35,8 @@ class PolyrouteError(Exception):
     status_code: int = 500
     error_type: str = "server_error"
     code: str | None = None
+    #: Response headers the error carries (e.g. ``Retry-After``).
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -74,6 +83,46 @@ class UnknownPrice(PolyrouteError):
     code = "unknown_price"
 
 
+class AuthenticationFailed(PolyrouteError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(PolyrouteError):
+    status_code = 403
+    error_type = "invalid_request_error"
+    code = "permission_denied"
+
+
+class HostNotAllowed(PolyrouteError):
+    status_code = 421
+    error_type = "invalid_request_error"
+    code = "host_not_allowed"
+
+
+class BudgetExceeded(PolyrouteError):
+    status_code = 429
+    error_type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
+class KeyRateLimited(PolyrouteError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+# An upstream that echoes the key it was sent ("Incorrect API key provided: sk-...") must not
+# pass it on to the client or the store.
+_ECHOED_KEY = re.compile(r"(?:sk|pk|rk|pr|key)[-_][A-Za-z0-9_\-]{12,}|(?i:bearer)\s+[^\s\"']{8,}")
+
+
+def redact_keys(text: str) -> str:
+    """``text`` with anything shaped like an API key replaced by ``[redacted]``."""
+    return _ECHOED_KEY.sub("[redacted]", text)
+
+
 class UpstreamError(PolyrouteError):
     status_code = 502
     error_type = "upstream_error"
@@ -81,6 +130,9 @@ class UpstreamError(PolyrouteError):
 
     #: Whether trying again (or another model) may succeed.
     retryable: bool = True
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(redact_keys(message), param=param)
 
 
 class UpstreamTimeout(UpstreamError):

@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "polyroute.cli.routing_data",
     "polyroute.cli.models",
     "polyroute.cli.routing",
+    "polyroute.cli.keys",
 )
 
 

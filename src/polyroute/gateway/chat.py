@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
@@ -33,6 +33,9 @@ from polyroute.providers.pool import ProviderPool, Target
 from polyroute.routing.base import Decision
 from polyroute.store.recorder import AttemptRecord, Recorder, RequestRecord
 
+if TYPE_CHECKING:
+    from polyroute.auth.admission import Admission
+
 _SSE_DONE = b"data: [DONE]\n\n"
 
 #: Called with each finished request (metrics, tracing). Must be quick and must not raise:
@@ -52,6 +55,7 @@ class ChatService:
         routers: RouterHub | None = None,
         observers: Sequence[Observer] = (),
         recent: RecentTraces | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.config = config
         self.pool = pool
@@ -61,18 +65,25 @@ class ChatService:
         #: Each finished request, for feedback that comes before (or soon after) it is stored.
         self.recent = recent if recent is not None else RecentTraces(config.feedback.recent_traces)
         self.store_text = config.store.store_text
+        #: Keys' budgets and rate limits (None: auth is off).
+        self.admission = admission
 
     async def __call__(self, request: Request) -> Response:
         start = time.perf_counter()
         body = await read_json_body(request, self.config.server.max_body_bytes)
         chat = validate_chat_request(body)
+        trace_id = f"chatcmpl-{uuid.uuid4().hex}"
+        # The key's models, rate limits and budget (403 / 429 before anything goes upstream).
+        ticket = (
+            await self.admission.admit(request, chat, body, trace_id) if self.admission else None
+        )
         record = RequestRecord(
-            id=f"chatcmpl-{uuid.uuid4().hex}",
+            id=trace_id,
             created_at=datetime.now(UTC),
             requested_model=chat.model,
             stream=chat.stream,
         )
-        if self.store_text:
+        if self.store_text and (ticket is None or ticket.key.store_text):
             record.request_body = body  # redacted and encoded by the recorder, off this path
         try:
             targets, decision, context = await self._targets(chat, body)
@@ -120,7 +131,7 @@ class ChatService:
             raise
         result["model"] = target.model.name
         result["id"] = record.id  # the trace id: what feedback refers to
-        if self.store_text:
+        if record.request_body is not None:  # text is stored for this request
             record.response_text = message_text(result)
         usage = Usage.from_openai(result.get("usage"))
         self._finish(record, start, usage=usage, target=target, ttft=None)
@@ -217,7 +228,7 @@ class ChatService:
         name = target.model.name
         usage: Usage | None = None
         status, error = 200, None
-        parts: list[str] | None = [] if self.store_text else None
+        parts: list[str] | None = [] if record.request_body is not None else None
         try:
             chunk = first
             while chunk is not None:

@@ -26,6 +26,7 @@ def error_response(exc: PolyrouteError) -> Response:
         error_body(exc.message, exc.error_type, exc.code, exc.param),
         status_code=exc.status_code,
         media_type="application/json",
+        headers=exc.headers,
     )
 
 

@@ -1,0 +1,323 @@
+"""What a chat request must pass before it goes upstream, and what it settles afterwards.
+
+``admit`` checks the key may use the model, counts the request against its rate limits, and
+reserves its worst-case cost in the store (keys or teams with a budget only). The chat
+service's observer hook hands each finished request to ``finished``, which settles the
+reservation to the real cost (or releases it on failure) off the request path. A request
+that ends without reaching the observer (a bug) is released by ``release`` when its response
+is done, so a reservation can never leak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+
+from polyroute.auth.budget import (
+    nano_per_token,
+    prompt_tokens_upper,
+    to_nano,
+    to_usd,
+)
+from polyroute.auth.keys import KEY_SCOPE, KeyInfo, Limits
+from polyroute.auth.limits import RateLimiter, refused
+from polyroute.config import Config, ModelConfig
+from polyroute.errors import BudgetExceeded, InvalidRequest, PermissionDenied
+from polyroute.gateway.protocol import ChatCompletionRequest
+from polyroute.gateway.routing import RouterHub
+from polyroute.providers.pool import ProviderPool
+from polyroute.store import schema
+from polyroute.store.keys import Charge, KeyStore
+from polyroute.store.recorder import RequestRecord
+
+log = logging.getLogger(__name__)
+
+TICKET_SCOPE = "polyroute.ticket"
+_OWNERS = 50_000  # recent trace → key, for feedback checks without a database read
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One admitted request: its key, the limits it counted against, and its reservation."""
+
+    key: KeyInfo
+    subjects: list[tuple[str, Limits]]
+    charges: list[Charge]
+    reserved: int = 0
+    trace_id: str = ""
+    settled: bool = False
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def _subjects(key: KeyInfo) -> list[tuple[str, Limits]]:
+    out = [(f"key:{key.id}", key.limits)]
+    if key.team_id is not None and key.team_limits is not None:
+        out.append((f"team:{key.team_id}", key.team_limits))
+    return out
+
+
+def _charges(key: KeyInfo) -> list[Charge]:
+    """The subjects whose budget this request must fit (none without a budget)."""
+    out: list[Charge] = []
+    if key.limits.budget_nusd is not None and not key.is_admin:
+        out.append(Charge(schema.api_keys, key.id, key.limits.period))
+    team = key.team_limits
+    if key.team_id is not None and team is not None and team.budget_nusd is not None:
+        out.append(Charge(schema.teams, key.team_id, team.period))
+    return out
+
+
+class Admission:
+    """Budgets and rate limits for the chat path (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        keys: KeyStore,
+        pool: ProviderPool,
+        routers: RouterHub | None,
+        *,
+        shared_rpm: bool = False,
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self.pool = pool
+        self.routers = routers
+        self.limiter = RateLimiter()
+        self.shared_rpm = shared_rpm
+        self._open: dict[str, Ticket] = {}
+        self._owners: OrderedDict[str, str] = OrderedDict()
+        self._usage: list[dict[str, Any]] = []  # unbudgeted usage rows, written in batches
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._flusher: asyncio.Task[None] | None = None
+
+    # -- before the upstream ------------------------------------------------------------
+
+    async def admit(
+        self, request: Request, chat: ChatCompletionRequest, body: dict[str, Any], trace_id: str
+    ) -> Ticket | None:
+        """Admit a request or raise (403, 429); None when auth is off."""
+        key: KeyInfo | None = request.scope.get(KEY_SCOPE)
+        if key is None:
+            return None
+        is_router = self.routers is not None and self.routers.handles(chat.model)
+        if not key.may_use(chat.model, is_router):
+            kind = "router" if is_router else "model"
+            raise PermissionDenied(f"This key may not use the {kind} {chat.model!r}", param="model")
+        subjects = _subjects(key)
+        # Check and count with no await in between: exact within this process.
+        for subject, limits in subjects:
+            self.limiter.check(subject, limits)
+        for subject, limits in subjects:
+            self.limiter.take(subject, limits)
+        ticket = Ticket(key, subjects, _charges(key), trace_id=trace_id)
+        try:
+            if self.shared_rpm:
+                await self._shared_rpm(subjects)
+            if ticket.charges:
+                await self._reserve(ticket, chat, body)
+        except BaseException:
+            for subject, _ in subjects:
+                self.limiter.done(subject, 0)
+            raise
+        self._open[trace_id] = ticket
+        request.scope[TICKET_SCOPE] = ticket
+        self._own(trace_id, key.id)
+        return ticket
+
+    async def _shared_rpm(self, subjects: list[tuple[str, Limits]]) -> None:
+        import time
+
+        minute = int(time.time() // 60)
+        for subject, limits in subjects:
+            if limits.rpm is None:
+                continue
+            n = await asyncio.to_thread(self.keys.hit_window, subject, minute, limits.rpm, 0)
+            if n is None:
+                wait = 60 - time.time() % 60
+                raise refused(
+                    f"Rate limit reached for {subject}: {limits.rpm} requests per minute "
+                    f"(shared by every replica); try again in {wait:.1f}s",
+                    wait,
+                    {
+                        "x-ratelimit-limit-requests": str(limits.rpm),
+                        "x-ratelimit-remaining-requests": "0",
+                        "x-ratelimit-reset-requests": f"{wait:.3f}s",
+                    },
+                )
+
+    def _priced_model(self, name: str) -> ModelConfig:
+        """The model whose prices bound this request: itself, or a router's dearest."""
+        if self.routers is not None and self.routers.handles(name):
+            models = self.config.models
+            priced = [m for m in models if m.input_price is not None and m.output_price is not None]
+            if len(priced) < len(models):
+                raise InvalidRequest(
+                    f"{name!r} may choose a model whose price is not known, so a key with a "
+                    "budget cannot use it: set input_price and output_price on every model",
+                    param="model",
+                )
+            dearest = max(priced, key=lambda m: (m.input_price or 0, m.output_price or 0))
+            top_out = max(m.output_price or 0 for m in priced)
+            top_in = max(m.input_price or 0 for m in priced)
+            windows = [m.context_window for m in priced]
+            window = None if any(w is None for w in windows) else max(w or 0 for w in windows)
+            return dearest.model_copy(
+                update={"input_price": top_in, "output_price": top_out, "context_window": window}
+            )
+        return self.pool.resolve(name).model
+
+    async def _reserve(
+        self, ticket: Ticket, chat: ChatCompletionRequest, body: dict[str, Any]
+    ) -> None:
+        model = self._priced_model(chat.model)
+        prices = nano_per_token(model)
+        if prices is None:
+            raise InvalidRequest(
+                f"The price of {model.name!r} is not known, so a key with a budget cannot use "
+                "it: set its input_price and output_price",
+                param="model",
+            )
+        per_in, per_out = prices
+        choices = chat.n or 1
+        prompt = prompt_tokens_upper(body) * per_in
+        asked = chat.max_completion_tokens or chat.max_tokens
+        room = None
+        if asked is None and model.context_window is not None:
+            room = max(1, model.context_window - prompt_tokens_upper(body))
+        out_tokens = asked if asked is not None else room
+        if out_tokens is not None:
+            amount = prompt + out_tokens * per_out * choices
+            if await asyncio.to_thread(self.keys.reserve, ticket.charges, amount):
+                ticket.reserved = amount
+                return
+            if asked is not None:
+                await self._refuse(ticket, amount)
+        # No max_tokens: reserve what is left, and cap the answer to what that pays for.
+        for _ in range(3):
+            left = await asyncio.to_thread(self.keys.remaining, ticket.charges) or 0
+            fits = (left - prompt) // (per_out * choices) if per_out else 1 << 20
+            if fits < 1:
+                await self._refuse(ticket, prompt + per_out * choices)
+            amount = prompt + fits * per_out * choices
+            if await asyncio.to_thread(self.keys.reserve, ticket.charges, amount):
+                ticket.reserved = amount
+                body["max_tokens"] = int(fits)
+                return
+        await self._refuse(ticket, prompt + per_out * choices)
+
+    async def _refuse(self, ticket: Ticket, needed: int) -> None:
+        left = await asyncio.to_thread(self.keys.remaining, ticket.charges) or 0
+        err = BudgetExceeded(
+            f"Budget exceeded: ${to_usd(left):.9f} left of this key's budget (or its team's); "
+            f"this request may cost up to ${to_usd(needed):.9f} (set max_tokens lower, or raise "
+            "the budget)"
+        )
+        err.headers = {"x-polyroute-budget-remaining-usd": f"{to_usd(left):.9f}"}
+        raise err
+
+    # -- after the upstream -------------------------------------------------------------
+
+    def finished(self, record: RequestRecord) -> None:
+        """The chat service's observer: settle this request's ticket (never raises)."""
+        ticket = self._open.pop(record.id, None)
+        if ticket is None or ticket.settled:
+            return
+        ticket.settled = True
+        tokens = (record.input_tokens or 0) + (record.output_tokens or 0)
+        for subject, _ in ticket.subjects:
+            self.limiter.done(subject, tokens)
+        if record.cost_usd is not None and record.cost_status != "unknown":
+            cost = to_nano(record.cost_usd)
+        elif record.status < 400 or record.status == 499:
+            cost = ticket.reserved  # answered without a known cost: charge the worst case
+        else:
+            cost = 0  # refused or failed before any answer: release
+        usage = {
+            "request_id": record.id,
+            "key_id": ticket.key.id,
+            "team_id": ticket.key.team_id,
+            "created_at": record.created_at,
+            "model": record.model,
+            "router": record.router,
+            "status": record.status,
+            "input_tokens": record.input_tokens,
+            "output_tokens": record.output_tokens,
+        }
+        if ticket.charges:
+            self._spawn(self._settle(ticket, cost, usage))
+        else:
+            self._usage.append({**usage, "cost_nusd": cost})
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _settle(self, ticket: Ticket, cost: int, usage: dict[str, Any] | None) -> None:
+        try:
+            await asyncio.to_thread(self.keys.settle, ticket.charges, ticket.reserved, cost, usage)
+        except Exception:
+            log.exception("settling the budget of key %s failed", ticket.key.id)
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(0.2)
+        await self.flush()
+
+    async def flush(self) -> None:
+        rows, self._usage = self._usage, []
+        if rows:
+            try:
+                await asyncio.to_thread(self.keys.record_usage, rows)
+            except Exception:
+                log.exception("recording %d key usage rows failed", len(rows))
+
+    def release(self, scope: MutableMapping[str, Any]) -> None:
+        """A response is done: release its reservation if nothing settled it."""
+        ticket: Ticket | None = scope.get(TICKET_SCOPE)
+        if ticket is None or ticket.settled:
+            return
+        self._open.pop(ticket.trace_id, None)
+        ticket.settled = True
+        for subject, _ in ticket.subjects:
+            self.limiter.done(subject, 0)
+        if ticket.charges:
+            self._spawn(self._settle(ticket, 0, None))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        """Wait for pending settlements and write the last usage rows."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.flush()
+
+    # -- who made a trace ---------------------------------------------------------------
+
+    def _own(self, trace_id: str, key_id: str) -> None:
+        self._owners[trace_id] = key_id
+        if len(self._owners) > _OWNERS:
+            self._owners.popitem(last=False)
+
+    async def authorize_feedback(self, request: Request, trace_id: str) -> None:
+        """Feedback steers routers: only the key that made the trace (or the admin) may give it."""
+        key: KeyInfo | None = request.scope.get(KEY_SCOPE)
+        if key is None or key.is_admin:
+            return
+        if await self.owner(trace_id) != key.id:
+            raise PermissionDenied(
+                "Feedback is accepted only from the key that made the trace (or the admin key)",
+                param="trace_id",
+            )
+
+    async def owner(self, trace_id: str) -> str | None:
+        found = self._owners.get(trace_id)
+        if found is not None:
+            return found
+        return await asyncio.to_thread(self.keys.owner, trace_id)
