@@ -1,0 +1,44 @@
+"""Configs and helpers the auth tests share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from polyroute.config import Config
+
+ADMIN = "admin-key-for-tests-0123456789"
+
+
+def auth_config(base_url: str, db_url: str, **auth: Any) -> Config:
+    """The echo upstream with priced models, and keys looked up afresh every 0.2 s."""
+    return Config.model_validate(
+        {
+            "store": {"database_url": db_url, "flush_interval_s": 0.05},
+            "auth": {"cache_ttl_s": 0.2, **auth},
+            "providers": {"up": {"kind": "openai", "base_url": base_url}},
+            "models": [
+                {"name": "echo", "provider": "up", "input_price": 1.0, "output_price": 2.0},
+                # $1 per million output tokens, input free: a request's worst case is exact.
+                {"name": "exact", "provider": "up", "upstream_model": "echo",
+                 "input_price": 0.0, "output_price": 1.0},
+                # $1000 per million output tokens: $0.001 a token, so $0.01 lasts a few calls.
+                {"name": "dear", "provider": "up", "upstream_model": "echo",
+                 "input_price": 0.0, "output_price": 1000.0},
+                {"name": "refused", "provider": "up", "upstream_model": "fail-400"},
+                {"name": "mystery", "provider": "up", "upstream_model": "echo"},
+            ],
+        }
+    )  # fmt: skip
+
+
+def admin_headers() -> dict[str, str]:
+    return {"authorization": f"Bearer {ADMIN}"}
+
+
+def create_key(root: str, **spec: Any) -> dict[str, Any]:
+    """Create a key through the admin API; return its JSON (with ``secret``)."""
+    r = httpx.post(f"{root}/admin/keys", json=spec, headers=admin_headers(), timeout=10)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
