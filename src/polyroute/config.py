@@ -138,6 +138,9 @@ class AuthConfig(_Strict):
     #: Where RPM/TPM/parallel counters live: this process, or the store's database (shared by
     #: every replica on the same PostgreSQL).
     rate_limits: Literal["memory", "database"] = "memory"
+    #: A budgeted key's request that sets no max_tokens, on a model whose context window is
+    #: not known, is sent with this max_tokens, so that its worst case is known and reserved.
+    default_max_tokens: int = Field(4096, gt=0)
 
 
 class ProviderConfig(_Strict):

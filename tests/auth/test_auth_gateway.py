@@ -224,7 +224,9 @@ def test_the_dashboard_needs_the_admin_or_a_dashboard_key_that_sees_its_own_trac
 def test_metrics_stay_loopback_or_need_a_token(gateway: tuple[str, Any]) -> None:
     root, _ = gateway
     assert httpx.get(f"{root}/metrics").status_code == 200  # the test client is on loopback
-    assert httpx.get(f"{root}/metrics", headers={"authorization": "Bearer wrong"}).status_code == 401
+    assert (
+        httpx.get(f"{root}/metrics", headers={"authorization": "Bearer wrong"}).status_code == 401
+    )
 
 
 def test_other_hosts_are_refused_and_cors_is_off(gateway: tuple[str, Any]) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -27,7 +27,7 @@ from polyroute.auth.budget import (
 )
 from polyroute.auth.keys import KEY_SCOPE, KeyInfo, Limits
 from polyroute.auth.limits import RateLimiter, refused
-from polyroute.config import Config, ModelConfig
+from polyroute.config import AuthConfig, Config, ModelConfig
 from polyroute.errors import BudgetExceeded, InvalidRequest, PermissionDenied
 from polyroute.gateway.protocol import ChatCompletionRequest
 from polyroute.gateway.routing import RouterHub
@@ -39,6 +39,8 @@ from polyroute.store.recorder import RequestRecord
 log = logging.getLogger(__name__)
 
 TICKET_SCOPE = "polyroute.ticket"
+#: How long settlements wait to be written together: a reservation is held this much longer.
+SETTLE_DELAY_S = 0.05
 _OWNERS = 50_000  # recent trace → key, for feedback checks without a database read
 
 
@@ -52,7 +54,6 @@ class Ticket:
     reserved: int = 0
     trace_id: str = ""
     settled: bool = False
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def _subjects(key: KeyInfo) -> list[tuple[str, Limits]]:
@@ -91,10 +92,20 @@ class Admission:
         self.routers = routers
         self.limiter = RateLimiter()
         self.shared_rpm = shared_rpm
+        auth = config.auth
+        self.default_max_tokens = (
+            auth.default_max_tokens
+            if isinstance(auth, AuthConfig)
+            else AuthConfig().default_max_tokens
+        )
+        # Settlements wait here a moment and go to the store together (they only add).
+        self._deltas: dict[Charge, tuple[int, int]] = {}
+        # Reservations asked for while one batch is in the store go together in the next.
+        self._asks: list[tuple[list[Charge], int, asyncio.Future[bool]]] = []
+        self._reserving = False
         self._open: dict[str, Ticket] = {}
         self._owners: OrderedDict[str, str] = OrderedDict()
         self._usage: list[dict[str, Any]] = []  # unbudgeted usage rows, written in batches
-        self._tasks: set[asyncio.Task[None]] = set()
         self._flusher: asyncio.Task[None] | None = None
 
     # -- before the upstream ------------------------------------------------------------
@@ -188,17 +199,20 @@ class Admission:
         choices = chat.n or 1
         prompt = prompt_tokens_upper(body) * per_in
         asked = chat.max_completion_tokens or chat.max_tokens
-        room = None
-        if asked is None and model.context_window is not None:
-            room = max(1, model.context_window - prompt_tokens_upper(body))
-        out_tokens = asked if asked is not None else room
-        if out_tokens is not None:
-            amount = prompt + out_tokens * per_out * choices
-            if await asyncio.to_thread(self.keys.reserve, ticket.charges, amount):
-                ticket.reserved = amount
-                return
-            if asked is not None:
-                await self._refuse(ticket, amount)
+        if asked is not None:
+            out_tokens = asked
+        elif model.context_window is not None:
+            out_tokens = max(1, model.context_window - prompt_tokens_upper(body))
+        else:
+            out_tokens = self.default_max_tokens
+        amount = prompt + out_tokens * per_out * choices
+        if await self._reserve_batched(ticket.charges, amount):
+            ticket.reserved = amount
+            if asked is None and model.context_window is None:
+                body["max_tokens"] = out_tokens  # the bound the reservation assumed
+            return
+        if asked is not None:
+            await self._refuse(ticket, amount)
         # No max_tokens: reserve what is left, and cap the answer to what that pays for.
         for _ in range(3):
             left = await asyncio.to_thread(self.keys.remaining, ticket.charges) or 0
@@ -211,6 +225,36 @@ class Admission:
                 body["max_tokens"] = int(fits)
                 return
         await self._refuse(ticket, prompt + per_out * choices)
+
+    async def _reserve_batched(self, charges: list[Charge], amount: int) -> bool:
+        """One reservation, decided by the store in a transaction with others waiting now."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._asks.append((charges, amount, future))
+        if not self._reserving:
+            self._reserving = True
+            asyncio.get_running_loop().create_task(self._reserve_loop())
+        return await future
+
+    async def _reserve_loop(self) -> None:
+        try:
+            while self._asks:
+                asks, self._asks = self._asks, []
+                try:
+                    results = await asyncio.to_thread(
+                        self.keys.reserve_many, [(c, a) for c, a, _ in asks]
+                    )
+                except Exception as e:
+                    for _, _, f in asks:
+                        if not f.done():
+                            f.set_exception(e)
+                    continue
+                for (charges, amount, f), ok in zip(asks, results, strict=True):
+                    if not f.done():
+                        f.set_result(ok)
+                    elif ok:  # the request went away while the store decided: give it back
+                        self._credit(charges, amount, 0)
+        finally:
+            self._reserving = False
 
     async def _refuse(self, ticket: Ticket, needed: int) -> None:
         left = await asyncio.to_thread(self.keys.remaining, ticket.charges) or 0
@@ -250,30 +294,34 @@ class Admission:
             "input_tokens": record.input_tokens,
             "output_tokens": record.output_tokens,
         }
-        if ticket.charges:
-            self._spawn(self._settle(ticket, cost, usage))
-        else:
-            self._usage.append({**usage, "cost_nusd": cost})
-            if self._flusher is None or self._flusher.done():
-                self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+        self._usage.append({**usage, "cost_nusd": cost})
+        self._settle(ticket, cost)
 
-    async def _settle(self, ticket: Ticket, cost: int, usage: dict[str, Any] | None) -> None:
-        try:
-            await asyncio.to_thread(self.keys.settle, ticket.charges, ticket.reserved, cost, usage)
-        except Exception:
-            log.exception("settling the budget of key %s failed", ticket.key.id)
+    def _settle(self, ticket: Ticket, cost: int) -> None:
+        self._credit(ticket.charges, ticket.reserved, cost)
+
+    def _credit(self, charges: list[Charge], reserved: int, cost: int) -> None:
+        """Queue a settlement: drop ``reserved`` from each subject's reservation, add ``cost``."""
+        for charge in charges:
+            held, spent = self._deltas.get(charge, (0, 0))
+            self._deltas[charge] = (held + reserved, spent + cost)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
 
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(SETTLE_DELAY_S)
         await self.flush()
 
     async def flush(self) -> None:
+        """Write the pending settlements and usage rows (one transaction)."""
+        deltas, self._deltas = self._deltas, {}
         rows, self._usage = self._usage, []
-        if rows:
-            try:
-                await asyncio.to_thread(self.keys.record_usage, rows)
-            except Exception:
-                log.exception("recording %d key usage rows failed", len(rows))
+        if not deltas and not rows:
+            return
+        try:
+            await asyncio.to_thread(self.keys.settle_many, deltas, rows)
+        except Exception:
+            log.exception("settling %d budgets and %d usage rows failed", len(deltas), len(rows))
 
     def release(self, scope: MutableMapping[str, Any]) -> None:
         """A response is done: release its reservation if nothing settled it."""
@@ -285,17 +333,12 @@ class Admission:
         for subject, _ in ticket.subjects:
             self.limiter.done(subject, 0)
         if ticket.charges:
-            self._spawn(self._settle(ticket, 0, None))
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            self._settle(ticket, 0)
 
     async def aclose(self) -> None:
-        """Wait for pending settlements and write the last usage rows."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Write the pending settlements and usage rows."""
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
         await self.flush()
 
     # -- who made a trace ---------------------------------------------------------------

@@ -79,9 +79,41 @@ def _limit_values(spec: KeySpec | KeyUpdate | TeamSpec, fields: set[str]) -> dic
     return out
 
 
-def _fresh_spent(t: sa.Table, start: int) -> sa.ColumnElement[int]:
+def _fresh_spent(t: sa.Table, start: int | sa.BindParameter[int]) -> sa.ColumnElement[int]:
     """Spent in the current period: a row last charged in an earlier period counts 0."""
     return sa.case((t.c.period_start < start, 0), else_=t.c.spent_nusd)
+
+
+def _reserve_statement(t: sa.Table) -> sa.Update:
+    start, amount = (
+        sa.bindparam("b_start", type_=sa.BigInteger),
+        sa.bindparam("b_amount", type_=sa.BigInteger),
+    )
+    fresh = _fresh_spent(t, start)
+    return (
+        t.update()
+        .where(
+            t.c.id == sa.bindparam("b_id"),
+            sa.or_(
+                t.c.budget_nusd.is_(None), fresh + t.c.reserved_nusd + amount <= t.c.budget_nusd
+            ),
+        )
+        .values(
+            spent_nusd=fresh,
+            period_start=sa.case((t.c.period_start < start, start), else_=t.c.period_start),
+            reserved_nusd=t.c.reserved_nusd + amount,
+        )
+    )
+
+
+# Built once with bound parameters, so SQLAlchemy compiles each a single time.
+_RESERVE = {t.name: _reserve_statement(t) for t in (K, T)}
+_UNRESERVE = {
+    t.name: t.update()
+    .where(t.c.id == sa.bindparam("b_id"))
+    .values(reserved_nusd=t.c.reserved_nusd - sa.bindparam("b_amount", type_=sa.BigInteger))
+    for t in (K, T)
+}
 
 
 class KeyStore:
@@ -281,32 +313,30 @@ class KeyStore:
 
     def reserve(self, charges: Sequence[Charge], amount: int) -> bool:
         """Add ``amount`` to each subject's reservation if it fits every budget; all or none."""
+        return self.reserve_many([(charges, amount)])[0]
+
+    def reserve_many(self, asks: Sequence[tuple[Sequence[Charge], int]]) -> list[bool]:
+        """Several reservations in one transaction, each decided on its own, in order.
+
+        Each is one conditional update per subject; a request whose team does not fit has
+        its key's share taken back in the same transaction. Batching only saves commits:
+        every decision is still the database's, so it stays exact across processes.
+        """
+        out: list[bool] = []
         with self.engine.begin() as conn:
-            for c in charges:
-                start = period_start(c.period)
-                fresh = _fresh_spent(c.table, start)
-                done = conn.execute(
-                    c.table.update()
-                    .where(
-                        c.table.c.id == c.id,
-                        sa.or_(
-                            c.table.c.budget_nusd.is_(None),
-                            fresh + c.table.c.reserved_nusd + amount <= c.table.c.budget_nusd,
-                        ),
-                    )
-                    .values(
-                        spent_nusd=fresh,
-                        period_start=sa.case(
-                            (c.table.c.period_start < start, start),
-                            else_=c.table.c.period_start,
-                        ),
-                        reserved_nusd=c.table.c.reserved_nusd + amount,
-                    )
-                )
-                if done.rowcount != 1:
-                    conn.rollback()
-                    return False
-        return True
+            for charges, amount in asks:
+                taken: list[Charge] = []
+                for c in charges:
+                    params = {"b_id": c.id, "b_amount": amount, "b_start": period_start(c.period)}
+                    if conn.execute(_RESERVE[c.table.name], params).rowcount != 1:
+                        break
+                    taken.append(c)
+                ok = len(taken) == len(charges)
+                if not ok:
+                    for c in taken:
+                        conn.execute(_UNRESERVE[c.table.name], {"b_id": c.id, "b_amount": amount})
+                out.append(ok)
+        return out
 
     def remaining(self, charges: Sequence[Charge]) -> int | None:
         """The least budget left (unreserved) over the subjects; None when none has one."""
@@ -327,12 +357,13 @@ class KeyStore:
                 least = left if least is None else min(least, left)
         return least
 
-    def settle(
-        self, charges: Sequence[Charge], reserved: int, cost: int, usage: dict[str, Any] | None
+    def settle_many(
+        self, deltas: dict[Charge, tuple[int, int]], usage: Sequence[dict[str, Any]]
     ) -> None:
-        """Replace a reservation by the real cost (0 releases it), and record the usage."""
+        """Settle many requests at once: per subject, (reservations to drop, cost to add);
+        then their usage rows. One transaction; each update still adds, never overwrites."""
         with self.engine.begin() as conn:
-            for c in charges:
+            for c, (reserved, cost) in deltas.items():
                 start = period_start(c.period)
                 fresh = _fresh_spent(c.table, start)
                 conn.execute(
@@ -347,8 +378,8 @@ class KeyStore:
                         reserved_nusd=c.table.c.reserved_nusd - reserved,
                     )
                 )
-            if usage is not None:
-                conn.execute(U.insert().values(**usage, cost_nusd=cost))
+            if usage:
+                conn.execute(U.insert(), list(usage))
 
     def record_usage(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
