@@ -38,7 +38,7 @@ def test_nothing_but_health_live_answers_without_a_key(gateway: tuple[str, Any])
     root, _ = gateway
     for method, path in [
         ("GET", "/v1/models"), ("POST", "/v1/chat/completions"), ("POST", "/v1/feedback"),
-        ("GET", "/ui"), ("GET", "/ui/api/traces"), ("GET", "/ui/api/summary"), ("GET", "/docs"),
+        ("GET", "/ui"), ("GET", "/ui/api/traces"), ("GET", "/ui/api/summary"), ("GET", "/ui/api/keys"), ("GET", "/docs"),
         ("GET", "/openapi.json"), ("GET", "/health"), ("GET", "/admin/keys"), ("GET", "/nope"),
     ]:  # fmt: skip
         r = httpx.request(method, root + path, json={} if method == "POST" else None)
@@ -66,6 +66,13 @@ def test_a_key_made_by_the_admin_works_as_bearer_and_as_x_api_key(
     # A virtual key is not the admin's.
     r = httpx.get(f"{root}/admin/keys", headers={"authorization": f"Bearer {key['secret']}"})
     assert r.status_code == 403
+    # Spend per key on /metrics (by alias) and on the dashboard's API.
+    metrics = httpx.get(f"{root}/metrics").text
+    assert 'polyroute_key_requests_total{key="app",team=""} 2.0' in metrics
+    time.sleep(0.3)
+    spend = httpx.get(f"{root}/ui/api/keys", headers=admin_headers()).json()
+    mine = next(k for k in spend["keys"] if k["alias"] == "app")
+    assert mine["spend"]["by_model"]["echo"]["requests"] == 2
 
 
 def test_secrets_are_stored_only_as_salted_hashes(gateway: tuple[str, Any], db_url: str) -> None:

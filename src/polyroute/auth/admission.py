@@ -27,6 +27,7 @@ from polyroute.auth.budget import (
 )
 from polyroute.auth.keys import KEY_SCOPE, KeyInfo, Limits
 from polyroute.auth.limits import RateLimiter, refused
+from polyroute.auth.metrics import KeyMetrics
 from polyroute.config import AuthConfig, Config, ModelConfig
 from polyroute.errors import BudgetExceeded, InvalidRequest, PermissionDenied
 from polyroute.gateway.protocol import ChatCompletionRequest
@@ -85,6 +86,7 @@ class Admission:
         routers: RouterHub | None,
         *,
         shared_rpm: bool = False,
+        metrics: KeyMetrics | None = None,
     ) -> None:
         self.config = config
         self.keys = keys
@@ -92,6 +94,7 @@ class Admission:
         self.routers = routers
         self.limiter = RateLimiter()
         self.shared_rpm = shared_rpm
+        self.metrics = metrics
         auth = config.auth
         self.default_max_tokens = (
             auth.default_max_tokens
@@ -296,6 +299,8 @@ class Admission:
         }
         self._usage.append({**usage, "cost_nusd": cost})
         self._settle(ticket, cost)
+        if self.metrics is not None:
+            self.metrics.observe(ticket.key, cost)
 
     def _settle(self, ticket: Ticket, cost: int) -> None:
         self._credit(ticket.charges, ticket.reserved, cost)

@@ -113,3 +113,20 @@ def admin_router(keys: KeyStore) -> APIRouter:
         return _json({"id": team_id, **spec.model_dump(exclude_unset=True)})
 
     return api
+
+
+def spend_router(keys: KeyStore) -> APIRouter:
+    """``GET /ui/api/keys``: what the dashboard shows of keys and teams."""
+    api = APIRouter(include_in_schema=False)
+
+    @api.get("/ui/api/keys")
+    async def spend() -> Response:
+        def read() -> dict[str, Any]:
+            return {
+                "keys": [key_view(keys, k) for k in keys.all()],
+                "teams": keys.spend_by_team(),
+            }
+
+        return _json(await asyncio.to_thread(read))
+
+    return api

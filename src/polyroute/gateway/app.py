@@ -18,11 +18,12 @@ from starlette.types import Receive, Scope, Send
 
 from polyroute import __version__
 from polyroute.auth.admission import Admission
+from polyroute.auth.metrics import KeyMetrics
 from polyroute.catalog import apply_catalog, load_catalog
 from polyroute.config import AuthConfig, Config, ModelConfig, default_config
 from polyroute.dashboard import Dashboard
 from polyroute.errors import InvalidRequest, PolyrouteError
-from polyroute.gateway.admin import admin_router
+from polyroute.gateway.admin import admin_router, spend_router
 from polyroute.gateway.auth import Gate
 from polyroute.gateway.chat import ChatService
 from polyroute.gateway.errors import error_response, handle_polyroute_error, handle_unexpected
@@ -53,6 +54,7 @@ class Gateway:
             flush_interval_s=config.store.flush_interval_s,
         )
         self.routers = build_router_hub(config)
+        self.telemetry = Telemetry(config)  # /metrics, and OTLP spans when configured
         # Keys: the gate ahead of every route, and budgets and rate limits on the chat path.
         self.keys = KeyStore(self.store.engine)
         self.gate = Gate(config, self.keys)
@@ -64,11 +66,13 @@ class Gateway:
                 self.routers,
                 shared_rpm=isinstance(config.auth, AuthConfig)
                 and config.auth.rate_limits == "database",
+                metrics=KeyMetrics(self.telemetry.metrics.registry)
+                if self.telemetry.metrics is not None
+                else None,
             )
             if self.gate.enabled
             else None
         )
-        self.telemetry = Telemetry(config)  # /metrics, and OTLP spans when configured
         # Feedback finds recent traces here, and teaches the online routers through learning.
         self.recent = RecentTraces(config.feedback.recent_traces)
         self.learning = OnlineLearning(
@@ -229,6 +233,8 @@ def create_app(
     app.gate = gateway.gate
     app.admission = gateway.admission
     app.include_router(admin_router(gateway.keys))
+    if gateway.config.dashboard.enabled:
+        app.include_router(spend_router(gateway.keys))
     app.add_exception_handler(PolyrouteError, handle_polyroute_error)
     app.add_exception_handler(Exception, handle_unexpected)
 

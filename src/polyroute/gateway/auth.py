@@ -49,7 +49,7 @@ _CACHE_MAX = 100_000
 _OPEN = frozenset({"/health/live"})
 #: Aggregates over everyone's traffic: the admin's only.
 _ADMIN_UI = ("/ui/api/summary", "/ui/api/timeseries", "/ui/api/model-mix", "/ui/api/feedback",
-             "/ui/api/routers", "/ui/api/leaderboard")  # fmt: skip
+             "/ui/api/routers", "/ui/api/leaderboard", "/ui/api/keys")  # fmt: skip
 _UI_HEADERS = [
     (b"content-security-policy",
      b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
