@@ -124,6 +124,7 @@ def test_a_small_budget_refuses_exactly_when_it_runs_out(
     assert refused.value.response.headers["x-polyroute-budget-remaining-usd"] == "0.000000000"
     time.sleep(0.3)
     shown = httpx.get(f"{root}/admin/keys/{key['id']}", headers=admin_headers()).json()
+    assert shown["rpm"] == 100
     assert shown["spend"]["spent_usd"] == pytest.approx(0.01)
     assert shown["spend"]["reserved_usd"] == 0
     assert shown["spend"]["by_model"]["dear"]["requests"] == 5
@@ -243,3 +244,26 @@ def test_other_hosts_are_refused_and_cors_is_off(gateway: tuple[str, Any]) -> No
     r = httpx.get(f"{root}/health/live", headers={"host": "localhost:1234", "origin": "https://evil.example"})  # fmt: skip
     assert r.status_code == 200
     assert "access-control-allow-origin" not in r.headers
+
+
+def test_the_newcomer_path_budget_and_rpm_each_refuse_when_they_run_out(
+    gateway: tuple[str, Any],
+) -> None:
+    root, _ = gateway
+
+    def run(model: str) -> list[str]:
+        c = client(root, create_key(root, budget_usd=0.01, rpm=10)["secret"])
+        codes = []
+        for _ in range(12):
+            try:
+                c.chat.completions.create(model=model, messages=USER, max_tokens=2)
+                codes.append("ok")
+            except openai.RateLimitError as e:
+                codes.append(e.response.json()["error"]["code"])
+        return codes
+
+    # "echo" costs a few millionths of a dollar: the 10 requests a minute run out first.
+    assert run("echo") == ["ok"] * 10 + ["rate_limit_exceeded"] * 2
+    # "dear" costs $0.002 a request: five fit the $0.01; a request refused for its budget
+    # does not count toward the minute's 10.
+    assert run("dear") == ["ok"] * 5 + ["budget_exceeded"] * 7

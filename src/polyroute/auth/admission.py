@@ -137,8 +137,8 @@ class Admission:
             if ticket.charges:
                 await self._reserve(ticket, chat, body)
         except BaseException:
-            for subject, _ in subjects:
-                self.limiter.done(subject, 0)
+            for subject, limits in subjects:
+                self.limiter.untake(subject, limits)
             raise
         self._open[trace_id] = ticket
         request.scope[TICKET_SCOPE] = ticket

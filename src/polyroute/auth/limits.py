@@ -106,6 +106,13 @@ class RateLimiter:
             c.requests.append(now)
         c.in_flight += 1
 
+    def untake(self, subject: str, limits: Limits) -> None:
+        """Undo :meth:`take` for a request refused after all (its budget): it never ran."""
+        c = self._counter(subject)
+        if limits.rpm is not None and c.requests:
+            c.requests.pop()
+        c.in_flight = max(0, c.in_flight - 1)
+
     def done(self, subject: str, tokens: int, now: float | None = None) -> None:
         """A request finished: it is no longer in flight, and its tokens count for TPM."""
         now = time.monotonic() if now is None else now
