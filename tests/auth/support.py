@@ -27,6 +27,8 @@ def auth_config(base_url: str, db_url: str, **auth: Any) -> Config:
                 {"name": "dear", "provider": "up", "upstream_model": "echo",
                  "input_price": 0.0, "output_price": 1000.0},
                 {"name": "refused", "provider": "up", "upstream_model": "fail-400"},
+                {"name": "broken", "provider": "up", "upstream_model": "fail-500",
+                 "input_price": 1.0, "output_price": 1.0},
                 {"name": "mystery", "provider": "up", "upstream_model": "echo"},
             ],
         }

@@ -267,3 +267,32 @@ def test_the_newcomer_path_budget_and_rpm_each_refuse_when_they_run_out(
     # "dear" costs $0.002 a request: five fit the $0.01; a request refused for its budget
     # does not count toward the minute's 10.
     assert run("dear") == ["ok"] * 5 + ["budget_exceeded"] * 7
+
+
+def _money(root: str, key_id: str) -> tuple[float, float]:
+    time.sleep(0.3)  # settlements are written together every 50 ms
+    spend = httpx.get(f"{root}/admin/keys/{key_id}", headers=admin_headers()).json()["spend"]
+    return spend["spent_usd"], spend["reserved_usd"]
+
+
+def test_a_stream_settles_to_its_real_cost(gateway: tuple[str, Any]) -> None:
+    root, _ = gateway
+    key = create_key(root, budget_usd=1)
+    chunks = client(root, key["secret"]).chat.completions.create(
+        model="exact", messages=[{"role": "user", "content": "a b c d e"}], max_tokens=50,
+        stream=True,
+    )  # fmt: skip
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.split() == ["a", "b", "c", "d", "e"]
+    # Reserved 50 tokens' worth; charged the 5 the upstream reported.
+    assert _money(root, key["id"]) == (pytest.approx(5e-6), 0)
+
+
+def test_a_failed_request_releases_its_reservation(gateway: tuple[str, Any]) -> None:
+    root, _ = gateway
+    key = create_key(root, budget_usd=1)
+    with pytest.raises(openai.InternalServerError):
+        client(root, key["secret"]).chat.completions.create(
+            model="broken", messages=USER, max_tokens=10
+        )
+    assert _money(root, key["id"]) == (0, 0)
