@@ -148,3 +148,30 @@ def test_rpm_is_shared_by_replicas_through_postgresql(
                 assert e.response.headers["retry-after"]
                 refused += 1
     assert (answered, refused) == (6, 4)
+
+
+def test_tpm_is_shared_by_replicas_through_postgresql(
+    echo_upstream: EchoUpstream, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POLYROUTE_ADMIN_KEY", ADMIN)
+    config = auth_config(echo_upstream.base_url, postgres_url, rate_limits="database")
+    with serving(create_app(config)) as one, serving(create_app(config)) as two:
+        # "hi there" uses 3 prompt + 2 answer tokens: two requests use the minute's 10.
+        key = create_key(one.removesuffix("/v1"), tpm=10)
+        if time.time() % 60 > 50:
+            time.sleep(60.5 - time.time() % 60)
+        clients = [
+            openai.OpenAI(base_url=u, api_key=key["secret"], max_retries=0) for u in (one, two)
+        ]
+        for c in clients:
+            c.chat.completions.create(model="echo", messages=USER)
+            time.sleep(0.3)  # its tokens reach the store with the next settlement
+        with pytest.raises(openai.RateLimitError) as refused:
+            clients[0].chat.completions.create(model="echo", messages=USER)
+    headers = refused.value.response.headers
+    message = refused.value.response.json()["error"]["message"]
+    assert "tokens per minute (shared by every replica)" in message  # app one alone saw 5
+    assert (headers["x-ratelimit-limit-tokens"], headers["x-ratelimit-remaining-tokens"]) == (
+        "10",
+        "0",
+    )

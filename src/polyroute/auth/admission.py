@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -54,6 +55,8 @@ class Ticket:
     charges: list[Charge]
     reserved: int = 0
     trace_id: str = ""
+    #: The shared (store) minutes this request was counted in, for its tokens afterwards.
+    windows: list[tuple[str, int]] = field(default_factory=list)
     settled: bool = False
 
 
@@ -85,7 +88,7 @@ class Admission:
         pool: ProviderPool,
         routers: RouterHub | None,
         *,
-        shared_rpm: bool = False,
+        shared_limits: bool = False,
         metrics: KeyMetrics | None = None,
     ) -> None:
         self.config = config
@@ -93,7 +96,7 @@ class Admission:
         self.pool = pool
         self.routers = routers
         self.limiter = RateLimiter()
-        self.shared_rpm = shared_rpm
+        self.shared_limits = shared_limits
         self.metrics = metrics
         auth = config.auth
         self.default_max_tokens = (
@@ -103,6 +106,7 @@ class Admission:
         )
         # Settlements wait here a moment and go to the store together (they only add).
         self._deltas: dict[Charge, tuple[int, int]] = {}
+        self._window_tokens: dict[tuple[str, int], int] = {}
         # Reservations asked for while one batch is in the store go together in the next.
         self._asks: list[tuple[list[Charge], int, asyncio.Future[bool]]] = []
         self._reserving = False
@@ -132,8 +136,8 @@ class Admission:
             self.limiter.take(subject, limits)
         ticket = Ticket(key, subjects, _charges(key), trace_id=trace_id)
         try:
-            if self.shared_rpm:
-                await self._shared_rpm(subjects)
+            if self.shared_limits:
+                await self._shared_limits(ticket)
             if ticket.charges:
                 await self._reserve(ticket, chat, body)
         except BaseException:
@@ -145,26 +149,40 @@ class Admission:
         self._own(trace_id, key.id)
         return ticket
 
-    async def _shared_rpm(self, subjects: list[tuple[str, Limits]]) -> None:
-        import time
-
+    async def _shared_limits(self, ticket: Ticket) -> None:
+        """RPM and TPM counted in the store, per calendar minute, shared by every replica."""
         minute = int(time.time() // 60)
-        for subject, limits in subjects:
-            if limits.rpm is None:
+        for subject, limits in ticket.subjects:
+            if limits.rpm is None and limits.tpm is None:
                 continue
-            n = await asyncio.to_thread(self.keys.hit_window, subject, minute, limits.rpm, 0)
-            if n is None:
-                wait = 60 - time.time() % 60
-                raise refused(
-                    f"Rate limit reached for {subject}: {limits.rpm} requests per minute "
-                    f"(shared by every replica); try again in {wait:.1f}s",
-                    wait,
-                    {
-                        "x-ratelimit-limit-requests": str(limits.rpm),
-                        "x-ratelimit-remaining-requests": "0",
-                        "x-ratelimit-reset-requests": f"{wait:.3f}s",
-                    },
-                )
+            counted = await asyncio.to_thread(
+                self.keys.hit_window, subject, minute, limits.rpm, limits.tpm
+            )
+            if counted is not None:
+                ticket.windows.append((subject, minute))
+                continue
+            requests, tokens = await asyncio.to_thread(self.keys.window_usage, subject, minute)
+            wait = 60 - time.time() % 60
+            headers = {}
+            if limits.rpm is not None:
+                headers["x-ratelimit-limit-requests"] = str(limits.rpm)
+                headers["x-ratelimit-remaining-requests"] = str(max(0, limits.rpm - requests))
+                headers["x-ratelimit-reset-requests"] = f"{wait:.3f}s"
+            if limits.tpm is not None:
+                headers["x-ratelimit-limit-tokens"] = str(limits.tpm)
+                headers["x-ratelimit-remaining-tokens"] = str(max(0, limits.tpm - tokens))
+                headers["x-ratelimit-reset-tokens"] = f"{wait:.3f}s"
+            what = (
+                f"{limits.rpm} requests per minute"
+                if limits.rpm is not None and requests >= limits.rpm
+                else f"{limits.tpm} tokens per minute"
+            )
+            raise refused(
+                f"Rate limit reached for {subject}: {what} (shared by every replica); try "
+                f"again in {wait:.1f}s",
+                wait,
+                headers,
+            )
 
     def _priced_model(self, name: str) -> ModelConfig:
         """The model whose prices bound this request: itself, or a router's dearest."""
@@ -298,6 +316,8 @@ class Admission:
             "output_tokens": record.output_tokens,
         }
         self._usage.append({**usage, "cost_nusd": cost})
+        for window in ticket.windows:
+            self._window_tokens[window] = self._window_tokens.get(window, 0) + tokens
         self._settle(ticket, cost)
         if self.metrics is not None:
             self.metrics.observe(ticket.key, cost)
@@ -321,10 +341,11 @@ class Admission:
         """Write the pending settlements and usage rows (one transaction)."""
         deltas, self._deltas = self._deltas, {}
         rows, self._usage = self._usage, []
-        if not deltas and not rows:
+        windows, self._window_tokens = self._window_tokens, {}
+        if not deltas and not rows and not windows:
             return
         try:
-            await asyncio.to_thread(self.keys.settle_many, deltas, rows)
+            await asyncio.to_thread(self.keys.settle_many, deltas, rows, windows)
         except Exception:
             log.exception("settling %d budgets and %d usage rows failed", len(deltas), len(rows))
 

@@ -64,7 +64,7 @@ class Gateway:
                 self.keys,
                 self.pool,
                 self.routers,
-                shared_rpm=isinstance(config.auth, AuthConfig)
+                shared_limits=isinstance(config.auth, AuthConfig)
                 and config.auth.rate_limits == "database",
                 metrics=KeyMetrics(self.telemetry.metrics.registry)
                 if self.telemetry.metrics is not None

@@ -358,7 +358,10 @@ class KeyStore:
         return least
 
     def settle_many(
-        self, deltas: dict[Charge, tuple[int, int]], usage: Sequence[dict[str, Any]]
+        self,
+        deltas: dict[Charge, tuple[int, int]],
+        usage: Sequence[dict[str, Any]],
+        window_tokens: dict[tuple[str, int], int] | None = None,
     ) -> None:
         """Settle many requests at once: per subject, (reservations to drop, cost to add);
         then their usage rows. One transaction; each update still adds, never overwrites."""
@@ -380,6 +383,12 @@ class KeyStore:
                 )
             if usage:
                 conn.execute(U.insert(), list(usage))
+            for (subject, window), tokens in (window_tokens or {}).items():
+                conn.execute(
+                    W.update()
+                    .where(W.c.subject == subject, W.c.window == window)
+                    .values(tokens=W.c.tokens + tokens)
+                )
 
     def record_usage(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
@@ -453,45 +462,41 @@ class KeyStore:
 
     # -- shared rate counters -----------------------------------------------------------
 
-    def hit_window(self, subject: str, window: int, rpm: int | None, tokens: int) -> int | None:
-        """Count one request in ``subject``'s minute; None when that would pass ``rpm``."""
+    def hit_window(
+        self, subject: str, window: int, rpm: int | None, tpm: int | None
+    ) -> tuple[int, int] | None:
+        """Count one request in ``subject``'s minute if it has room under ``rpm`` and
+        ``tpm`` (tokens already used); return the minute's (requests, tokens) before it, or
+        None with nothing counted. One conditional update: exact across replicas."""
+        cond: list[sa.ColumnElement[bool]] = [W.c.subject == subject, W.c.window == window]
+        room = list(cond)
+        if rpm is not None:
+            room.append(W.c.requests < rpm)
+        if tpm is not None:
+            room.append(W.c.tokens < tpm)
+        bump = W.update().where(*room).values(requests=W.c.requests + 1)
         with self.engine.begin() as conn:
-            updated = conn.execute(
-                W.update()
-                .where(
-                    W.c.subject == subject,
-                    W.c.window == window,
-                    sa.true() if rpm is None else W.c.requests < rpm,
-                )
-                .values(requests=W.c.requests + 1, tokens=W.c.tokens + tokens)
-            )
-            if updated.rowcount == 1:
-                return int(
-                    conn.scalar(
-                        sa.select(W.c.requests).where(W.c.subject == subject, W.c.window == window)
-                    )
-                    or 0
-                )
-            exists = conn.scalar(
-                sa.select(W.c.requests).where(W.c.subject == subject, W.c.window == window)
-            )
-            if exists is not None:
+            if conn.execute(bump).rowcount == 1:
+                return (0, 0)
+            found = conn.execute(sa.select(W.c.requests, W.c.tokens).where(*cond)).first()
+            if found is not None:
                 return None  # the minute is full
             try:
                 with conn.begin_nested():
                     conn.execute(
-                        W.insert().values(subject=subject, window=window, requests=1, tokens=tokens)
+                        W.insert().values(subject=subject, window=window, requests=1, tokens=0)
                     )
-            except sa.exc.IntegrityError:  # another process made the row first: count again
-                again = conn.execute(
-                    W.update()
-                    .where(
-                        W.c.subject == subject,
-                        W.c.window == window,
-                        sa.true() if rpm is None else W.c.requests < rpm,
-                    )
-                    .values(requests=W.c.requests + 1, tokens=W.c.tokens + tokens)
+            except sa.exc.IntegrityError:  # another replica made the row first: try once more
+                return (0, 0) if conn.execute(bump).rowcount == 1 else None
+            conn.execute(W.delete().where(W.c.subject == subject, W.c.window < window - 2))
+            return (0, 0)
+
+    def window_usage(self, subject: str, window: int) -> tuple[int, int]:
+        """(requests, tokens) counted in ``subject``'s minute."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(W.c.requests, W.c.tokens).where(
+                    W.c.subject == subject, W.c.window == window
                 )
-                return 1 if again.rowcount == 1 else None
-            conn.execute(W.delete().where(W.c.window < window - 5))
-            return 1
+            ).first()
+        return (int(found[0]), int(found[1])) if found is not None else (0, 0)
