@@ -135,8 +135,8 @@ class AuthConfig(_Strict):
     #: Seconds a looked-up key is trusted before the store is read again: a revocation
     #: takes effect on every replica within this time (keep it under 5).
     cache_ttl_s: float = Field(2.0, gt=0, le=5)
-    #: Where RPM/TPM/parallel counters live: this process, or the store's database (shared by
-    #: every replica on the same PostgreSQL).
+    #: Where RPM and TPM are counted: this process only, or also the store's database (shared
+    #: by every replica on the same PostgreSQL). ``parallel`` is always per process.
     rate_limits: Literal["memory", "database"] = "memory"
     #: A budgeted key's request that sets no max_tokens, on a model whose context window is
     #: not known, is sent with this max_tokens, so that its worst case is known and reserved.
