@@ -49,3 +49,14 @@ def test_upstream_errors_that_echo_a_key_are_redacted() -> None:
     assert "sk-proj" not in err.message and "abc.def" not in err.message
     assert err.message.count("[redacted]") == 2
     assert redact_keys("max_tokens must be below 100") == "max_tokens must be below 100"
+
+
+def test_a_key_limited_to_models_needs_its_routers_listed() -> None:
+    from polyroute.auth.keys import KeyInfo
+
+    assert KeyInfo(id="a").may_use("auto", is_router=True)
+    limited = KeyInfo(id="b", models=("echo",))
+    assert limited.may_use("echo", is_router=False)
+    assert not limited.may_use("dear", is_router=False)
+    assert not limited.may_use("auto", is_router=True)  # a router could pick any model
+    assert KeyInfo(id="c", models=("echo",), routers=("auto",)).may_use("auto", is_router=True)

@@ -63,10 +63,14 @@ class KeyInfo:
         return None
 
     def may_use(self, name: str, is_router: bool) -> bool:
-        allowed = self.routers if is_router else self.models
-        if allowed is None:
-            return True
-        return name in allowed
+        """Whether the key may ask for this model or router. A key limited to some models
+        may use a router only when its routers are listed too (a router may pick any
+        configured model)."""
+        if is_router:
+            if self.routers is None:
+                return self.models is None
+            return name in self.routers
+        return self.models is None or name in self.models
 
     def public(self) -> dict[str, Any]:
         """The key as the admin API and ``keys show`` print it (no secret, no hash)."""
