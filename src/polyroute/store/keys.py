@@ -121,6 +121,7 @@ class KeyStore:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self._compiled: dict[tuple[str, str], tuple[str, list[str] | None, dict[str, Any]]] = {}
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -324,19 +325,48 @@ class KeyStore:
         """
         out: list[bool] = []
         with self.engine.begin() as conn:
-            for charges, amount in asks:
-                taken: list[Charge] = []
-                for c in charges:
-                    params = {"b_id": c.id, "b_amount": amount, "b_start": period_start(c.period)}
-                    if conn.execute(_RESERVE[c.table.name], params).rowcount != 1:
-                        break
-                    taken.append(c)
-                ok = len(taken) == len(charges)
-                if not ok:
-                    for c in taken:
-                        conn.execute(_UNRESERVE[c.table.name], {"b_id": c.id, "b_amount": amount})
-                out.append(ok)
+            # The driver's own cursor, in SQLAlchemy's transaction: these statements are the
+            # hot path's only database work, and SQLAlchemy's per-execute bookkeeping would
+            # cost more than SQLite takes to run them.
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                for charges, amount in asks:
+                    taken: list[Charge] = []
+                    for c in charges:
+                        params = {
+                            "b_id": c.id,
+                            "b_amount": amount,
+                            "b_start": period_start(c.period),
+                        }
+                        sql, args = self._driver_sql("reserve", c.table, params)
+                        cursor.execute(sql, args)
+                        if cursor.rowcount != 1:
+                            break
+                        taken.append(c)
+                    ok = len(taken) == len(charges)
+                    if not ok:
+                        for c in taken:
+                            undo = {"b_id": c.id, "b_amount": amount}
+                            cursor.execute(*self._driver_sql("unreserve", c.table, undo))
+                    out.append(ok)
+            finally:
+                cursor.close()
         return out
+
+    def _driver_sql(self, kind: str, table: sa.Table, params: dict[str, Any]) -> tuple[str, Any]:
+        """A statement compiled once for this engine's driver, and its arguments."""
+        key = (kind, table.name)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            stmt = (_RESERVE if kind == "reserve" else _UNRESERVE)[table.name]
+            done = stmt.compile(dialect=self.engine.dialect)
+            order = list(done.positiontup) if done.positional and done.positiontup else None
+            # Literals (the 0 of a reset period) are bound parameters too: keep their values.
+            fixed = {k: v for k, v in done.params.items() if not k.startswith("b_")}
+            compiled = self._compiled[key] = (done.string, order, fixed)
+        sql, order, fixed = compiled
+        merged = {**fixed, **params}
+        return sql, (tuple(merged[n] for n in order) if order is not None else merged)
 
     def remaining(self, charges: Sequence[Charge]) -> int | None:
         """The least budget left (unreserved) over the subjects; None when none has one."""
