@@ -11,7 +11,8 @@ from polyroute.auth import secrets
 from polyroute.auth.budget import period_start, prompt_tokens_upper
 from polyroute.auth.spec import KeySpec, KeyUpdate, TeamSpec, parse_expiry
 from polyroute.store import Store, schema
-from polyroute.store.keys import Charge, KeyNotFound, KeyStore
+from polyroute.store.keys import KeyNotFound, KeyStore
+from polyroute.store.ledger import Charge
 
 
 @pytest.fixture

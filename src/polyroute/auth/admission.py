@@ -35,7 +35,8 @@ from polyroute.gateway.protocol import ChatCompletionRequest
 from polyroute.gateway.routing import RouterHub
 from polyroute.providers.pool import ProviderPool
 from polyroute.store import schema
-from polyroute.store.keys import Charge, KeyStore
+from polyroute.store.keys import KeyStore
+from polyroute.store.ledger import Charge
 from polyroute.store.recorder import RequestRecord
 
 log = logging.getLogger(__name__)
