@@ -29,6 +29,8 @@ from tests.support.echo_upstream import EchoUpstream
 
 from polyroute.gateway import create_app
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 PROMPT = [{"role": "user", "content": "a b c d e"}]
 COST_NUSD = 5 * 1000  # 5 output tokens at 1000 nano-USD each
 BUDGET_USD = 10 * COST_NUSD / 1e9

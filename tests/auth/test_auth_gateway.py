@@ -14,6 +14,8 @@ from tests.conftest import serving
 from tests.support.echo_upstream import EchoUpstream
 
 from polyroute.gateway import create_app
+
+pytestmark = pytest.mark.e2e
 from polyroute.store import Store
 
 USER = [{"role": "user", "content": "hi there"}]

@@ -19,6 +19,8 @@ from polyroute.config import Config
 from polyroute.errors import ConfigError
 from polyroute.gateway import create_app
 
+pytestmark = pytest.mark.e2e
+
 USER = [{"role": "user", "content": "hi there"}]
 
 
