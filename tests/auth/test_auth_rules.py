@@ -67,6 +67,9 @@ def test_on_loopback_without_an_admin_key_auth_stays_off(
         assert c.models.list().data
         # Yet the Host allow-list holds: a rebound DNS name is refused.
         assert httpx.get(base_url + "/models", headers={"host": "attacker.test"}).status_code == 421
+        # And nobody makes keys over HTTP without the admin key.
+        root = base_url.removesuffix("/v1")
+        assert httpx.post(root + "/admin/keys", json={}).status_code == 403
 
 
 def test_the_admin_key_can_come_from_a_file(

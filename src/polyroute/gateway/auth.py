@@ -228,7 +228,14 @@ class Gate:
             origin = _header(scope, b"origin")
             if origin is not None and (origin in self.cors or "*" in self.cors):
                 return Response(status_code=204, headers=self._cors_headers(origin, True))
-        if not self.enabled or path in _OPEN:
+        if not self.enabled:
+            if path.startswith("/admin/"):
+                raise PermissionDenied(
+                    f"The admin API is off while auth is off: set {ADMIN_KEY_ENV} (or "
+                    "auth.admin_key_file), or use `polyroute keys` on this machine"
+                )
+            return None
+        if path in _OPEN:
             return None
         if path == "/metrics":
             return await self._metrics(scope)
