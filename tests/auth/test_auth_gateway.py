@@ -14,9 +14,9 @@ from tests.conftest import serving
 from tests.support.echo_upstream import EchoUpstream
 
 from polyroute.gateway import create_app
+from polyroute.store import Store
 
 pytestmark = pytest.mark.e2e
-from polyroute.store import Store
 
 USER = [{"role": "user", "content": "hi there"}]
 
