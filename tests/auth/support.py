@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 
 from polyroute.config import Config
+
+R = TypeVar("R")
 
 ADMIN = "admin-key-for-tests-0123456789"
 
@@ -44,3 +48,28 @@ def create_key(root: str, **spec: Any) -> dict[str, Any]:
     r = httpx.post(f"{root}/admin/keys", json=spec, headers=admin_headers(), timeout=10)
     assert r.status_code == 201, r.text
     return dict(r.json())
+
+
+def eventually(check: Callable[[], R], timeout_s: float = 15.0) -> R:
+    """``check()``'s value once it stops failing its assertions: what the recorder and the
+    settlements write lands a moment after the answer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return check()
+        except (AssertionError, KeyError, StopIteration):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def key_money(root: str, key_id: str) -> dict[str, Any]:
+    """A key as the admin API shows it, once no reservation is pending."""
+
+    def settled() -> dict[str, Any]:
+        shown = httpx.get(f"{root}/admin/keys/{key_id}", headers=admin_headers()).json()
+        assert shown["spend"]["reserved_usd"] == 0
+        assert shown["spend"]["by_model"]
+        return dict(shown)
+
+    return eventually(settled)

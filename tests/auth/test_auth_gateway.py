@@ -9,7 +9,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tests.auth.support import ADMIN, admin_headers, auth_config, create_key
+from tests.auth.support import (
+    ADMIN,
+    admin_headers,
+    auth_config,
+    create_key,
+    eventually,
+    key_money,
+)
 from tests.conftest import serving
 from tests.support.echo_upstream import EchoUpstream
 
@@ -19,6 +26,19 @@ from polyroute.store import Store
 pytestmark = pytest.mark.e2e
 
 USER = [{"role": "user", "content": "hi there"}]
+
+
+def assert_recorded(db_url: str, n: int) -> None:
+    """Assert the recorder has written ``n`` requests (and that the usage rows match)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.scalar(sa.text("SELECT count(*) FROM requests")) == n
+            assert conn.scalar(sa.text("SELECT count(*) FROM key_usage")) == n
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
@@ -71,17 +91,21 @@ def test_a_key_made_by_the_admin_works_as_bearer_and_as_x_api_key(
     # Spend per key on /metrics (by alias) and on the dashboard's API.
     metrics = httpx.get(f"{root}/metrics").text
     assert 'polyroute_key_requests_total{key="app",team=""} 2.0' in metrics
-    time.sleep(0.3)
-    spend = httpx.get(f"{root}/ui/api/keys", headers=admin_headers()).json()
-    mine = next(k for k in spend["keys"] if k["alias"] == "app")
-    assert mine["spend"]["by_model"]["echo"]["requests"] == 2
+
+    def dashboard_spend() -> None:
+        spend = httpx.get(f"{root}/ui/api/keys", headers=admin_headers()).json()
+        mine = next(k for k in spend["keys"] if k["alias"] == "app")
+        assert mine["spend"]["by_model"]["echo"]["requests"] == 2
+
+    eventually(dashboard_spend)
 
 
 def test_secrets_are_stored_only_as_salted_hashes(gateway: tuple[str, Any], db_url: str) -> None:
     root, _ = gateway
     key = create_key(root)
     client(root, key["secret"]).chat.completions.create(model="echo", messages=USER)
-    time.sleep(0.3)  # the recorder's flush
+    key_money(root, key["id"])  # its usage row is written
+    eventually(lambda: assert_recorded(db_url, 1))
     import sqlalchemy as sa
 
     engine = Store(db_url).engine
@@ -114,7 +138,7 @@ def test_a_small_budget_refuses_exactly_when_it_runs_out(
 ) -> None:
     root, _ = gateway
     # "dear" costs $0.001 per output token; "hi there" answers with 2 tokens: $0.002 a call.
-    key = create_key(root, budget_usd=0.01, rpm=100)
+    key = create_key(root, budget_usd=0.01, rpm=100, soft_alert=0.8)
     c = client(root, key["secret"])
     for _ in range(5):
         c.chat.completions.create(model="dear", messages=USER, max_tokens=2)
@@ -124,9 +148,9 @@ def test_a_small_budget_refuses_exactly_when_it_runs_out(
     assert body["code"] == "budget_exceeded"
     assert "$0.000000000 left" in body["message"]
     assert refused.value.response.headers["x-polyroute-budget-remaining-usd"] == "0.000000000"
-    time.sleep(0.3)
-    shown = httpx.get(f"{root}/admin/keys/{key['id']}", headers=admin_headers()).json()
+    shown = key_money(root, key["id"])
     assert shown["rpm"] == 100
+    assert shown["alert"] is True  # soft_alert 0.8: $0.008 of $0.01
     assert shown["spend"]["spent_usd"] == pytest.approx(0.01)
     assert shown["spend"]["reserved_usd"] == 0
     assert shown["spend"]["by_model"]["dear"]["requests"] == 5
@@ -201,14 +225,14 @@ def test_feedback_only_from_the_key_that_made_the_trace(gateway: tuple[str, Any]
 
 
 def test_the_dashboard_needs_the_admin_or_a_dashboard_key_that_sees_its_own_traces(
-    gateway: tuple[str, Any],
+    gateway: tuple[str, Any], db_url: str
 ) -> None:
     root, _ = gateway
     viewer = create_key(root, permissions=["dashboard"])
     plain = create_key(root)
     seen = client(root, viewer["secret"]).chat.completions.create(model="echo", messages=USER)
     hidden = client(root, plain["secret"]).chat.completions.create(model="echo", messages=USER)
-    time.sleep(0.4)
+    eventually(lambda: assert_recorded(db_url, 2))
     as_viewer = {"authorization": f"Bearer {viewer['secret']}"}
     assert httpx.get(f"{root}/ui", headers={"x-api-key": plain["secret"]}).status_code == 403
     ids = [t["id"] for t in httpx.get(f"{root}/ui/api/traces", headers=as_viewer).json()["traces"]]
@@ -272,8 +296,7 @@ def test_the_newcomer_path_budget_and_rpm_each_refuse_when_they_run_out(
 
 
 def _money(root: str, key_id: str) -> tuple[float, float]:
-    time.sleep(0.3)  # settlements are written together every 50 ms
-    spend = httpx.get(f"{root}/admin/keys/{key_id}", headers=admin_headers()).json()["spend"]
+    spend = key_money(root, key_id)["spend"]
     return spend["spent_usd"], spend["reserved_usd"]
 
 

@@ -11,7 +11,13 @@ import httpx
 import openai
 import pytest
 import sqlalchemy as sa
-from tests.auth.support import ADMIN, admin_headers, auth_config, create_key
+from tests.auth.support import (
+    ADMIN,
+    admin_headers,
+    auth_config,
+    create_key,
+    eventually,
+)
 from tests.conftest import serving
 from tests.support.echo_upstream import EchoUpstream
 
@@ -111,13 +117,17 @@ def test_a_key_without_store_text_leaves_no_text_in_the_store(gateway: str, db_u
     answer = c.chat.completions.create(
         model="echo", messages=[{"role": "user", "content": "secret plan"}]
     )
-    time.sleep(0.3)
-    with sa.create_engine(db_url).connect() as conn:
-        row = conn.execute(
-            sa.text("SELECT request_body, response_text FROM requests WHERE id = :id"),
-            {"id": answer.id},
-        ).one()
-    assert tuple(row) == (None, None)
+
+    def stored() -> tuple[Any, ...]:
+        with sa.create_engine(db_url).connect() as conn:
+            row = conn.execute(
+                sa.text("SELECT request_body, response_text FROM requests WHERE id = :id"),
+                {"id": answer.id},
+            ).first()
+        assert row is not None
+        return tuple(row)
+
+    assert eventually(stored) == (None, None)
 
 
 def test_cors_only_for_configured_origins(gateway: str) -> None:
@@ -168,9 +178,11 @@ def test_tpm_is_shared_by_replicas_through_postgresql(
         clients = [
             openai.OpenAI(base_url=u, api_key=key["secret"], max_retries=0) for u in (one, two)
         ]
-        for c in clients:
+        engine = sa.create_engine(postgres_url)
+        for n, c in enumerate(clients, 1):
             c.chat.completions.create(model="echo", messages=USER)
-            time.sleep(0.3)  # its tokens reach the store with the next settlement
+            eventually(lambda n=n: _window_tokens(engine, f"key:{key['id']}", 5 * n))
+        engine.dispose()
         with pytest.raises(openai.RateLimitError) as refused:
             clients[0].chat.completions.create(model="echo", messages=USER)
     headers = refused.value.response.headers
@@ -180,3 +192,12 @@ def test_tpm_is_shared_by_replicas_through_postgresql(
         "10",
         "0",
     )
+
+
+def _window_tokens(engine: sa.Engine, subject: str, tokens: int) -> None:
+    """Assert the store's current minute holds ``tokens`` tokens for ``subject``."""
+    with engine.connect() as conn:
+        found = conn.scalar(
+            sa.text("SELECT sum(tokens) FROM rate_windows WHERE subject = :s"), {"s": subject}
+        )
+    assert found == tokens

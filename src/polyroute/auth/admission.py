@@ -108,6 +108,8 @@ class Admission:
         # Settlements wait here a moment and go to the store together (they only add).
         self._deltas: dict[Charge, tuple[int, int]] = {}
         self._window_tokens: dict[tuple[str, int], int] = {}
+        self._watch: set[str] = set()  # keys with a soft alert that spent since the last flush
+        self._alerted: set[str] = set()
         # Reservations asked for while one batch is in the store go together in the next.
         self._asks: list[tuple[list[Charge], int, asyncio.Future[bool]]] = []
         self._reserving = False
@@ -325,6 +327,8 @@ class Admission:
 
     def _settle(self, ticket: Ticket, cost: int) -> None:
         self._credit(ticket.charges, ticket.reserved, cost)
+        if ticket.key.limits.soft_alert is not None and ticket.key.id not in self._alerted:
+            self._watch.add(ticket.key.id)
 
     def _credit(self, charges: list[Charge], reserved: int, cost: int) -> None:
         """Queue a settlement: drop ``reserved`` from each subject's reservation, add ``cost``."""
@@ -349,6 +353,23 @@ class Admission:
             await asyncio.to_thread(self.keys.settle_many, deltas, rows, windows)
         except Exception:
             log.exception("settling %d budgets and %d usage rows failed", len(deltas), len(rows))
+        watch, self._watch = self._watch, set()
+        if watch:
+            try:
+                crossed = await asyncio.to_thread(self.keys.over_soft_alert, sorted(watch))
+            except Exception:
+                log.exception("checking soft alerts failed")
+                return
+            for key in crossed:
+                self._alerted.add(key.id)
+                log.warning(
+                    "key %s (%s) has spent %.0f%% or more of its %s budget of $%g",
+                    key.id,
+                    key.alias or "no alias",
+                    100 * (key.limits.soft_alert or 0),
+                    key.limits.period,
+                    (key.limits.budget_nusd or 0) / 1e9,
+                )
 
     def release(self, scope: MutableMapping[str, Any]) -> None:
         """A response is done: release its reservation if nothing settled it."""

@@ -262,6 +262,19 @@ class KeyStore(Ledger):
                 conn.execute(T.update().where(T.c.id == team_id).values(**values))
 
     # -- money --------------------------------------------------------------------------
+    def over_soft_alert(self, key_ids: Sequence[str]) -> list[KeyInfo]:
+        """The keys among these whose spend in the period reached their soft alert."""
+        out = []
+        for key_id in key_ids:
+            key = self.get(key_id)
+            lim = key.limits if key is not None else None
+            if key is None or lim is None or lim.soft_alert is None or lim.budget_nusd is None:
+                continue
+            spent = self.spend(key_id).get("spent_usd", 0.0)
+            if spent >= lim.soft_alert * lim.budget_nusd / 1e9:
+                out.append(key)
+        return out
+
     def record_usage(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
             with self.engine.begin() as conn:
