@@ -53,6 +53,8 @@ def key_view(keys: KeyStore, key: KeyInfo) -> dict[str, Any]:
     """A key with its spend (blocking: reads the store)."""
     out = key.public()
     spend = keys.spend(key.id)
+    if key.team_id is not None:
+        spend["team_usd"] = keys.spend_by_team().get(key.team_id, 0.0)
     out["spend"] = spend
     lim = key.limits
     if lim.budget_nusd is not None:
