@@ -4,8 +4,8 @@
 reserves its worst-case cost in the store (keys or teams with a budget only). The chat
 service's observer hook hands each finished request to ``finished``, which settles the
 reservation to the real cost (or releases it on failure) off the request path. A request
-that ends without reaching the observer (a bug) is released by ``release`` when its response
-is done, so a reservation can never leak.
+that ends without reaching the observer (cancelled, or a bug) is settled by ``release`` when
+its response is done, at its reservation, so a reservation never leaks and never undercounts.
 """
 
 from __future__ import annotations
@@ -244,9 +244,10 @@ class Admission:
             if fits < 1:
                 await self._refuse(ticket, prompt + per_out * choices)
             amount = prompt + fits * per_out * choices
-            if await asyncio.to_thread(self.keys.reserve, ticket.charges, amount):
+            if await self._reserve_batched(ticket.charges, amount):
                 ticket.reserved = amount
-                body["max_tokens"] = int(fits)
+                if per_out:
+                    body["max_tokens"] = int(fits)
                 return
         await self._refuse(ticket, prompt + per_out * choices)
 
@@ -339,8 +340,13 @@ class Admission:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
 
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(SETTLE_DELAY_S)
-        await self.flush()
+        # Until nothing is pending: what arrived while a flush was in the store goes next
+        # (a credit only starts a flusher when none is running).
+        while True:
+            await asyncio.sleep(SETTLE_DELAY_S)
+            await self.flush()
+            if not (self._deltas or self._usage or self._window_tokens or self._watch):
+                return
 
     async def flush(self) -> None:
         """Write the pending settlements and usage rows (one transaction)."""
@@ -372,7 +378,8 @@ class Admission:
                 )
 
     def release(self, scope: MutableMapping[str, Any]) -> None:
-        """A response is done: release its reservation if nothing settled it."""
+        """A response is done and nothing settled it (the request was cancelled, or a bug):
+        charge its reservation, as the upstream may have billed it; never less."""
         ticket: Ticket | None = scope.get(TICKET_SCOPE)
         if ticket is None or ticket.settled:
             return
@@ -381,7 +388,7 @@ class Admission:
         for subject, _ in ticket.subjects:
             self.limiter.done(subject, 0)
         if ticket.charges:
-            self._settle(ticket, 0)
+            self._settle(ticket, ticket.reserved)
 
     async def aclose(self) -> None:
         """Write the pending settlements and usage rows."""
