@@ -122,8 +122,9 @@ def test_rpm_refuses_the_eleventh_request_with_retry_after(gateway: tuple[str, A
     root, _ = gateway
     key = create_key(root, rpm=10)
     c = client(root, key["secret"])
-    for _ in range(10):
-        c.chat.completions.create(model="echo", messages=USER)
+    for n in range(10):
+        raw = c.chat.completions.with_raw_response.create(model="echo", messages=USER)
+        assert raw.headers["x-ratelimit-remaining-requests"] == str(9 - n)
     with pytest.raises(openai.RateLimitError) as refused:
         c.chat.completions.create(model="echo", messages=USER)
     response = refused.value.response

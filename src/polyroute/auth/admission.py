@@ -56,6 +56,8 @@ class Ticket:
     charges: list[Charge]
     reserved: int = 0
     trace_id: str = ""
+    #: OpenAI's ``x-ratelimit-*`` headers for the key, as of this request's admission.
+    headers: dict[str, str] = field(default_factory=dict)
     #: The shared (store) minutes this request was counted in, for its tokens afterwards.
     windows: list[tuple[str, int]] = field(default_factory=list)
     settled: bool = False
@@ -138,6 +140,8 @@ class Admission:
         for subject, limits in subjects:
             self.limiter.take(subject, limits)
         ticket = Ticket(key, subjects, _charges(key), trace_id=trace_id)
+        if key.limits.rpm is not None or key.limits.tpm is not None:
+            ticket.headers = self.limiter.headers(subjects[0][0], key.limits)
         try:
             if self.shared_limits:
                 await self._shared_limits(ticket)

@@ -91,6 +91,8 @@ class ChatService:
             self._finish(record, start, status=e.status_code, error=e.message)
             raise
         headers = {"x-polyroute-trace-id": record.id}
+        if ticket is not None and ticket.headers:
+            headers.update(ticket.headers)  # the key's x-ratelimit-* headers
         if decision is not None:
             record.router = decision.router
             record.decision, record.route_context = decision, context
