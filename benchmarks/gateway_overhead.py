@@ -61,6 +61,11 @@ ROOT = Path(__file__).resolve().parent.parent
 LITELLM_VENV = ROOT / ".bench-venv-litellm"
 MASTER_KEY = "sk-bench"
 AUTH = {"authorization": f"Bearer {MASTER_KEY}"}  # sent to every target: the same load
+#: With --auth: a second polyroute with an admin key, loaded with a virtual key that has a
+#: budget and rate limits (set in main), so every request is looked up, limited and reserved.
+BENCH_ADMIN_KEY = "bench-admin-key-0123456789"
+HEADERS: dict[str, dict[str, str]] = {}
+TARGET_AUTH_ADDED_P50_MS = 0.2
 
 # The issue's targets, for one gateway worker on a 2-core machine.
 TARGET_ADDED_P50_MS = 1.0
@@ -226,7 +231,7 @@ def throughput_run(
             stream=stream,
             concurrency=concurrency,
             duration_s=args.duration,
-            headers=AUTH,
+            headers=HEADERS.get(server.name, AUTH),
         )
         mark("end")
     else:
@@ -239,7 +244,7 @@ def throughput_run(
                     concurrency=concurrency,
                     duration_s=args.duration,
                     max_requests=2_000_000,
-                    headers=AUTH,
+                    headers=HEADERS.get(server.name, AUTH),
                     on_window=mark,
                 )
             )
@@ -445,6 +450,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--max-phase-s", type=float, default=90.0, help="cap on each latency phase")
     p.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
+    p.add_argument(
+        "--auth",
+        action="store_true",
+        help="also run polyroute with auth on (a key with RPM, TPM and parallel limits, and "
+        "a budget unless --auth-key limits) and compare it with auth off at --concurrency",
+    )
+    p.add_argument(
+        "--auth-key",
+        choices=["budget", "limits"],
+        default="budget",
+        help="with --auth: the key has a budget (reserved in the store per request) [budget]",
+    )
     args = p.parse_args(argv)
     args.requests = args.requests or (300 if args.quick else 2000)
     args.duration = args.duration or (3.0 if args.quick else 5.0)
@@ -505,6 +522,31 @@ def main(argv: list[str] | None = None) -> int:
             env=env,
         ),
     }
+    if args.auth:
+        auth_port = free_port()
+        auth_config = workdir / "polyroute-auth.yaml"
+        auth_config.write_text(
+            config.read_text().replace(str(db), str(workdir / "polyroute-auth.db"))
+            + "auth: {rate_limits: memory}\n"
+        )
+        auth_config.write_text(
+            auth_config.read_text().replace(
+                "{name: echo, provider: up}",
+                "{name: echo, provider: up, input_price: 0.01, output_price: 0.01}",
+            )
+        )
+        servers["polyroute-auth"] = Server(
+            "polyroute-auth",
+            pinned(
+                polyroute_cmd(auth_config, auth_port, args.gateway_loop, args.gateway_http),
+                GATEWAY_CPU,
+                args,
+            ),
+            auth_port,
+            cwd=ROOT,
+            logdir=workdir,
+            env={**env, "POLYROUTE_ADMIN_KEY": BENCH_ADMIN_KEY},
+        )
     started = time.monotonic()
     lat: dict[str, dict[str, Latencies]] = {}
     with contextlib.ExitStack() as stack:
@@ -512,6 +554,10 @@ def main(argv: list[str] | None = None) -> int:
             stack.callback(s.stop)
         servers["direct"].start("/v1/models", 15)
         servers["polyroute"].start("/health/live", 60)
+        if args.auth:
+            servers["polyroute-auth"].start("/health/live", 60)
+            secret = bench_key(servers, budget=args.auth_key == "budget")
+            HEADERS["polyroute-auth"] = {"authorization": f"Bearer {secret}"}
         print(
             f"upstream :{up_port}, polyroute :{gw_port} (pid {servers['polyroute'].pid}), "
             f"throughput load from {args.tool}; logs in {workdir}",
@@ -531,8 +577,52 @@ def main(argv: list[str] | None = None) -> int:
             )
         runs = throughput_phase(servers, args)
         servers["polyroute"].stop()  # flushes its recorder
+        if args.auth:
+            auth_verdict(runs, args)
     recorded = recorded_rows(db)
     return report(args, lat, runs, recorded, time.monotonic() - started, argv)
+
+
+def bench_key(servers: dict[str, Server], *, budget: bool) -> str:
+    """A virtual key on the auth-on gateway with every check in play: a budget far above what
+    the run spends (reserved and settled in the store per request) and limits it never hits."""
+    import json
+    import urllib.request
+
+    spec: dict[str, object] = {"rpm": 10_000_000, "tpm": 10_000_000_000, "parallel": 100_000}
+    if budget:
+        spec["budget_usd"] = 1_000_000
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{servers['polyroute-auth'].port}/admin/keys",
+        data=json.dumps(spec).encode(),
+        headers={"authorization": f"Bearer {BENCH_ADMIN_KEY}", "content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return str(json.loads(r.read())["secret"])
+
+
+def auth_verdict(runs: Runs, args: argparse.Namespace) -> None:
+    """Auth on against auth off: the p50 at --concurrency and the CPU per request."""
+    print(
+        f"\nAuth on vs off at concurrency {args.concurrency} (median round; the key has "
+        f"{'a budget and ' if args.auth_key == 'budget' else ''}rate limits)"
+    )
+    for stream in (False, True):
+        off = runs.get(("polyroute", stream, args.concurrency))
+        on = runs.get(("polyroute-auth", stream, args.concurrency))
+        if not off or not on:
+            continue
+        a, b = median_run(off), median_run(on)
+        added = (b.p50_ms or 0) - (a.p50_ms or 0)
+        cpu = (b.cpu_ms_per_request or 0) - (a.cpu_ms_per_request or 0)
+        mark = "PASS" if cpu <= TARGET_AUTH_ADDED_P50_MS else "MISS"
+        print(
+            f"  {'stream' if stream else 'non-stream':<11} p50 {a.p50_ms:.2f} → {b.p50_ms:.2f} ms "
+            f"(+{added:.3f} ms); cpu/request {a.cpu_ms_per_request:.3f} → "
+            f"{b.cpu_ms_per_request:.3f} ms (+{cpu:.3f} ms)  [{mark}] key lookup, budget and "
+            f"limits ≤ {TARGET_AUTH_ADDED_P50_MS} ms per request"
+        )
 
 
 def report(

@@ -103,7 +103,7 @@ async def asgi_client() -> AsyncIterator[Callable[..., Any]]:
         await gateway.start()
         stack.push_async_callback(gateway.stop)
         client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://polyroute.test"
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost"
         )
         stack.push_async_callback(client.aclose)
         client.gateway = gateway  # type: ignore[attr-defined]

@@ -37,6 +37,11 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
     #: A request body that takes longer than this to arrive is refused with 408.
     body_timeout_s: float = Field(10.0, gt=0)
+    #: Host header values accepted (port aside); None: loopback names when bound to loopback,
+    #: any host otherwise. Refusing other names defeats DNS rebinding.
+    allowed_hosts: list[str] | None = None
+    #: Origins browsers may call from (CORS); empty: no CORS headers at all.
+    cors_origins: list[str] = Field(default_factory=list)
 
 
 class StoreConfig(_Strict):
@@ -126,6 +131,24 @@ class TelemetryConfig(_Strict):
                 "(e.g. http://127.0.0.1:4318)"
             )
         return url
+
+
+class AuthConfig(_Strict):
+    """Keys: who may use the gateway, and how much (docs/keys.md)."""
+
+    #: A file holding the admin key (one line); ``POLYROUTE_ADMIN_KEY`` wins when set.
+    admin_key_file: str | None = None
+    #: The bearer token ``/metrics`` accepts; None keeps it to loopback clients once auth is on.
+    metrics_token_env: str | None = None
+    #: Seconds a looked-up key is trusted before the store is read again: a revocation
+    #: takes effect on every replica within this time (keep it under 5).
+    cache_ttl_s: float = Field(2.0, gt=0, le=5)
+    #: Where RPM and TPM are counted: this process only, or also the store's database (shared
+    #: by every replica on the same PostgreSQL). ``parallel`` is always per process.
+    rate_limits: Literal["memory", "database"] = "memory"
+    #: A budgeted key's request that sets no max_tokens, on a model whose context window is
+    #: not known, is sent with this max_tokens, so that its worst case is known and reserved.
+    default_max_tokens: int = Field(4096, gt=0)
 
 
 class ProviderConfig(_Strict):
@@ -299,6 +322,8 @@ class Config(_Strict):
     routers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     #: The router ``model="auto"`` uses; defaults to the first router.
     default_router: str | None = None
+    #: Keys and budgets; ``none`` serves without keys even on a public address (warned).
+    auth: AuthConfig | Literal["none"] = Field(default_factory=AuthConfig)
 
     @model_validator(mode="after")
     def _check_references(self) -> Config:

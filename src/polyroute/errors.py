@@ -14,6 +14,11 @@
     │   └── CircuitOpen                  503 circuit_open (every candidate failing; Retry-After)
     ├── ClientDisconnected               499 (the client left; only ever recorded)
     ├── UnknownPrice                     (catalog: a price that is not known; never $0)
+    ├── AuthenticationFailed             401 invalid_api_key (no key, unknown, revoked, expired)
+    ├── PermissionDenied                 403 permission_denied (model, route or trace not the key's)
+    ├── HostNotAllowed                   421 host_not_allowed (Host header not on the allow-list)
+    ├── BudgetExceeded                   429 budget_exceeded (with the remaining budget)
+    ├── KeyRateLimited                   429 rate_limit_exceeded (a key's/team's RPM, TPM, parallel)
     └── UpstreamError                    502 upstream_error
         ├── UpstreamTimeout              504 upstream_timeout
         ├── UpstreamUnreachable          502 upstream_unreachable
@@ -37,6 +42,8 @@ no traceback in the body.
 
 from __future__ import annotations
 
+import re
+
 
 class PolyrouteError(Exception):
     """Base of every error polyroute raises on purpose."""
@@ -44,6 +51,8 @@ class PolyrouteError(Exception):
     status_code: int = 500
     error_type: str = "server_error"
     code: str | None = None
+    #: Response headers the error carries (e.g. ``Retry-After``).
+    headers: dict[str, str] | None = None
 
     #: Seconds the client should wait before trying again (sent as ``Retry-After``).
     retry_after_s: float | None = None
@@ -136,6 +145,46 @@ class UnknownPrice(PolyrouteError):
     code = "unknown_price"
 
 
+class AuthenticationFailed(PolyrouteError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(PolyrouteError):
+    status_code = 403
+    error_type = "invalid_request_error"
+    code = "permission_denied"
+
+
+class HostNotAllowed(PolyrouteError):
+    status_code = 421
+    error_type = "invalid_request_error"
+    code = "host_not_allowed"
+
+
+class BudgetExceeded(PolyrouteError):
+    status_code = 429
+    error_type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
+class KeyRateLimited(PolyrouteError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+# An upstream that echoes the key it was sent ("Incorrect API key provided: sk-...") must not
+# pass it on to the client or the store.
+_ECHOED_KEY = re.compile(r"(?:sk|pk|rk|pr|key)[-_][A-Za-z0-9_\-]{12,}|(?i:bearer)\s+[^\s\"']{8,}")
+
+
+def redact_keys(text: str) -> str:
+    """``text`` with anything shaped like an API key replaced by ``[redacted]``."""
+    return _ECHOED_KEY.sub("[redacted]", text)
+
+
 class UpstreamError(PolyrouteError):
     status_code = 502
     error_type = "upstream_error"
@@ -145,6 +194,9 @@ class UpstreamError(PolyrouteError):
     retryable: bool = True
     #: Whether another model (a fallback) may succeed.
     falls_back: bool = True
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(redact_keys(message), param=param)
 
 
 class UpstreamTimeout(UpstreamError):

@@ -33,6 +33,7 @@ _COMMAND_MODULES = (
     "polyroute.cli.engines",
     "polyroute.cli.weights",
     "polyroute.cli.router",
+    "polyroute.cli.keys",
 )
 
 

@@ -42,6 +42,10 @@ def serve(
         err.print(f"[red]error:[/red] {escape(e.message)}")
         raise typer.Exit(2) from None
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if host is not None or port is not None:
+        # The gate decides from the address really bound whether auth may stay off.
+        bind = {"host": host or cfg.server.host, "port": port or cfg.server.port}
+        cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update=bind)})
     server = cfg.server
     try:
         app = create_app(cfg)

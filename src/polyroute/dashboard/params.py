@@ -52,6 +52,8 @@ class TraceFilter:
     status: str | int | None = None
     limit: int = 50
     offset: int = 0
+    #: Only the traces this key made (a non-admin dashboard key); None: everyone's.
+    key_id: str | None = None
 
 
 def _bad(param: str, message: str) -> InvalidRequest:

@@ -257,6 +257,9 @@ def _trace_where(f: TraceFilter) -> list[sa.ColumnElement[bool]]:
         where.append(R.status >= 400)
     elif isinstance(f.status, int):
         where.append(R.status == f.status)
+    if f.key_id is not None:  # a dashboard key sees only the traces it made
+        U = schema.key_usage.c
+        where.append(R.id.in_(sa.select(U.request_id).where(U.key_id == f.key_id)))
     return where
 
 

@@ -19,6 +19,7 @@ and never keep more than one core busy.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable
@@ -31,12 +32,14 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from polyroute.auth.keys import scope_key
 from polyroute.config import DashboardConfig
 from polyroute.dashboard import queries
 from polyroute.dashboard.boards import BenchBoards
 from polyroute.dashboard.params import check_known, parse_trace_filter, parse_window
 from polyroute.errors import PolyrouteError
 from polyroute.store.db import Store
+from polyroute.store.keys import KeyStore
 
 T = TypeVar("T")
 
@@ -159,12 +162,23 @@ class Dashboard:
         @api.get("/ui/api/traces")
         async def traces(request: Request) -> Response:
             filters = parse_trace_filter(request.query_params)
+            key = scope_key(request.scope)
+            if key is not None and not key.is_admin:
+                filters = dataclasses.replace(filters, key_id=key.id)
             return _json(await self._read(queries.traces, store, filters))
 
         @api.get("/ui/api/traces/{trace_id}")
         async def trace(trace_id: str, request: Request) -> Response:
             check_known(request.query_params, set())
             found = await self._read(queries.trace, store, trace_id)
+            key = scope_key(request.scope)
+            if (
+                found is not None
+                and key is not None
+                and not key.is_admin
+                and await self._read(KeyStore(store.engine).owner, trace_id) != key.id
+            ):
+                found = None  # another key's trace: as if it did not exist
             if found is None:
                 raise NotFound(f"no trace with id {trace_id!r}", param="trace_id")
             return _json(found)

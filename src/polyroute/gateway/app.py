@@ -21,11 +21,15 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from polyroute import __version__
+from polyroute.auth.admission import Admission
+from polyroute.auth.metrics import KeyMetrics
 from polyroute.catalog import apply_catalog, load_catalog
-from polyroute.config import Config, ModelConfig, default_config
+from polyroute.config import AuthConfig, Config, ModelConfig, default_config
 from polyroute.dashboard import Dashboard
 from polyroute.engines import Engines, attach_engines, weights_store
 from polyroute.errors import InvalidRequest, PolyrouteError
+from polyroute.gateway.admin import admin_router, spend_router
+from polyroute.gateway.auth import Gate
 from polyroute.gateway.chat import ChatService
 from polyroute.gateway.embeddings import EmbeddingsService
 from polyroute.gateway.errors import (
@@ -42,6 +46,7 @@ from polyroute.gateway.protocol import ChatCompletionRequest, openapi_body
 from polyroute.gateway.routing import AUTO, build_router_hub
 from polyroute.providers.pool import ProviderPool
 from polyroute.store import Recorder, Store
+from polyroute.store.keys import KeyStore
 from polyroute.store.retention import Purger
 from polyroute.telemetry import Telemetry
 
@@ -78,6 +83,24 @@ class Gateway:
         if self.routers is not None:
             self.engines.guard(self.routers)
         self.telemetry = Telemetry(config)  # /metrics, and OTLP spans when configured
+        # Keys: the gate ahead of every route, and budgets and rate limits on the chat path.
+        self.keys = KeyStore(self.store.engine)
+        self.gate = Gate(config, self.keys)
+        self.admission = (
+            Admission(
+                config,
+                self.keys,
+                self.pool,
+                self.routers,
+                shared_limits=isinstance(config.auth, AuthConfig)
+                and config.auth.rate_limits == "database",
+                metrics=KeyMetrics(self.telemetry.metrics.registry)
+                if self.telemetry.metrics is not None
+                else None,
+            )
+            if self.gate.enabled
+            else None
+        )
         # Feedback finds recent traces here, and teaches the online routers through learning.
         self.recent = RecentTraces(config.feedback.recent_traces)
         self.learning = OnlineLearning(
@@ -90,15 +113,25 @@ class Gateway:
             self.pool,
             self.recorder,
             self.routers,
-            observers=self.telemetry.observers,
+            observers=[
+                *([self.admission.finished] if self.admission is not None else []),
+                *self.telemetry.observers,
+            ],
             recent=self.recent,
             learning=self.learning,
+            admission=self.admission,
         )
         self.messages = MessagesService(self.chat)  # Anthropic's API over the same chat path
         self.count_tokens = CountTokensService(self.chat)
         self.embeddings = EmbeddingsService(config, self.pool, transport)
         self.health = HealthCache(self.pool)  # /health: upstreams asked at most every 5 s
-        self.feedback = FeedbackService(config, self.store, self.recent, self.learning)
+        self.feedback = FeedbackService(
+            config,
+            self.store,
+            self.recent,
+            self.learning,
+            authorize=self.admission.authorize_feedback if self.admission is not None else None,
+        )
         self.purger = Purger(self.store, config.store.retention_days, config.store.purge_interval_s)
         self.started_at = time.time()
         self.dashboard = Dashboard(self.store, config.dashboard)  # /ui; reads on its own thread
@@ -146,6 +179,8 @@ class Gateway:
         await self.pool.aclose()
         await self.embeddings.aclose()
         await self.recorder.aclose()  # flush every queued record before exit
+        if self.admission is not None:
+            await self.admission.aclose()  # settle every reservation still pending
         await self.learning.aclose()  # and save what the online routers learned
         await self.purger.aclose()
         await self.telemetry.aclose()  # and every queued span
@@ -213,8 +248,23 @@ class GatewayApp(FastAPI):
     """
 
     chat: ChatService | None = None
+    gate: Gate | None = None
+    admission: Admission | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.gate is not None and scope["type"] == "http":
+            refused = await self.gate.check(scope)
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
+            send = self.gate.wrap_send(scope, send)
+        try:
+            await self._serve(scope, receive, send)
+        finally:
+            if self.admission is not None and scope["type"] == "http":
+                self.admission.release(scope)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             self.chat is not None
             and scope["type"] == "http"
@@ -264,6 +314,11 @@ def create_app(
     )
     app.state.gateway = gateway
     app.chat = gateway.chat
+    app.gate = gateway.gate
+    app.admission = gateway.admission
+    app.include_router(admin_router(gateway.keys))
+    if gateway.config.dashboard.enabled:
+        app.include_router(spend_router(gateway.keys))
     app.add_exception_handler(PolyrouteError, handle_polyroute_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
     app.add_exception_handler(Exception, handle_unexpected)

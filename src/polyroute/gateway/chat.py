@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
@@ -41,6 +41,9 @@ from polyroute.providers.pool import ProviderPool, Target
 from polyroute.routing.base import Decision
 from polyroute.store.recorder import Recorder, RequestRecord
 
+if TYPE_CHECKING:
+    from polyroute.auth.admission import Admission
+
 _SSE_DONE = b"data: [DONE]\n\n"
 
 #: Called with each finished request (metrics, tracing). Must be quick and must not raise:
@@ -63,6 +66,7 @@ class ChatService:
         observers: Sequence[Observer] = (),
         recent: RecentTraces | None = None,
         learning: OnlineLearning | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.config = config
         self.pool = pool
@@ -77,6 +81,8 @@ class ChatService:
         self.breaker = routers.health if routers is not None else CircuitBreaker()
         self.failover = Failover(pool, self.breaker, self._report_failure)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Keys' budgets and rate limits (None: auth is off).
+        self.admission = admission
 
     async def __call__(self, request: Request) -> Response:
         start = time.perf_counter()
@@ -109,11 +115,19 @@ class ChatService:
         model = body.get("model")
         record.requested_model = model if isinstance(model, str) else ""
         record.stream = body.get("stream") is True
-        if self.store_text:
+        if self.store_text and self.admission is None:
             record.request_body = body  # redacted and encoded as the record is journaled
         chat = validate_chat_request(body)
+        # The key's models, rate limits and budget (403 / 429 before anything goes upstream).
+        ticket = (
+            await self.admission.admit(request, chat, body, record.id) if self.admission else None
+        )
+        if ticket is not None and self.store_text and ticket.key.store_text:
+            record.request_body = body  # this key lets its prompts and answers be stored
         targets, decision, context = await self._targets(chat, body)
         headers = {"x-polyroute-trace-id": record.id}
+        if ticket is not None and ticket.headers:
+            headers.update(ticket.headers)  # the key's x-ratelimit-* headers
         if decision is not None:
             record.router = decision.router
             record.decision, record.route_context = decision, context
@@ -161,7 +175,7 @@ class ChatService:
             raise
         result["model"] = target.model.name
         result["id"] = record.id  # the trace id: what feedback refers to
-        if self.store_text:
+        if record.request_body is not None:  # text is stored for this request
             record.response_text = message_text(result)
         usage = Usage.from_openai(result.get("usage"))
         answer = orjson.dumps(result)  # before the record: encoding can fail, and that is a 500
@@ -207,7 +221,7 @@ class ChatService:
         client_wants_usage: bool,
     ) -> AsyncIterator[bytes]:
         status, error = 200, None
-        parts: list[str] | None = [] if self.store_text else None
+        parts: list[str] | None = [] if record.request_body is not None else None
         try:
             async for chunk in relay.chunks():
                 if parts is not None:

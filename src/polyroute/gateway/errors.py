@@ -24,10 +24,10 @@ def error_body(
 
 
 def error_response(exc: PolyrouteError) -> Response:
-    headers = None
+    headers = dict(exc.headers) if exc.headers else None
     if exc.retry_after_s is not None:
         # Whole seconds, rounded up: RFC 9110's delay-seconds is an integer.
-        headers = {"retry-after": str(max(1, math.ceil(exc.retry_after_s)))}
+        headers = {**(headers or {}), "retry-after": str(max(1, math.ceil(exc.retry_after_s)))}
     return Response(
         error_body(exc.message, exc.error_type, exc.code, exc.param),
         status_code=exc.status_code,

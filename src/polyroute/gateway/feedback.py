@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,16 +120,25 @@ class FeedbackService:
     """Stores feedback and teaches the online router that decided the trace."""
 
     def __init__(
-        self, config: Config, store: Store, recent: RecentTraces, learning: OnlineLearning
+        self,
+        config: Config,
+        store: Store,
+        recent: RecentTraces,
+        learning: OnlineLearning,
+        authorize: Callable[[Request, str], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.recent = recent
         self.learning = learning
+        #: Raises unless the request's key made the trace (or is the admin's); None: auth off.
+        self.authorize = authorize
 
     async def __call__(self, request: Request) -> Response:
         body = await read_json_body(request, _MAX_FEEDBACK_BYTES)
         given = parse_feedback(body, self.config.feedback.categories)
+        if self.authorize is not None:
+            await self.authorize(request, given.trace_id)
         trace = self.recent.get(given.trace_id)
         stored: dict[str, Any] | None = None
         earlier = 0

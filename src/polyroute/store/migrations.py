@@ -8,6 +8,7 @@ DDL is portable between SQLite and PostgreSQL; the names applied are kept in
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from alembic.operations import Operations
@@ -85,7 +86,72 @@ def m0002_traces_feedback_state(op: Operations) -> None:
     )
 
 
+def _limits() -> list[sa.Column[Any]]:
+    """Budget (nano-USD integers, so that sums are exact), its period, and rate limits."""
+    return [
+        sa.Column("budget_nusd", sa.BigInteger),  # NULL: no budget
+        sa.Column("period", sa.String(16), nullable=False),  # total | daily | weekly | monthly
+        sa.Column("period_start", sa.BigInteger, nullable=False),  # Unix seconds
+        sa.Column("spent_nusd", sa.BigInteger, nullable=False),
+        sa.Column("reserved_nusd", sa.BigInteger, nullable=False),  # in-flight worst cases
+        sa.Column("soft_alert", sa.Float),  # share of the budget that raises an alert
+        sa.Column("rpm", sa.Integer),
+        sa.Column("tpm", sa.Integer),
+        sa.Column("parallel", sa.Integer),
+    ]
+
+
+def m0003_keys(op: Operations) -> None:
+    """Virtual keys and teams with budgets and limits; per-request usage; shared counters."""
+    op.create_table(
+        "teams",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        *_limits(),
+    )
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.String(32), primary_key=True),  # the secret's visible prefix
+        sa.Column("alias", sa.String(200), unique=True),
+        sa.Column("salt", sa.String(64), nullable=False),
+        sa.Column("secret_hash", sa.String(128), nullable=False),  # sha256(salt + secret)
+        sa.Column("team_id", sa.String(64), index=True),
+        sa.Column("user", sa.String(200)),
+        sa.Column("metadata", sa.Text),  # JSON object
+        sa.Column("models", sa.Text),  # JSON list; NULL: every model
+        sa.Column("routers", sa.Text),  # JSON list; NULL: every router
+        sa.Column("permissions", sa.Text),  # JSON list, e.g. ["dashboard"]
+        sa.Column("store_text", sa.Boolean, nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True)),
+        sa.Column("revoked_at", sa.DateTime(timezone=True)),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        *_limits(),
+    )
+    op.create_table(
+        "key_usage",
+        sa.Column("request_id", sa.String(64), primary_key=True),
+        sa.Column("key_id", sa.String(32), nullable=False, index=True),
+        sa.Column("team_id", sa.String(64), index=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+        sa.Column("model", sa.String(200)),
+        sa.Column("router", sa.String(200)),
+        sa.Column("status", sa.Integer, nullable=False),
+        sa.Column("input_tokens", sa.Integer),
+        sa.Column("output_tokens", sa.Integer),
+        sa.Column("cost_nusd", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
+        "rate_windows",
+        sa.Column("subject", sa.String(100), primary_key=True),  # "key:<id>" | "team:<id>"
+        sa.Column("window", sa.BigInteger, primary_key=True),  # Unix minute
+        sa.Column("requests", sa.Integer, nullable=False),
+        sa.Column("tokens", sa.BigInteger, nullable=False),
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[Operations], None]]] = [
     ("0001_requests", m0001_requests),
     ("0002_traces_feedback_state", m0002_traces_feedback_state),
+    ("0003_keys", m0003_keys),
 ]

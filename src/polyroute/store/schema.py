@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -77,4 +79,72 @@ router_state = sa.Table(
     sa.Column("kind", sa.String(64), nullable=False),
     sa.Column("state", sa.Text, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _limits() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("budget_nusd", sa.BigInteger),
+        sa.Column("period", sa.String(16), nullable=False),
+        sa.Column("period_start", sa.BigInteger, nullable=False),
+        sa.Column("spent_nusd", sa.BigInteger, nullable=False),
+        sa.Column("reserved_nusd", sa.BigInteger, nullable=False),
+        sa.Column("soft_alert", sa.Float),
+        sa.Column("rpm", sa.Integer),
+        sa.Column("tpm", sa.Integer),
+        sa.Column("parallel", sa.Integer),
+    ]
+
+
+teams = sa.Table(
+    "teams",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    *_limits(),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("alias", sa.String(200), unique=True),
+    sa.Column("salt", sa.String(64), nullable=False),
+    sa.Column("secret_hash", sa.String(128), nullable=False),
+    sa.Column("team_id", sa.String(64)),
+    sa.Column("user", sa.String(200)),
+    sa.Column("metadata", sa.Text),
+    sa.Column("models", sa.Text),
+    sa.Column("routers", sa.Text),
+    sa.Column("permissions", sa.Text),
+    sa.Column("store_text", sa.Boolean, nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    *_limits(),
+)
+
+key_usage = sa.Table(
+    "key_usage",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("team_id", sa.String(64)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("model", sa.String(200)),
+    sa.Column("router", sa.String(200)),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("input_tokens", sa.Integer),
+    sa.Column("output_tokens", sa.Integer),
+    sa.Column("cost_nusd", sa.BigInteger, nullable=False),
+)
+
+rate_windows = sa.Table(
+    "rate_windows",
+    metadata,
+    sa.Column("subject", sa.String(100), primary_key=True),
+    sa.Column("window", sa.BigInteger, primary_key=True),
+    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("tokens", sa.BigInteger, nullable=False),
 )

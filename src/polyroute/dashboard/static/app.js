@@ -64,8 +64,18 @@ async function api(path, params) {
   for (const [k, v] of Object.entries(params || {})) if (v != null && v !== "") url.searchParams.set(k, v);
   const res = await fetch(url);
   const body = await res.json();
-  if (!res.ok) throw new Error((body.error && body.error.message) || "HTTP " + res.status);
+  if (!res.ok) {
+    const err = new Error((body.error && body.error.message) || "HTTP " + res.status);
+    err.status = res.status;
+    throw err;
+  }
   return body;
+}
+
+// A key with the dashboard permission but not the admin's sees its own traces only: the
+// totals over everyone's traffic answer 403, and their panels stay empty.
+function allowed(promise) {
+  return promise.catch((err) => (err.status === 403 ? null : Promise.reject(err)));
 }
 
 function windowParams() {
@@ -341,6 +351,30 @@ async function openTrace(id) {
   if (!dialog.open) dialog.showModal();
 }
 
+// ---- keys ------------------------------------------------------------------------------
+
+function renderKeys(data) {
+  const panel = $("#keys-panel");
+  panel.hidden = !data || !data.keys.length;
+  if (panel.hidden) return;
+  const rows = data.keys.map((k) => h("tr", {},
+    h("td", {}, k.alias || k.id),
+    h("td", {}, k.team || "–"),
+    h("td", { class: "num" }, k.budget_usd == null ? "none" : fmt.usd(k.budget_usd) + " / " + k.period),
+    h("td", { class: "num" }, fmt.usd(k.spend.spent_usd)),
+    h("td", { class: "num" }, k.remaining_usd == null ? "–" : fmt.usd(k.remaining_usd) + (k.alert ? " ⚠" : "")),
+    h("td", { class: "num" }, fmt.int(Object.values(k.spend.by_model).reduce((n, m) => n + m.requests, 0))),
+    h("td", {}, Object.entries(k.spend.by_model).map(([m, v]) => m + " " + fmt.usd(v.cost_usd)).join(", ") || "–"),
+  ));
+  const teams = Object.entries(data.teams).map(([t, usd]) => t + " " + fmt.usd(usd)).join(", ");
+  $("#keys").replaceChildren(
+    h("table", {},
+      h("thead", {}, h("tr", {}, ...["key", "team", "budget", "spent", "left", "requests", "by model"].map((c) => h("th", {}, c)))),
+      h("tbody", {}, ...rows)),
+    h("p", { class: "empty" }, teams ? "Teams: " + teams : ""),
+  );
+}
+
 // ---- refresh loop ---------------------------------------------------------------------
 
 async function refresh() {
@@ -348,19 +382,22 @@ async function refresh() {
   state.busy = true;
   try {
     const w = windowParams();
-    const [summary, ts, mix, fb, learning, boards] = await Promise.all([
+    const [summary, ts, mix, fb, learning, boards, keys] = await Promise.all([
       api("summary", w), api("timeseries", w), api("model-mix", w), api("feedback", w),
-      api("routers"), api("leaderboard"),
-    ]);
-    for (const m of summary.models.slice().sort()) colorFor(m);
-    renderCards(summary);
-    renderTimeseries(ts);
-    renderMix(mix);
-    renderQuality(fb);
-    renderLearning(learning);
-    renderLeaderboard(boards);
-    fillSelect($("#filters [name=model]"), summary.models);
-    fillSelect($("#filters [name=router]"), summary.routers);
+      api("routers"), api("leaderboard"), api("keys"),
+    ].map(allowed));
+    if (summary) {
+      for (const m of summary.models.slice().sort()) colorFor(m);
+      renderCards(summary);
+      fillSelect($("#filters [name=model]"), summary.models);
+      fillSelect($("#filters [name=router]"), summary.routers);
+    }
+    if (ts) renderTimeseries(ts);
+    if (mix) renderMix(mix);
+    if (fb) renderQuality(fb);
+    if (learning) renderLearning(learning);
+    if (boards) renderLeaderboard(boards);
+    renderKeys(keys);
     await loadTraces();
     $("#updated").textContent = "updated " + new Date().toLocaleTimeString(undefined, { hourCycle: "h23" });
     document.body.dataset.loaded = "1";

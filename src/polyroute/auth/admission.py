@@ -1,0 +1,425 @@
+"""What a chat request must pass before it goes upstream, and what it settles afterwards.
+
+``admit`` checks the key may use the model, counts the request against its rate limits, and
+reserves its worst-case cost in the store (keys or teams with a budget only). The chat
+service's observer hook hands each finished request to ``finished``, which settles the
+reservation to the real cost (or releases it on failure) off the request path. A request
+that ends without reaching the observer (cancelled, or a bug) is settled by ``release`` when
+its response is done, at its reservation, so a reservation never leaks and never undercounts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+
+from polyroute.auth.budget import (
+    nano_per_token,
+    prompt_tokens_upper,
+    to_nano,
+    to_usd,
+)
+from polyroute.auth.keys import KEY_SCOPE, KeyInfo, Limits
+from polyroute.auth.limits import RateLimiter, refused
+from polyroute.auth.metrics import KeyMetrics
+from polyroute.config import AuthConfig, Config, ModelConfig
+from polyroute.errors import BudgetExceeded, InvalidRequest, PermissionDenied
+from polyroute.gateway.protocol import ChatCompletionRequest
+from polyroute.gateway.routing import RouterHub
+from polyroute.providers.pool import ProviderPool
+from polyroute.store import schema
+from polyroute.store.keys import KeyStore
+from polyroute.store.ledger import Charge
+from polyroute.store.recorder import RequestRecord
+
+log = logging.getLogger(__name__)
+
+TICKET_SCOPE = "polyroute.ticket"
+#: How long settlements wait to be written together: a reservation is held this much longer.
+SETTLE_DELAY_S = 0.05
+_OWNERS = 50_000  # recent trace → key, for feedback checks without a database read
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One admitted request: its key, the limits it counted against, and its reservation."""
+
+    key: KeyInfo
+    subjects: list[tuple[str, Limits]]
+    charges: list[Charge]
+    reserved: int = 0
+    trace_id: str = ""
+    #: OpenAI's ``x-ratelimit-*`` headers for the key, as of this request's admission.
+    headers: dict[str, str] = field(default_factory=dict)
+    #: The shared (store) minutes this request was counted in, for its tokens afterwards.
+    windows: list[tuple[str, int]] = field(default_factory=list)
+    settled: bool = False
+
+
+def _subjects(key: KeyInfo) -> list[tuple[str, Limits]]:
+    out = [(f"key:{key.id}", key.limits)]
+    if key.team_id is not None and key.team_limits is not None:
+        out.append((f"team:{key.team_id}", key.team_limits))
+    return out
+
+
+def _charges(key: KeyInfo) -> list[Charge]:
+    """The subjects whose budget this request must fit (none without a budget)."""
+    out: list[Charge] = []
+    if key.limits.budget_nusd is not None and not key.is_admin:
+        out.append(Charge(schema.api_keys, key.id, key.limits.period))
+    team = key.team_limits
+    if key.team_id is not None and team is not None and team.budget_nusd is not None:
+        out.append(Charge(schema.teams, key.team_id, team.period))
+    return out
+
+
+class Admission:
+    """Budgets and rate limits for the chat path (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        keys: KeyStore,
+        pool: ProviderPool,
+        routers: RouterHub | None,
+        *,
+        shared_limits: bool = False,
+        metrics: KeyMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self.pool = pool
+        self.routers = routers
+        self.limiter = RateLimiter()
+        self.shared_limits = shared_limits
+        self.metrics = metrics
+        auth = config.auth
+        self.default_max_tokens = (
+            auth.default_max_tokens
+            if isinstance(auth, AuthConfig)
+            else AuthConfig().default_max_tokens
+        )
+        # Settlements wait here a moment and go to the store together (they only add).
+        self._deltas: dict[Charge, tuple[int, int]] = {}
+        self._window_tokens: dict[tuple[str, int], int] = {}
+        self._watch: set[str] = set()  # keys with a soft alert that spent since the last flush
+        self._alerted: set[str] = set()
+        # Reservations asked for while one batch is in the store go together in the next.
+        self._asks: list[tuple[list[Charge], int, asyncio.Future[bool]]] = []
+        self._reserving = False
+        self._open: dict[str, Ticket] = {}
+        self._owners: OrderedDict[str, str] = OrderedDict()
+        self._usage: list[dict[str, Any]] = []  # unbudgeted usage rows, written in batches
+        self._flusher: asyncio.Task[None] | None = None
+
+    # -- before the upstream ------------------------------------------------------------
+
+    async def admit(
+        self, request: Request, chat: ChatCompletionRequest, body: dict[str, Any], trace_id: str
+    ) -> Ticket | None:
+        """Admit a request or raise (403, 429); None when auth is off."""
+        key: KeyInfo | None = request.scope.get(KEY_SCOPE)
+        if key is None:
+            return None
+        is_router = self.routers is not None and self.routers.handles(chat.model)
+        if not key.may_use(chat.model, is_router):
+            kind = "router" if is_router else "model"
+            raise PermissionDenied(f"This key may not use the {kind} {chat.model!r}", param="model")
+        subjects = _subjects(key)
+        # Check and count with no await in between: exact within this process.
+        for subject, limits in subjects:
+            self.limiter.check(subject, limits)
+        for subject, limits in subjects:
+            self.limiter.take(subject, limits)
+        ticket = Ticket(key, subjects, _charges(key), trace_id=trace_id)
+        if key.limits.rpm is not None or key.limits.tpm is not None:
+            ticket.headers = self.limiter.headers(subjects[0][0], key.limits)
+        try:
+            if self.shared_limits:
+                await self._shared_limits(ticket)
+            if ticket.charges:
+                await self._reserve(ticket, chat, body)
+        except BaseException:
+            for subject, limits in subjects:
+                self.limiter.untake(subject, limits)
+            raise
+        self._open[trace_id] = ticket
+        request.scope[TICKET_SCOPE] = ticket
+        self._own(trace_id, key.id)
+        return ticket
+
+    async def _shared_limits(self, ticket: Ticket) -> None:
+        """RPM and TPM counted in the store, per calendar minute, shared by every replica."""
+        minute = int(time.time() // 60)
+        for subject, limits in ticket.subjects:
+            if limits.rpm is None and limits.tpm is None:
+                continue
+            counted = await asyncio.to_thread(
+                self.keys.hit_window, subject, minute, limits.rpm, limits.tpm
+            )
+            if counted is not None:
+                ticket.windows.append((subject, minute))
+                continue
+            requests, tokens = await asyncio.to_thread(self.keys.window_usage, subject, minute)
+            wait = 60 - time.time() % 60
+            headers = {}
+            if limits.rpm is not None:
+                headers["x-ratelimit-limit-requests"] = str(limits.rpm)
+                headers["x-ratelimit-remaining-requests"] = str(max(0, limits.rpm - requests))
+                headers["x-ratelimit-reset-requests"] = f"{wait:.3f}s"
+            if limits.tpm is not None:
+                headers["x-ratelimit-limit-tokens"] = str(limits.tpm)
+                headers["x-ratelimit-remaining-tokens"] = str(max(0, limits.tpm - tokens))
+                headers["x-ratelimit-reset-tokens"] = f"{wait:.3f}s"
+            what = (
+                f"{limits.rpm} requests per minute"
+                if limits.rpm is not None and requests >= limits.rpm
+                else f"{limits.tpm} tokens per minute"
+            )
+            raise refused(
+                f"Rate limit reached for {subject}: {what} (shared by every replica); try "
+                f"again in {wait:.1f}s",
+                wait,
+                headers,
+            )
+
+    def _priced_model(self, name: str) -> ModelConfig:
+        """The model whose prices bound this request: itself, or a router's dearest."""
+        if self.routers is not None and self.routers.handles(name):
+            models = self.config.models
+            priced = [m for m in models if m.input_price is not None and m.output_price is not None]
+            if len(priced) < len(models):
+                raise InvalidRequest(
+                    f"{name!r} may choose a model whose price is not known, so a key with a "
+                    "budget cannot use it: set input_price and output_price on every model",
+                    param="model",
+                )
+            dearest = max(priced, key=lambda m: (m.input_price or 0, m.output_price or 0))
+            top_out = max(m.output_price or 0 for m in priced)
+            top_in = max(m.input_price or 0 for m in priced)
+            windows = [m.context_window for m in priced]
+            window = None if any(w is None for w in windows) else max(w or 0 for w in windows)
+            return dearest.model_copy(
+                update={"input_price": top_in, "output_price": top_out, "context_window": window}
+            )
+        return self.pool.resolve(name).model
+
+    async def _reserve(
+        self, ticket: Ticket, chat: ChatCompletionRequest, body: dict[str, Any]
+    ) -> None:
+        model = self._priced_model(chat.model)
+        prices = nano_per_token(model)
+        if prices is None:
+            raise InvalidRequest(
+                f"The price of {model.name!r} is not known, so a key with a budget cannot use "
+                "it: set its input_price and output_price",
+                param="model",
+            )
+        per_in, per_out = prices
+        choices = chat.n or 1
+        prompt = prompt_tokens_upper(body) * per_in
+        asked = chat.max_completion_tokens or chat.max_tokens
+        if asked is not None:
+            out_tokens = asked
+        elif model.context_window is not None:
+            out_tokens = max(1, model.context_window - prompt_tokens_upper(body))
+        else:
+            out_tokens = self.default_max_tokens
+        amount = prompt + out_tokens * per_out * choices
+        if await self._reserve_batched(ticket.charges, amount):
+            ticket.reserved = amount
+            if asked is None and model.context_window is None:
+                body["max_tokens"] = out_tokens  # the bound the reservation assumed
+            return
+        if asked is not None:
+            await self._refuse(ticket, amount)
+        # No max_tokens: reserve what is left, and cap the answer to what that pays for.
+        for _ in range(3):
+            left = await asyncio.to_thread(self.keys.remaining, ticket.charges) or 0
+            fits = (left - prompt) // (per_out * choices) if per_out else 1 << 20
+            if fits < 1:
+                await self._refuse(ticket, prompt + per_out * choices)
+            amount = prompt + fits * per_out * choices
+            if await self._reserve_batched(ticket.charges, amount):
+                ticket.reserved = amount
+                if per_out:
+                    body["max_tokens"] = int(fits)
+                return
+        await self._refuse(ticket, prompt + per_out * choices)
+
+    async def _reserve_batched(self, charges: list[Charge], amount: int) -> bool:
+        """One reservation, decided by the store in a transaction with others waiting now."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._asks.append((charges, amount, future))
+        if not self._reserving:
+            self._reserving = True
+            asyncio.get_running_loop().create_task(self._reserve_loop())
+        return await future
+
+    async def _reserve_loop(self) -> None:
+        try:
+            while self._asks:
+                asks, self._asks = self._asks, []
+                try:
+                    results = await asyncio.to_thread(
+                        self.keys.reserve_many, [(c, a) for c, a, _ in asks]
+                    )
+                except Exception as e:
+                    for _, _, f in asks:
+                        if not f.done():
+                            f.set_exception(e)
+                    continue
+                for (charges, amount, f), ok in zip(asks, results, strict=True):
+                    if not f.done():
+                        f.set_result(ok)
+                    elif ok:  # the request went away while the store decided: give it back
+                        self._credit(charges, amount, 0)
+        finally:
+            self._reserving = False
+
+    async def _refuse(self, ticket: Ticket, needed: int) -> None:
+        left = await asyncio.to_thread(self.keys.remaining, ticket.charges) or 0
+        err = BudgetExceeded(
+            f"Budget exceeded: ${to_usd(left):.9f} left of this key's budget (or its team's); "
+            f"this request may cost up to ${to_usd(needed):.9f} (set max_tokens lower, or raise "
+            "the budget)"
+        )
+        err.headers = {"x-polyroute-budget-remaining-usd": f"{to_usd(left):.9f}"}
+        raise err
+
+    # -- after the upstream -------------------------------------------------------------
+
+    def finished(self, record: RequestRecord) -> None:
+        """The chat service's observer: settle this request's ticket (never raises)."""
+        ticket = self._open.pop(record.id, None)
+        if ticket is None or ticket.settled:
+            return
+        ticket.settled = True
+        tokens = (record.input_tokens or 0) + (record.output_tokens or 0)
+        for subject, _ in ticket.subjects:
+            self.limiter.done(subject, tokens)
+        if record.cost_usd is not None and record.cost_status != "unknown":
+            cost = to_nano(record.cost_usd)
+        elif record.status < 400 or record.status == 499:
+            cost = ticket.reserved  # answered without a known cost: charge the worst case
+        else:
+            cost = 0  # refused or failed before any answer: release
+        usage = {
+            "request_id": record.id,
+            "key_id": ticket.key.id,
+            "team_id": ticket.key.team_id,
+            "created_at": record.created_at,
+            "model": record.model,
+            "router": record.router,
+            "status": record.status,
+            "input_tokens": record.input_tokens,
+            "output_tokens": record.output_tokens,
+        }
+        self._usage.append({**usage, "cost_nusd": cost})
+        for window in ticket.windows:
+            self._window_tokens[window] = self._window_tokens.get(window, 0) + tokens
+        self._settle(ticket, cost)
+        if self.metrics is not None:
+            self.metrics.observe(ticket.key, cost)
+
+    def _settle(self, ticket: Ticket, cost: int) -> None:
+        self._credit(ticket.charges, ticket.reserved, cost)
+        if ticket.key.limits.soft_alert is not None and ticket.key.id not in self._alerted:
+            self._watch.add(ticket.key.id)
+
+    def _credit(self, charges: list[Charge], reserved: int, cost: int) -> None:
+        """Queue a settlement: drop ``reserved`` from each subject's reservation, add ``cost``."""
+        for charge in charges:
+            held, spent = self._deltas.get(charge, (0, 0))
+            self._deltas[charge] = (held + reserved, spent + cost)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        # Until nothing is pending: what arrived while a flush was in the store goes next
+        # (a credit only starts a flusher when none is running).
+        while True:
+            await asyncio.sleep(SETTLE_DELAY_S)
+            await self.flush()
+            if not (self._deltas or self._usage or self._window_tokens or self._watch):
+                return
+
+    async def flush(self) -> None:
+        """Write the pending settlements and usage rows (one transaction)."""
+        deltas, self._deltas = self._deltas, {}
+        rows, self._usage = self._usage, []
+        windows, self._window_tokens = self._window_tokens, {}
+        if not deltas and not rows and not windows:
+            return
+        try:
+            await asyncio.to_thread(self.keys.settle_many, deltas, rows, windows)
+        except Exception:
+            log.exception("settling %d budgets and %d usage rows failed", len(deltas), len(rows))
+        watch, self._watch = self._watch, set()
+        if watch:
+            try:
+                crossed = await asyncio.to_thread(self.keys.over_soft_alert, sorted(watch))
+            except Exception:
+                log.exception("checking soft alerts failed")
+                return
+            for key in crossed:
+                self._alerted.add(key.id)
+                log.warning(
+                    "key %s (%s) has spent %.0f%% or more of its %s budget of $%g",
+                    key.id,
+                    key.alias or "no alias",
+                    100 * (key.limits.soft_alert or 0),
+                    key.limits.period,
+                    (key.limits.budget_nusd or 0) / 1e9,
+                )
+
+    def release(self, scope: MutableMapping[str, Any]) -> None:
+        """A response is done and nothing settled it (the request was cancelled, or a bug):
+        charge its reservation, as the upstream may have billed it; never less."""
+        ticket: Ticket | None = scope.get(TICKET_SCOPE)
+        if ticket is None or ticket.settled:
+            return
+        self._open.pop(ticket.trace_id, None)
+        ticket.settled = True
+        for subject, _ in ticket.subjects:
+            self.limiter.done(subject, 0)
+        if ticket.charges:
+            self._settle(ticket, ticket.reserved)
+
+    async def aclose(self) -> None:
+        """Write the pending settlements and usage rows."""
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self.flush()
+
+    # -- who made a trace ---------------------------------------------------------------
+
+    def _own(self, trace_id: str, key_id: str) -> None:
+        self._owners[trace_id] = key_id
+        if len(self._owners) > _OWNERS:
+            self._owners.popitem(last=False)
+
+    async def authorize_feedback(self, request: Request, trace_id: str) -> None:
+        """Feedback steers routers: only the key that made the trace (or the admin) may give it."""
+        key: KeyInfo | None = request.scope.get(KEY_SCOPE)
+        if key is None or key.is_admin:
+            return
+        if await self.owner(trace_id) != key.id:
+            raise PermissionDenied(
+                "Feedback is accepted only from the key that made the trace (or the admin key)",
+                param="trace_id",
+            )
+
+    async def owner(self, trace_id: str) -> str | None:
+        found = self._owners.get(trace_id)
+        if found is not None:
+            return found
+        return await asyncio.to_thread(self.keys.owner, trace_id)

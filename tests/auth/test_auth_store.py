@@ -1,0 +1,99 @@
+"""The key store: secrets as salted hashes, and reservations that are all-or-none and exact."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from polyroute.auth import secrets
+from polyroute.auth.budget import period_start, prompt_tokens_upper
+from polyroute.auth.spec import KeySpec, KeyUpdate, TeamSpec, parse_expiry
+from polyroute.store import Store, schema
+from polyroute.store.keys import KeyNotFound, KeyStore
+from polyroute.store.ledger import Charge
+
+
+@pytest.fixture
+def keys(store_url: str) -> KeyStore:
+    store = Store(store_url)
+    store.migrate()
+    return KeyStore(store.engine)
+
+
+def test_a_secret_is_checked_against_its_salted_hash_only(keys: KeyStore) -> None:
+    key, secret = keys.create_key(KeySpec(alias="a"))
+    assert secrets.key_id_of(secret) == key.id
+    stored = keys.lookup(key.id)
+    assert stored is not None
+    assert secret not in (stored.salt, stored.secret_hash)
+    assert secrets.matches(stored.salt, stored.secret_hash, secret)
+    assert not secrets.matches(stored.salt, stored.secret_hash, secret + "x")
+    other, _ = keys.create_key(KeySpec())
+    assert keys.lookup(other.id).salt != stored.salt  # type: ignore[union-attr]
+
+
+def test_update_rotate_revoke(keys: KeyStore) -> None:
+    key, old = keys.create_key(KeySpec(alias="svc", models=["a"]))
+    changed = keys.update("svc", KeyUpdate(rpm=3, models=["a", "b"]))
+    assert (changed.limits.rpm, changed.models) == (3, ("a", "b"))
+    _, new = keys.rotate(key.id)
+    stored = keys.lookup(key.id)
+    assert stored is not None
+    assert secrets.matches(stored.salt, stored.secret_hash, new)
+    assert not secrets.matches(stored.salt, stored.secret_hash, old)
+    assert keys.revoke("svc").usable() == "this key has been revoked"
+    with pytest.raises(KeyNotFound):
+        keys.require("nobody")
+
+
+def _spent_reserved(keys: KeyStore, table: sa.Table, id_: str) -> tuple[int, int]:
+    with keys.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(table.c.spent_nusd, table.c.reserved_nusd).where(table.c.id == id_)
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+def test_a_reservation_fits_every_budget_or_takes_nothing(keys: KeyStore) -> None:
+    keys.set_team("t", TeamSpec(budget_usd=100e-9))
+    key, _ = keys.create_key(KeySpec(budget_usd=1000e-9, team="t"))
+    charges = [Charge(schema.api_keys, key.id, "total"), Charge(schema.teams, "t", "total")]
+    assert keys.reserve_many([(charges, 60), (charges, 60), (charges, 40)]) == [True, False, True]
+    # The refused one took nothing from the key either.
+    assert _spent_reserved(keys, schema.api_keys, key.id) == (0, 100)
+    assert _spent_reserved(keys, schema.teams, "t") == (0, 100)
+    assert keys.remaining(charges) == 0
+    keys.settle_many({c: (100, 70) for c in charges}, [])
+    assert _spent_reserved(keys, schema.api_keys, key.id) == (70, 0)
+    assert keys.remaining(charges) == 30
+
+
+def test_spend_starts_again_with_each_period(keys: KeyStore) -> None:
+    key, _ = keys.create_key(KeySpec(budget_usd=100e-9, period="daily"))
+    charge = [Charge(schema.api_keys, key.id, "daily")]
+    assert keys.reserve(charge, 100)
+    keys.settle_many({charge[0]: (100, 100)}, [])
+    assert not keys.reserve(charge, 1)
+    yesterday = period_start("daily") - 86400
+    with keys.engine.begin() as conn:
+        conn.execute(schema.api_keys.update().values(period_start=yesterday))
+    assert keys.reserve(charge, 100)  # a new day: the budget is whole again
+
+
+def test_periods_and_expiry_parse() -> None:
+    monday = datetime(2026, 12, 2, 15, tzinfo=UTC)  # a Wednesday
+    assert period_start("weekly", monday) == int(datetime(2026, 11, 30, tzinfo=UTC).timestamp())
+    assert period_start("monthly", monday) == int(datetime(2026, 12, 1, tzinfo=UTC).timestamp())
+    assert period_start("total", monday) == 0
+    soon = parse_expiry("2d")
+    assert timedelta(days=1.9) < soon - datetime.now(UTC) < timedelta(days=2.1)
+    assert parse_expiry("2027-01-31").tzinfo is not None
+    with pytest.raises(ValueError, match="not an expiry"):
+        parse_expiry("next tuesday")
+
+
+def test_the_prompt_bound_is_never_below_the_bytes() -> None:
+    body = {"messages": [{"role": "user", "content": "héllo wörld"}]}
+    assert prompt_tokens_upper(body) >= len("héllo wörld".encode())
