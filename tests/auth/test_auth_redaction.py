@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
@@ -30,11 +29,12 @@ async def test_an_echoed_key_is_redacted_for_the_client_and_the_store(
         json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
         headers=admin_headers(),
     )
-    assert r.status_code == 401
-    assert LEAKED not in r.text and "[redacted]" in r.text
-    await asyncio.sleep(0.3)
+    # That provider's key is at fault, not the client's: a provider failure (issue 11).
+    assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_auth_failed"
+    assert LEAKED not in r.text
+    await client.gateway.recorder.flush()
     rows = client.gateway.store.recent_requests(10)
-    assert len(rows) == 1 and "[redacted]" in rows[0]["error"]
+    assert len(rows) == 1 and rows[0]["error"]
     assert LEAKED not in str(rows[0])
     # The admin key's requests are accounted too: under "admin".
     await client.gateway.admission.flush()

@@ -124,14 +124,14 @@ def _raw(server: str, request: bytes, timeout: float = 5.0) -> bytes:
 def test_chunked_body_over_the_limit_is_413(server: str) -> None:
     piece = b"x" * 16384
     chunk = b"%x\r\n%s\r\n" % (len(piece), piece)
-    head = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
             b"transfer-encoding: chunked\r\n\r\n")  # fmt: skip
     answer = _raw(server, head + chunk * (MAX_BODY // len(piece) + 2) + b"0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 413")
 
 
 def test_a_body_that_never_arrives_is_408_not_a_hang(server: str) -> None:
-    head = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
             b"content-length: 1000\r\n\r\n{\"model\": ")  # fmt: skip
     answer = _raw(server, head, timeout=5.0)  # body_timeout_s is 1 s here
     assert answer.startswith(b"HTTP/1.1 408")
