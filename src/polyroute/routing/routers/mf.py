@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 from polyroute.embeddings.base import Embedder, Float32Array
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import LearnedRouter, check_finite
-from polyroute.routing.routers.mlp import Adam, TrainingOptions
+from polyroute.routing.routers.training import TrainingOptions, fit_masked
 from polyroute.routing.tradeoff import FloatArray
 
 #: Isotropic variance added to the prior's covariance, as a fraction of its mean variance:
@@ -307,41 +307,18 @@ def train_factorised(
 ) -> dict[str, FloatArray]:
     """A tower and model vectors fitted to the known entries of ``y`` (NaN = unknown); the
     best epoch's weights on a held-out tenth of the prompts."""
-    n, d = x.shape
-    m = y.shape[1]
-    known = np.isfinite(y).astype(np.float32)
-    target = np.nan_to_num(y, nan=0.0).astype(np.float32)
-    order = rng.permutation(n)
-    n_val = max(1, int(n * options.validation_fraction)) if n >= 20 else 0
-    val, fit = order[:n_val], order[n_val:]
-    prior = np.clip(np.nanmean(y, axis=0), 1e-3, 1 - 1e-3)
-    h = options.hidden
-    net: dict[str, FloatArray] = {
-        "w1": (rng.standard_normal((d, h)) * np.sqrt(2.0 / d)).astype(np.float32),
-        "b1": np.zeros(h, dtype=np.float32),
-        "w2": (rng.standard_normal((h, dim)) * np.sqrt(1.0 / h)).astype(np.float32),
-        "v": (rng.standard_normal((dim, m)) * np.sqrt(1.0 / dim)).astype(np.float32),
-        "c": np.log(prior / (1 - prior)).astype(np.float32),  # start at each model's average
-    }
-    adam = Adam(net, options.learning_rate)
-    batch = max(8, min(options.batch_size, len(fit) // 8))
-    best, best_loss, stale = {k: v.copy() for k, v in net.items()}, np.inf, 0
-    for _ in range(options.max_epochs):
-        rng.shuffle(fit)
-        for start in range(0, len(fit), batch):
-            rows = fit[start : start + batch]
-            adam.step(_gradients(net, x[rows], target[rows], known[rows], options.weight_decay))
-        if n_val == 0:
-            best = net
-            continue
-        loss = _loss(net, x[val], target[val], known[val])
-        if loss < best_loss - 1e-5:
-            best, best_loss, stale = {k: v.copy() for k, v in net.items()}, loss, 0
-        else:
-            stale += 1
-            if stale >= options.patience:
-                break
-    return best
+    d, m, h = x.shape[1], y.shape[1], options.hidden
+
+    def init(prior: FloatArray) -> dict[str, FloatArray]:
+        return {
+            "w1": (rng.standard_normal((d, h)) * np.sqrt(2.0 / d)).astype(np.float32),
+            "b1": np.zeros(h, dtype=np.float32),
+            "w2": (rng.standard_normal((h, dim)) * np.sqrt(1.0 / h)).astype(np.float32),
+            "v": (rng.standard_normal((dim, m)) * np.sqrt(1.0 / dim)).astype(np.float32),
+            "c": np.log(prior / (1 - prior)).astype(np.float32),  # each model's average
+        }
+
+    return fit_masked(x, y, options, rng, init, _gradients, _loss)
 
 
 def _loss(

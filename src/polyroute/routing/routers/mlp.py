@@ -14,7 +14,6 @@ pickle and served without any dependency beyond numpy.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,18 +23,8 @@ from numpy.typing import NDArray
 from polyroute.embeddings.base import Embedder, Float32Array
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import LearnedRouter, check_finite
+from polyroute.routing.routers.training import TrainingOptions, fit_masked
 from polyroute.routing.tradeoff import FloatArray
-
-
-@dataclass(frozen=True, slots=True)
-class TrainingOptions:
-    hidden: int = 128
-    weight_decay: float = 1e-4
-    learning_rate: float = 1e-3
-    batch_size: int = 128
-    max_epochs: int = 200
-    patience: int = 10
-    validation_fraction: float = 0.1
 
 
 @ROUTERS.register("mlp")
@@ -113,43 +102,17 @@ def train_network(
     x: Float32Array, y: FloatArray, options: TrainingOptions, rng: np.random.Generator
 ) -> dict[str, FloatArray]:
     """A network fitted to the known entries of ``y`` (NaN = unknown); the best epoch's weights."""
-    n, d = x.shape
-    m = y.shape[1]
-    known = np.isfinite(y).astype(np.float32)
-    target = np.nan_to_num(y, nan=0.0).astype(np.float32)
-    order = rng.permutation(n)
-    n_val = max(1, int(n * options.validation_fraction)) if n >= 20 else 0
-    val, fit = order[:n_val], order[n_val:]
-    prior = np.clip(np.nanmean(y, axis=0), 1e-3, 1 - 1e-3)
-    net: dict[str, FloatArray] = {
-        "w1": (rng.standard_normal((d, options.hidden)) * np.sqrt(2.0 / d)).astype(np.float32),
-        "b1": np.zeros(options.hidden, dtype=np.float32),
-        "w2": (rng.standard_normal((options.hidden, m)) * np.sqrt(1.0 / options.hidden)).astype(
-            np.float32
-        ),
-        "b2": np.log(prior / (1 - prior)).astype(np.float32),  # start at each model's average
-    }
-    adam = Adam(net, options.learning_rate)
-    # Small datasets would get one step an epoch and stop long before they fit: keep at
-    # least eight batches an epoch.
-    batch = max(8, min(options.batch_size, len(fit) // 8))
-    best, best_loss, stale = {k: v.copy() for k, v in net.items()}, np.inf, 0
-    for _ in range(options.max_epochs):
-        rng.shuffle(fit)
-        for start in range(0, len(fit), batch):
-            rows = fit[start : start + batch]
-            adam.step(_gradients(net, x[rows], target[rows], known[rows], options.weight_decay))
-        if n_val == 0:
-            best = net
-            continue
-        loss = _loss(net, x[val], target[val], known[val])
-        if loss < best_loss - 1e-5:
-            best, best_loss, stale = {k: v.copy() for k, v in net.items()}, loss, 0
-        else:
-            stale += 1
-            if stale >= options.patience:
-                break
-    return best
+    d, m, h = x.shape[1], y.shape[1], options.hidden
+
+    def init(prior: FloatArray) -> dict[str, FloatArray]:
+        return {
+            "w1": (rng.standard_normal((d, h)) * np.sqrt(2.0 / d)).astype(np.float32),
+            "b1": np.zeros(h, dtype=np.float32),
+            "w2": (rng.standard_normal((h, m)) * np.sqrt(1.0 / h)).astype(np.float32),
+            "b2": np.log(prior / (1 - prior)).astype(np.float32),  # each model's average
+        }
+
+    return fit_masked(x, y, options, rng, init, _gradients, _loss)
 
 
 def _loss(
@@ -178,20 +141,3 @@ def _gradients(
         "w2": hidden.T @ d_logits + decay * net["w2"],
         "b2": d_logits.sum(axis=0),
     }
-
-
-class Adam:
-    def __init__(self, params: dict[str, FloatArray], lr: float) -> None:
-        self.params, self.lr, self.t = params, lr, 0
-        self.m = {k: np.zeros_like(v) for k, v in params.items()}
-        self.v = {k: np.zeros_like(v) for k, v in params.items()}
-
-    def step(self, grads: Mapping[str, FloatArray], b1: float = 0.9, b2: float = 0.999) -> None:
-        self.t += 1
-        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
-        for k, g in grads.items():
-            self.m[k] = b1 * self.m[k] + (1 - b1) * g
-            self.v[k] = b2 * self.v[k] + (1 - b2) * g * g
-            self.params[k] -= (
-                self.lr * (self.m[k] / c1) / (np.sqrt(self.v[k] / c2) + 1e-8)
-            ).astype(np.float32)
