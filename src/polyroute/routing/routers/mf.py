@@ -40,7 +40,14 @@ from numpy.typing import NDArray
 from polyroute.embeddings.base import Embedder, Float32Array
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import LearnedRouter, check_finite
-from polyroute.routing.routers.training import TrainingOptions, fit_masked
+from polyroute.routing.routers.training import (
+    TrainingOptions,
+    checked_input,
+    ensemble_from_state,
+    ensemble_state,
+    fit_ensemble,
+    fit_masked,
+)
 from polyroute.routing.tradeoff import FloatArray
 
 #: Isotropic variance added to the prior's covariance, as a fraction of its mean variance:
@@ -96,31 +103,21 @@ class MFRouter(LearnedRouter):
     def _fit(self, embeddings: Float32Array, scores: FloatArray) -> None:
         options = TrainingOptions(hidden=self.hidden, weight_decay=self.weight_decay)
         x = embeddings.astype(np.float32)
-        # As in mlp: small batches gain nothing from BLAS threads, and lose a lot on a busy CPU.
-        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
-            self._nets = [
-                train_factorised(
-                    x, scores, options, self.dim, np.random.default_rng([self.seed, k])
-                )
-                for k in range(self.ensemble)
-            ]
+        self._nets = fit_ensemble(
+            lambda rng: train_factorised(x, scores, options, self.dim, rng),
+            seed=self.seed,
+            members=self.ensemble,
+        )
         self.priors = {}
 
     def state(self) -> dict[str, NDArray[Any]]:
-        return {f"{i}.{k}": v for i, net in enumerate(self._nets) for k, v in net.items()}
+        return ensemble_state(self._nets)
 
     def load_state(self, arrays: Mapping[str, NDArray[Any]]) -> None:
-        nets: dict[int, dict[str, FloatArray]] = {}
-        for key, value in arrays.items():
-            i, _, part = key.partition(".")
-            nets.setdefault(int(i), {})[part] = np.asarray(value, dtype=np.float32)
-        self._nets = [nets[i] for i in sorted(nets)]
+        self._nets = ensemble_from_state(arrays)
 
     def predict_embeddings(self, embeddings: Float32Array) -> FloatArray:
-        x = np.asarray(embeddings, dtype=np.float32)
-        width = self._nets[0]["w1"].shape[0] if self._nets else 0
-        if x.ndim != 2 or x.shape[1] != width:
-            raise ValueError(f"expected (n, {width}) embeddings, got {embeddings.shape}")
+        x = checked_input(self._nets, embeddings)
         total = sum(_probabilities(net, _tower(net, x)) for net in self._nets)
         return check_finite(
             np.asarray(total, dtype=np.float64) / len(self._nets), f"mf router {self.name!r}"
