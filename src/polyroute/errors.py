@@ -2,18 +2,26 @@
 
     PolyrouteError                       500 server_error
     ├── ConfigError                      (startup only: bad YAML, bad field, missing env var)
-    ├── InvalidRequest                   400 invalid_request_error
-    │   └── RequestTooLarge              413 invalid_request_error
-    ├── ModelNotFound                    404 model_not_found
-    ├── NoEligibleModel                  400 no_eligible_model (routing left no candidate)
+    │   ├── CatalogError                 (a catalog file that cannot be used)
+    │   └── RouterFileError              (a trained router's directory that cannot be loaded)
+    ├── InvalidRequest                   400 invalid_request
+    │   ├── RequestTooLarge              413 request_too_large
     │   ├── RequestTimeout               408 request_timeout (the body did not arrive in time)
     │   └── UnsupportedMediaType         415 unsupported_media_type (POST without JSON)
+    ├── NotFound                         404 not_found (an unknown route, file or id)
+    │   ├── ModelNotFound                404 model_not_found
+    │   ├── TraceNotFound                404 trace_not_found (feedback for an unknown trace)
+    │   └── KeyNotFound                  404 key_not_found (admin: no such virtual key)
+    ├── AmbiguousModel                   400 ambiguous_model (a name two catalog models answer to)
+    ├── NoEligibleModel                  400 no_eligible_model (routing left no candidate)
     ├── ModelUnavailable                 503 model_unavailable (local model missing or corrupt)
     │   ├── WeightsError                 503 weights_unavailable (store: fetch failed, wrong hash)
     │   ├── ModelBusy                    503 model_busy (local queue full; Retry-After)
     │   └── CircuitOpen                  503 circuit_open (every candidate failing; Retry-After)
     ├── ClientDisconnected               499 (the client left; only ever recorded)
     ├── UnknownPrice                     (catalog: a price that is not known; never $0)
+    ├── RoutingDataError                 (offline: a routing dataset that cannot be used)
+    ├── BenchError                       (offline: a suite, grader or results file)
     ├── AuthenticationFailed             401 invalid_api_key (no key, unknown, revoked, expired)
     ├── PermissionDenied                 403 permission_denied (model, route or trace not the key's)
     ├── HostNotAllowed                   421 host_not_allowed (Host header not on the allow-list)
@@ -88,9 +96,17 @@ class UnsupportedMediaType(InvalidRequest):
     code = "unsupported_media_type"
 
 
-class ModelNotFound(PolyrouteError):
+class NotFound(PolyrouteError):
+    """Whatever was asked for does not exist: a route, a file, a model, a trace, a key.
+
+    The one way to answer 404; what is missing is said by the subclass's ``code``."""
+
     status_code = 404
     error_type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
     code = "model_not_found"
 
 

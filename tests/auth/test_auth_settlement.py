@@ -9,9 +9,9 @@ from typing import Any
 
 from tests.auth.support import auth_config
 
-from polyroute.auth.admission import Admission, Ticket
 from polyroute.auth.keys import KeyInfo
 from polyroute.auth.spec import KeySpec
+from polyroute.gateway.admission import Admission, Ticket
 from polyroute.providers.pool import ProviderPool
 from polyroute.store import Store
 from polyroute.store.keys import KeyStore

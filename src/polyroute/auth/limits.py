@@ -3,7 +3,7 @@
 In memory the counters are exact within the process: the event loop runs one admission at a
 time, and nothing awaits between the check and the count. RPM and TPM are sliding windows of
 the last 60 s. The database backend (``auth.rate_limits: database``, in
-:mod:`polyroute.auth.admission`) shares RPM and TPM across replicas through one conditional
+:mod:`polyroute.gateway.admission`) shares RPM and TPM across replicas through one conditional
 update per request on a per-minute row of ``rate_windows`` (a fixed window: exact per
 calendar minute). ``parallel`` stays per process: a shared in-flight count would stay
 taken forever by a replica that crashed mid-request.

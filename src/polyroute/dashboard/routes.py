@@ -37,7 +37,7 @@ from polyroute.config import DashboardConfig
 from polyroute.dashboard import queries
 from polyroute.dashboard.boards import BenchBoards
 from polyroute.dashboard.params import check_known, parse_trace_filter, parse_window
-from polyroute.errors import PolyrouteError
+from polyroute.errors import NotFound
 from polyroute.store.db import Store
 from polyroute.store.keys import KeyStore
 
@@ -50,14 +50,6 @@ _TYPES = {
 }
 _WINDOW = {"since", "until"}
 _BUCKETED = {"since", "until", "bucket"}
-
-
-class NotFound(PolyrouteError):
-    """An unknown trace id or dashboard file."""
-
-    status_code = 404
-    error_type = "invalid_request_error"
-    code = "not_found"
 
 
 def _static_files() -> dict[str, tuple[bytes, str, str]]:

@@ -21,14 +21,14 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from polyroute import __version__
-from polyroute.auth.admission import Admission
 from polyroute.auth.metrics import KeyMetrics
 from polyroute.catalog import apply_catalog, load_catalog
 from polyroute.config import AuthConfig, Config, ModelConfig, default_config
 from polyroute.dashboard import Dashboard
 from polyroute.engines import Engines, attach_engines, weights_store
-from polyroute.errors import InvalidRequest, PolyrouteError
+from polyroute.errors import NotFound, PolyrouteError
 from polyroute.gateway.admin import admin_router, spend_router
+from polyroute.gateway.admission import Admission
 from polyroute.gateway.auth import Gate
 from polyroute.gateway.chat import ChatService
 from polyroute.gateway.embeddings import EmbeddingsService
@@ -410,9 +410,9 @@ def create_app(
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
         if gateway.telemetry.metrics is None:
-            off = InvalidRequest("Metrics are off: set telemetry.metrics: true to serve them")
-            off.status_code = 404
-            return error_response(off)
+            return error_response(
+                NotFound("Metrics are off: set telemetry.metrics: true to serve them")
+            )
         # In a thread: a scrape of many series takes milliseconds the event loop should not lose.
         gateway.telemetry.metrics.set_recorder(await asyncio.to_thread(gateway.recorder.stats))
         body, content_type = await asyncio.to_thread(
@@ -432,8 +432,6 @@ def create_app(
         "/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False
     )
     async def not_found(path: str) -> Response:
-        err = InvalidRequest(f"Unknown request URL: /{path}. See /docs for the routes")
-        err.status_code = 404
-        return error_response(err)
+        return error_response(NotFound(f"Unknown request URL: /{path}. See /docs for the routes"))
 
     return app

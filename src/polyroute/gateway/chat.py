@@ -42,7 +42,7 @@ from polyroute.routing.base import Decision
 from polyroute.store.recorder import Recorder, RequestRecord
 
 if TYPE_CHECKING:
-    from polyroute.auth.admission import Admission
+    from polyroute.gateway.admission import Admission
 
 _SSE_DONE = b"data: [DONE]\n\n"
 

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from polyroute.config import Config
-from polyroute.errors import InvalidRequest, PolyrouteError
+from polyroute.errors import InvalidRequest, NotFound
 from polyroute.gateway.learning import OnlineLearning, RecentTrace, RecentTraces, is_contextual
 from polyroute.gateway.protocol import read_json_body
 from polyroute.routing.base import RouteRequest
@@ -33,9 +33,7 @@ _MAX_SOURCE = 200
 _MAX_COMMENT = 10_000
 
 
-class TraceNotFound(PolyrouteError):
-    status_code = 404
-    error_type = "invalid_request_error"
+class TraceNotFound(NotFound):
     code = "trace_not_found"
 
 

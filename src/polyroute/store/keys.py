@@ -18,7 +18,7 @@ from polyroute.auth import secrets
 from polyroute.auth.budget import period_start, to_nano
 from polyroute.auth.keys import KeyInfo, Limits, json_list, utc
 from polyroute.auth.spec import KeySpec, KeyUpdate, TeamSpec
-from polyroute.errors import InvalidRequest, PolyrouteError
+from polyroute.errors import InvalidRequest, NotFound
 from polyroute.store import schema
 from polyroute.store.ledger import Ledger
 
@@ -27,9 +27,7 @@ T = schema.teams
 U = schema.key_usage
 
 
-class KeyNotFound(PolyrouteError):
-    status_code = 404
-    error_type = "invalid_request_error"
+class KeyNotFound(NotFound):
     code = "key_not_found"
 
 
