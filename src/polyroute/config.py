@@ -31,7 +31,9 @@ class _Strict(BaseModel):
 
 
 class ServerConfig(_Strict):
+    #: Address to listen on (``polyroute serve --host`` overrides it).
     host: str = "127.0.0.1"
+    #: Port to listen on (``polyroute serve --port`` overrides it).
     port: int = Field(8000, ge=1, le=65535)
     #: Bodies larger than this are refused with 413 before they are parsed.
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
@@ -98,6 +100,7 @@ class FeedbackConfig(_Strict):
 class DashboardConfig(_Strict):
     """The web page at ``/ui``."""
 
+    #: Serve the dashboard at ``/ui``.
     enabled: bool = True
     #: Results files of ``polyroute bench --out`` whose leaderboards the page shows
     #: (paths relative to the directory the gateway runs in).
@@ -114,6 +117,7 @@ class TelemetryConfig(_Strict):
     otlp_endpoint: str | None = None
     #: Headers for the collector; empty: OTEL_EXPORTER_OTLP_HEADERS is used, if set.
     otlp_headers: dict[str, str] = Field(default_factory=dict)
+    #: ``service.name`` of the spans, as the collector shows it.
     service_name: str = Field("polyroute", min_length=1)
     #: Share of requests traced (by trace id, so a sampled request is whole).
     sample_ratio: float = Field(1.0, ge=0, le=1)
@@ -163,6 +167,7 @@ class ProviderConfig(_Strict):
     #: Seconds to wait for the upstream to answer (for streams: between chunks); also the
     #: default of each model's ``timeout_s``, ``first_token_timeout_s`` and ``stall_timeout_s``.
     timeout_s: float = Field(120.0, gt=0)
+    #: Seconds to wait for a connection to the upstream.
     connect_timeout_s: float = Field(5.0, gt=0)
     #: Most open connections to this upstream.
     max_connections: int = Field(256, gt=0)
@@ -196,6 +201,7 @@ class EngineConfig(_Strict):
     port: Annotated[int, Field(ge=1, le=65535)] | Literal["auto"] = "auto"
     #: The program to run instead of the kind's default (e.g. a vLLM in another venv).
     command: list[str] | None = None
+    #: Extra environment variables for the engine's process.
     env: dict[str, str] = Field(default_factory=dict)
     #: Seconds the engine may take to answer its health check after it is started.
     startup_timeout_s: float = Field(300.0, gt=0)
@@ -203,9 +209,11 @@ class EngineConfig(_Strict):
     health_interval_s: float = Field(5.0, gt=0)
     #: Restarts allowed within ``restart_window_s`` before the model is marked down.
     max_restarts: int = Field(5, ge=0)
+    #: Restarts counted over this many seconds for the crash-loop limit.
     restart_window_s: float = Field(600.0, gt=0)
     #: The wait before the first restart, doubled each time up to ``backoff_max_s``.
     backoff_s: float = Field(1.0, gt=0)
+    #: The longest wait between two restarts (the backoff doubles up to it).
     backoff_max_s: float = Field(60.0, gt=0)
     #: Seconds between SIGTERM and SIGKILL when it is stopped.
     stop_grace_s: float = Field(10.0, gt=0)
@@ -228,6 +236,7 @@ class ModelConfig(_Strict):
     """A model clients can ask for by ``name``, served by one provider (or by an engine
     polyroute runs for it, which makes the provider)."""
 
+    #: The name clients ask for (``model`` in the request).
     name: str = Field(min_length=1)
     #: A provider under ``providers``; empty for an ``engine`` entry (the gateway makes one).
     provider: str = ""
@@ -245,6 +254,7 @@ class ModelConfig(_Strict):
     source: str | None = None
     path: str | None = None
     sha256: str | None = None
+    #: Local models: the context window llama.cpp is loaded with (tokens).
     n_ctx: int = Field(4096, gt=0)
     n_threads: int | None = Field(None, gt=0)
     # Prices in USD per million tokens; None means "not known" (never treated as $0).
@@ -308,13 +318,21 @@ class ModelConfig(_Strict):
 
 
 class Config(_Strict):
+    #: Where the gateway listens, and what it accepts.
     server: ServerConfig = Field(default_factory=ServerConfig)
+    #: The trace store (SQLite or PostgreSQL) and its recorder.
     store: StoreConfig = Field(default_factory=StoreConfig)
+    #: ``POST /v1/feedback`` and the online routers that learn from it.
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
+    #: The web page at ``/ui``.
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    #: ``/metrics`` and OpenTelemetry spans.
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    #: The model store engines and local models fetch weights into.
     weights: WeightsConfig = Field(default_factory=WeightsConfig)
+    #: Who serves models: name → provider (an upstream server or the local engine).
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    #: The models clients can ask for, by name, each on a provider (or an engine).
     models: list[ModelConfig] = Field(default_factory=list)
     #: A YAML file of catalog entries that override or extend the bundled model hub.
     catalog_file: str | None = None
