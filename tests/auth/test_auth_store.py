@@ -43,7 +43,7 @@ def test_update_rotate_revoke(keys: KeyStore) -> None:
     assert stored is not None
     assert secrets.matches(stored.salt, stored.secret_hash, new)
     assert not secrets.matches(stored.salt, stored.secret_hash, old)
-    assert keys.revoke("svc").usable() == "this key has been revoked"
+    assert keys.revoke("svc").why_unusable() == "this key has been revoked"
     with pytest.raises(KeyNotFound):
         keys.require("nobody")
 

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import openai
 import pytest
 from tests.conftest import serving
-from tests.gateway.test_gateway_learned_router import MATH, POEMS
+from tests.gateway.test_gateway_learned_router import train_math_poem_router
 from tests.gateway.test_gateway_routing import routed_config
 from tests.support.echo_upstream import EchoUpstream
 
@@ -20,11 +19,8 @@ from polyroute.errors import ConfigError
 from polyroute.gateway import create_app
 from polyroute.gateway.bindings import bind, match_names, price_prior
 from polyroute.gateway.routing import build_router_hub
-from polyroute.routing.knob import Knob
 from polyroute.routing.online.thompson import ThompsonRouter
-from polyroute.routing.persist import load_router, save_router
-from polyroute.routing_eval.dataset import RoutingDataset
-from polyroute.routing_eval.train import train_router
+from polyroute.routing.persist import load_router
 
 USER = [{"role": "user", "content": "route me"}]
 
@@ -32,18 +28,8 @@ USER = [{"role": "user", "content": "route me"}]
 @pytest.fixture(scope="module")
 def trained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A kNN router trained on names nobody serves: math-whiz is good at math, bard at poems."""
-    prompts = MATH + POEMS
-    scores = np.array([[1.0, 0.0]] * len(MATH) + [[0.0, 1.0]] * len(POEMS))
-    data = RoutingDataset(
-        ids=[f"q{i}" for i in range(len(prompts))],
-        prompts=prompts,
-        models=["vendor/Math-Whiz-7B", "bard"],
-        scores=scores,
-        costs=np.full(scores.shape, 1e-4),
-        tasks=[None] * len(prompts),
-    )
-    result = train_router(data, kind="knn", knob=Knob(lam=0.0), params={"k": 3})
-    return save_router(result.router, tmp_path_factory.mktemp("routers") / "knn")
+    out = tmp_path_factory.mktemp("routers") / "knn"
+    return train_math_poem_router(out, ("vendor/Math-Whiz-7B", "bard"))
 
 
 def _config(models: list[dict[str, Any]], routers: dict[str, Any] | None = None) -> Config:

@@ -38,21 +38,27 @@ POEMS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """'echo' answers math well and poems badly; 'renamed' the other way round."""
+def train_math_poem_router(out: Path, models: tuple[str, str]) -> Path:
+    """A kNN router on which ``models[0]`` answers math well and poems badly, ``models[1]``
+    the other way round; saved in ``out``."""
     prompts = MATH + POEMS
     scores = np.array([[1.0, 0.0]] * len(MATH) + [[0.0, 1.0]] * len(POEMS))
     data = RoutingDataset(
         ids=[f"q{i}" for i in range(len(prompts))],
         prompts=prompts,
-        models=["echo", "renamed"],
+        models=list(models),
         scores=scores,
         costs=np.full(scores.shape, 1e-4),
         tasks=["math"] * len(MATH) + ["poem"] * len(POEMS),
     )
     result = train_router(data, kind="knn", knob=Knob(lam=0.0), params={"k": 3})
-    return save_router(result.router, tmp_path_factory.mktemp("routers") / "knn")
+    return save_router(result.router, out)
+
+
+@pytest.fixture(scope="module")
+def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """'echo' answers math well and poems badly; 'renamed' the other way round."""
+    return train_math_poem_router(tmp_path_factory.mktemp("routers") / "knn", ("echo", "renamed"))
 
 
 def test_auto_sends_each_prompt_to_the_model_that_answers_it_best(

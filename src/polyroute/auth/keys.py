@@ -50,7 +50,7 @@ class KeyInfo:
     def is_admin(self) -> bool:
         return self.id == ADMIN_ID
 
-    def usable(self, now: datetime | None = None) -> str | None:
+    def why_unusable(self, now: datetime | None = None) -> str | None:
         """Why the key cannot be used now (revoked, expired), or None."""
         if self.revoked_at is not None:
             return "this key has been revoked"

@@ -137,7 +137,7 @@ def list_keys(
         lim = key.limits
         budget = f"${lim.budget_nusd / 1e9:g}/{lim.period}" if lim.budget_nusd is not None else "-"
         spent = store.spend(key.id).get("spent_usd", 0.0)
-        state = "revoked" if key.revoked_at else ("expired" if key.usable() else "active")
+        state = "revoked" if key.revoked_at else ("expired" if key.why_unusable() else "active")
         typer.echo(
             f"{key.id}\t{key.alias or '-'}\t{state}\tbudget {budget}\tspent ${spent:.6f}\t"
             f"rpm {lim.rpm or '-'}\tteam {key.team_id or '-'}"

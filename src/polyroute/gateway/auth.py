@@ -178,7 +178,7 @@ class Gate:
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[secret] = (key, now + self.ttl)
-        if key is None or key.usable() is not None:
+        if key is None or key.why_unusable() is not None:
             return None
         return key
 
