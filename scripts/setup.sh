@@ -48,6 +48,10 @@ if ! .venv/bin/python -c "$LLAMA_SMOKE" >/dev/null 2>&1; then
     --no-cache-dir "llama-cpp-python==0.3.36"
   .venv/bin/python -c "$LLAMA_SMOKE"
 fi
+if [ "${1:-}" = "dev" ]; then
+  # The Helm chart's tests render it with a real helm (fetched once into .tools/).
+  scripts/get-helm.sh
+fi
 if [ "${1:-}" = "dev" ] && [ ! -x /usr/bin/chromium ]; then
   # Playwright drives the system browser; it never downloads one (.ci/run installs it).
   echo "note: the dashboard's browser test needs Chromium: apt-get install chromium"
