@@ -59,6 +59,8 @@ class _Stats:
     def __init__(self) -> None:
         self.requests = 0
         self.bodies: list[dict[str, Any]] = []
+        #: The trace-context headers of each chat request, in order (the first 1000).
+        self.trace_headers: list[dict[str, str]] = []
         self.open_streams = 0
         self.cancelled_streams = 0
 
@@ -69,6 +71,7 @@ class _Protocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.body: list[bytes] = []
+        self.trace: dict[str, str] = {}
         self.transport: asyncio.Transport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -90,7 +93,12 @@ class _Protocol(asyncio.Protocol):
         self.url = url
 
     def on_message_begin(self) -> None:
-        self.url, self.body = b"", []
+        self.url, self.body, self.trace = b"", [], {}
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.lower()
+        if key in (b"traceparent", b"tracestate"):
+            self.trace[key.decode()] = value.decode()
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -110,6 +118,7 @@ class _Protocol(asyncio.Protocol):
         request = orjson.loads(b"".join(self.body))
         if len(self.stats.bodies) < 1000:
             self.stats.bodies.append(request)
+            self.stats.trace_headers.append(self.trace)
         task = asyncio.ensure_future(self._answer(request))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

@@ -43,6 +43,8 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     resource: dict[str, Any]
     scope: str
+    span_id: str = ""
+    parent_span_id: str = ""
 
 
 @dataclass
@@ -75,6 +77,8 @@ def _handler(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
                     attributes=attributes(s.attributes),
                     resource=attributes(rs.resource.attributes),
                     scope=ss.scope.name,
+                    span_id=s.span_id.hex(),
+                    parent_span_id=s.parent_span_id.hex(),
                 )
                 for rs in request.resource_spans
                 for ss in rs.scope_spans

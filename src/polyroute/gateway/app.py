@@ -120,6 +120,7 @@ class Gateway:
             recent=self.recent,
             learning=self.learning,
             admission=self.admission,
+            trace=self.telemetry.spans.begin if self.telemetry.spans is not None else None,
         )
         self.messages = MessagesService(self.chat)  # Anthropic's API over the same chat path
         self.count_tokens = CountTokensService(self.chat)

@@ -40,6 +40,7 @@ from polyroute.providers.base import JSON, Usage
 from polyroute.providers.pool import ProviderPool, Target
 from polyroute.routing.base import Decision
 from polyroute.store.recorder import Recorder, RequestRecord
+from polyroute.telemetry.propagation import Begin, begin_request
 
 if TYPE_CHECKING:
     from polyroute.gateway.admission import Admission
@@ -67,6 +68,7 @@ class ChatService:
         recent: RecentTraces | None = None,
         learning: OnlineLearning | None = None,
         admission: Admission | None = None,
+        trace: Begin | None = None,
     ) -> None:
         self.config = config
         self.pool = pool
@@ -83,6 +85,8 @@ class ChatService:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Keys' budgets and rate limits (None: auth is off).
         self.admission = admission
+        #: Continues an incoming W3C trace (tracing on); None passes traceparent through.
+        self.trace = trace
 
     async def __call__(self, request: Request) -> Response:
         start = time.perf_counter()
@@ -92,6 +96,7 @@ class ChatService:
             requested_model="",
             stream=False,
         )
+        begin_request(self.trace, request.scope["headers"], record)
         # Every request that reaches the route is recorded, whatever ends it: a rejected
         # body (400, 413), a model not found, an upstream error, a bug (500), a client gone.
         try:

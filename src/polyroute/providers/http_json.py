@@ -26,6 +26,7 @@ from polyroute.errors import (
 from polyroute.providers.base import JSON
 from polyroute.providers.http_transport import AiohttpTransport
 from polyroute.providers.openai_compat import sse_lines
+from polyroute.providers.trace_headers import UPSTREAM_TRACE_HEADERS
 
 
 class JsonHttp:
@@ -59,10 +60,11 @@ class JsonHttp:
 
     def request(self, method: str, url: str, body: JSON | None = None) -> httpx.Request:
         content = orjson.dumps(body) if body is not None else b""
+        trace = UPSTREAM_TRACE_HEADERS.get() if body is not None else ()
         request = httpx.Request(
             method,
             url,
-            headers=self.headers,
+            headers=self.headers if not trace else [*self.headers.multi_items(), *trace],
             content=content or None,
             extensions={"timeout": self._timeout if body is not None else self.health_timeout},
         )

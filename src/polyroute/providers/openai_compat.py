@@ -36,6 +36,7 @@ from polyroute.providers import PROVIDERS
 from polyroute.providers.base import JSON, ModelHealth, Provider
 from polyroute.providers.http_transport import AiohttpTransport
 from polyroute.providers.tool_stream import ToolCallStream
+from polyroute.providers.trace_headers import UPSTREAM_TRACE_HEADERS
 
 
 class OpenAICompatProvider(Provider):
@@ -95,6 +96,8 @@ class OpenAICompatProvider(Provider):
         content = orjson.dumps(body)
         headers = httpx.Headers(self._chat_headers)
         headers["Content-Length"] = str(len(content))
+        for name, value in UPSTREAM_TRACE_HEADERS.get():
+            headers[name] = value
         request = httpx.Request(
             "POST",
             self._chat_url,

@@ -150,8 +150,17 @@ def m0003_keys(op: Operations) -> None:
     )
 
 
+def m0004_tracecontext(op: Operations) -> None:
+    """A trace keeps the W3C trace id it belongs to, and the id of the gateway's span."""
+    with op.batch_alter_table("requests") as batch:
+        batch.add_column(sa.Column("otel_trace_id", sa.String(32)))
+        batch.add_column(sa.Column("otel_span_id", sa.String(16)))
+    op.create_index("ix_requests_otel_trace_id", "requests", ["otel_trace_id"])
+
+
 MIGRATIONS: list[tuple[str, Callable[[Operations], None]]] = [
     ("0001_requests", m0001_requests),
     ("0002_traces_feedback_state", m0002_traces_feedback_state),
     ("0003_keys", m0003_keys),
+    ("0004_tracecontext", m0004_tracecontext),
 ]

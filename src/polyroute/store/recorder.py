@@ -92,6 +92,12 @@ class RequestRecord:
     #: The answer's text; None when text is not stored or there was no answer.
     response_text: str | None = None
     attempts: list[AttemptRecord] = field(default_factory=list)
+    #: The W3C trace id the request belongs to (32 hex), when known (migration 0004).
+    otel_trace_id: str | None = None
+    #: The gateway span's id (16 hex), when polyroute made one.
+    otel_span_id: str | None = None
+    #: The caller's OpenTelemetry context the span continues (tracing on); not stored.
+    trace_parent: Any = None
     #: What an online router needs back with feedback (e.g. the prompt embedding); not stored.
     route_context: Any = None
     #: Whether the gateway has recorded the request already (it is recorded once); not stored.

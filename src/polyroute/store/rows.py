@@ -213,6 +213,8 @@ _REQUEST_TIME = REQUEST_COLUMNS.index("created_at")
 _ATTEMPT_TIME = ATTEMPT_COLUMNS.index("started_at")
 _PARSE_TIME = datetime.fromisoformat
 _REQUEST_WIDTH, _ATTEMPT_WIDTH = len(REQUEST_COLUMNS), len(ATTEMPT_COLUMNS)
+#: Request columns before migration 0004 (otel_trace_id, otel_span_id).
+_REQUEST_WIDTH_0003 = _REQUEST_WIDTH - 2
 
 
 def decode_line(line: bytes) -> tuple[list[Any], list[list[Any]]]:
@@ -221,6 +223,9 @@ def decode_line(line: bytes) -> tuple[list[Any], list[list[Any]]]:
     if not isinstance(data, list) or len(data) != 3 or data[0] != LINE_VERSION:
         raise ValueError("not a polyroute journal line (version 1)")
     request, attempts = data[1], data[2]
+    if len(request) < _REQUEST_WIDTH and len(request) >= _REQUEST_WIDTH_0003:
+        # Journaled before migration 0004 added trailing columns: those are NULL.
+        request.extend([None] * (_REQUEST_WIDTH - len(request)))
     if len(request) != _REQUEST_WIDTH:
         raise ValueError("journal line has the wrong number of request columns")
     request[_REQUEST_TIME] = _PARSE_TIME(request[_REQUEST_TIME])

@@ -38,6 +38,8 @@ requests = sa.Table(
     sa.Column("decision", sa.Text),
     sa.Column("request_body", sa.Text),
     sa.Column("response_text", sa.Text),
+    sa.Column("otel_trace_id", sa.String(32)),
+    sa.Column("otel_span_id", sa.String(16)),
 )
 
 attempts = sa.Table(

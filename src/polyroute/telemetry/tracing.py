@@ -8,7 +8,10 @@ OTLP/HTTP in the background. On the request path that is an append to a bounded 
 when the collector is slow or down, spans are dropped, requests never wait.
 
 The span's trace id is the polyroute trace id (the hex part of ``chatcmpl-<hex>``, the id
-the client gets back and feedback refers to), so one id finds the request in both places.
+the client gets back and feedback refers to), so one id finds the request in both places,
+unless the client sent a W3C ``traceparent``: then the span is a child of the caller's span
+in the caller's trace (:meth:`SpanObserver.begin`, and :mod:`.propagation`). Its span id is
+chosen when the request starts, so that the upstream's ``traceparent`` can name it.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
+from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from polyroute import __version__
 from polyroute.store.recorder import RequestRecord
+from polyroute.telemetry.propagation import TRACEPARENT, TRACESTATE
 
 if TYPE_CHECKING:
     from polyroute.config import Config
@@ -65,17 +70,23 @@ def traces_url(endpoint: str) -> str:
 
 
 class _RecordIdGenerator(RandomIdGenerator):
-    """Gives the next span the trace id set in :attr:`next_trace_id`, else a random one.
+    """Gives the next span the ids set in :attr:`next_trace_id` and :attr:`next_span_id`,
+    else random ones.
 
     Safe without a lock: spans are only started from the event loop's thread.
     """
 
     def __init__(self) -> None:
         self.next_trace_id = 0
+        self.next_span_id = 0
 
     def generate_trace_id(self) -> int:
         trace_id, self.next_trace_id = self.next_trace_id, 0
         return trace_id or super().generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        span_id, self.next_span_id = self.next_span_id, 0
+        return span_id or super().generate_span_id()
 
 
 def _ns(t: datetime) -> int:
@@ -117,6 +128,8 @@ class SpanObserver:
             # The gateway shuts the provider down itself (flushing queued spans) on stop.
             shutdown_on_exit=False,
         )
+        self._root_sampler = TraceIdRatioBased(sample_ratio)
+        self._propagator = TraceContextTextMapPropagator()
         self.provider.add_span_processor(processor)
         self.tracer = self.provider.get_tracer(SCOPE, __version__)
         self._kinds = dict(provider_kinds or {})
@@ -164,6 +177,49 @@ class SpanObserver:
             provider_kinds={n: p.kind for n, p in config.providers.items()},
             provider_urls={n: p.base_url for n, p in config.providers.items()},
             span_names=frozenset(names),
+        )
+
+    def begin(
+        self, incoming: str | None, state: str | None, record: RequestRecord
+    ) -> tuple[tuple[str, str], ...]:
+        """At the request's start: its trace (the caller's, or its own) and its span's id;
+        returns the ``traceparent`` (and ``tracestate``) its upstream calls carry."""
+        try:
+            return self._begin(incoming, state, record)
+        except Exception:
+            self.failures += 1
+            if self.failures % 1000 == 1:
+                log.exception("could not read the trace context (%d failures)", self.failures)
+            return ()
+
+    def _begin(
+        self, incoming: str | None, state: str | None, record: RequestRecord
+    ) -> tuple[tuple[str, str], ...]:
+        trace_id, sampled = 0, False
+        if incoming is None:
+            state = None  # a tracestate without its traceparent means nothing
+        else:
+            carrier = {TRACEPARENT: incoming}
+            if state is not None:
+                carrier[TRACESTATE] = state
+            context = self._propagator.extract(carrier)
+            parent = get_current_span(context).get_span_context()
+            if parent.is_valid:
+                record.trace_parent = context
+                trace_id, sampled = parent.trace_id, parent.trace_flags.sampled
+            else:
+                state = None  # an invalid traceparent takes its tracestate with it
+        if not trace_id:
+            trace_id = _trace_id_of(record.id) or self._ids.generate_trace_id()
+            decision = self._root_sampler.should_sample(None, trace_id, "chat").decision
+            sampled = decision is Decision.RECORD_AND_SAMPLE
+        span_id = self._ids.generate_span_id()
+        record.otel_trace_id, record.otel_span_id = f"{trace_id:032x}", f"{span_id:016x}"
+        value = f"00-{record.otel_trace_id}-{record.otel_span_id}-{'01' if sampled else '00'}"
+        return (
+            ((TRACEPARENT, value),)
+            if state is None
+            else ((TRACEPARENT, value), (TRACESTATE, state))
         )
 
     def __call__(self, record: RequestRecord) -> None:
@@ -219,11 +275,17 @@ class SpanObserver:
             # The conventions allow a status code as error.type; it is what polyroute has.
             attributes[ERROR_TYPE] = str(record.status)
         name = f"chat {requested}" if requested in self._span_names else "chat"
-        self._ids.next_trace_id = _trace_id_of(record.id)
+        if record.otel_trace_id is not None:  # begin() chose the ids
+            self._ids.next_trace_id = int(record.otel_trace_id, 16)
+        else:
+            self._ids.next_trace_id = _trace_id_of(record.id)
+        if record.otel_span_id is not None:
+            self._ids.next_span_id = int(record.otel_span_id, 16)
         span = self.tracer.start_span(
             name,
-            # A root span always: the request's own id is its trace id.
-            context=_ROOT,
+            # The caller's span when it sent a traceparent; else a root whose trace id is
+            # the request's own id.
+            context=record.trace_parent or _ROOT,
             # The conventions: CLIENT for a call to a remote model, INTERNAL for one in-process.
             kind=SpanKind.INTERNAL if kind == "llama_cpp" else SpanKind.CLIENT,
             attributes=attributes,
@@ -247,7 +309,7 @@ class SpanObserver:
                     event["polyroute.error"] = a.error
                 span.add_event("polyroute.attempt", event, timestamp=_ns(a.started_at))
         span.end(end_time=end_ns)
-        self._ids.next_trace_id = 0
+        self._ids.next_trace_id = self._ids.next_span_id = 0
 
     def shutdown(self) -> None:
         """Export what is queued (bounded by the export timeout), then stop the thread."""
