@@ -10,8 +10,6 @@ that select pods, the Jobs' Kueue labels and suspension. helm comes from scripts
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,42 +18,15 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-import yaml
 from kubernetes_validate.utils import schema_contents
 from referencing import Registry, Resource
+from tests.deploy.conftest import CHART, Obj, render
 
 from polyroute.config import load_config
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "deploy" / "helm" / "polyroute"
 VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 K8S_VERSION = "1.35"  # the Kubernetes API version the chart is validated against
 LWS_SCHEMA = json.loads((Path(__file__).parent / "leaderworkerset-v1.schema.json").read_text())
-
-Obj = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def helm() -> str:
-    found = ROOT / ".tools" / "helm"
-    path = str(found) if found.is_file() else shutil.which("helm")
-    if path is None:
-        message = "no helm: run scripts/get-helm.sh"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI is set: the chart must be checked there)")
-        pytest.skip(message)
-    return path
-
-
-def render(helm: str, *values: Path, sets: tuple[str, ...] = ()) -> list[Obj]:
-    args = [helm, "template", "rel", str(CHART), "--namespace", "ml"]
-    for v in values:
-        args += ["-f", str(v)]
-    for s in sets:
-        args += ["--set", s]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
-    assert out.returncode == 0, out.stderr
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +92,7 @@ def test_every_rendered_object_validates(rendered: dict[str, list[Obj]]) -> None
             kinds.add(obj["kind"])
     assert kinds >= {
         "ConfigMap", "Secret", "Deployment", "Service", "HorizontalPodAutoscaler",
-        "StatefulSet", "Job", "PersistentVolumeClaim", "LeaderWorkerSet",
+        "StatefulSet", "Job", "PersistentVolumeClaim", "LeaderWorkerSet", "PodDisruptionBudget",
     }  # fmt: skip
 
 
