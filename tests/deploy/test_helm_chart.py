@@ -234,7 +234,7 @@ def test_hpa_scales_the_gateway(rendered: dict[str, list[Obj]]) -> None:
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
     assert "replicas" not in gateway(objs)["spec"]  # the HPA owns it
     assert not of_kind(rendered["default"], "HorizontalPodAutoscaler")
-    assert gateway(rendered["default"])["spec"]["replicas"] == 2
+    assert gateway(rendered["default"])["spec"]["replicas"] == 1
 
 
 def jobs(objs: list[Obj]) -> dict[str, Obj]:
@@ -351,6 +351,9 @@ def test_engines_deployment_and_leaderworkerset(rendered: dict[str, list[Obj]]) 
         (("engines[0].name=x",), "missing properties 'kind', 'model'"),
         (("jobs.kueue.enable=true",), "additional properties 'enable' not allowed"),
         (("engines[0].name=x", "engines[0].kind=tgi", "engines[0].model=m"), "kind"),
+        # Replicas with SQLite would each keep their own keys and budgets.
+        (("gateway.replicas=3",), "need a shared database"),
+        (("autoscaling.enabled=true",), "need a shared database"),
     ],
 )
 def test_the_values_schema_refuses_mistakes(helm: str, sets: tuple[str, ...], message: str) -> None:

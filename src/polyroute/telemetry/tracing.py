@@ -281,16 +281,19 @@ class SpanObserver:
             self._ids.next_trace_id = _trace_id_of(record.id)
         if record.otel_span_id is not None:
             self._ids.next_span_id = int(record.otel_span_id, 16)
-        span = self.tracer.start_span(
-            name,
-            # The caller's span when it sent a traceparent; else a root whose trace id is
-            # the request's own id.
-            context=record.trace_parent or _ROOT,
-            # The conventions: CLIENT for a call to a remote model, INTERNAL for one in-process.
-            kind=SpanKind.INTERNAL if kind == "llama_cpp" else SpanKind.CLIENT,
-            attributes=attributes,
-            start_time=start_ns,
-        )
+        try:
+            span = self.tracer.start_span(
+                name,
+                # The caller's span when it sent a traceparent; else a root whose trace id
+                # is the request's own id.
+                context=record.trace_parent or _ROOT,
+                # The conventions: CLIENT for a call to a remote model, INTERNAL in-process.
+                kind=SpanKind.INTERNAL if kind == "llama_cpp" else SpanKind.CLIENT,
+                attributes=attributes,
+                start_time=start_ns,
+            )
+        finally:  # an id not taken (a child takes its parent's trace id) must not reach the next
+            self._ids.next_trace_id = self._ids.next_span_id = 0
         if failed:
             span.set_status(Status(StatusCode.ERROR, record.error))
         if len(record.attempts) > 1:
@@ -309,7 +312,6 @@ class SpanObserver:
                     event["polyroute.error"] = a.error
                 span.add_event("polyroute.attempt", event, timestamp=_ns(a.started_at))
         span.end(end_time=end_ns)
-        self._ids.next_trace_id = self._ids.next_span_id = 0
 
     def shutdown(self) -> None:
         """Export what is queued (bounded by the export timeout), then stop the thread."""
