@@ -26,6 +26,26 @@ def prices_of(model: ModelConfig) -> Prices:
         output=model.output_price,
         cached_input=model.cached_input_price,
         cache_write=model.cache_write_price,
+        tiers=tuple(model.price_tiers),
+    )
+
+
+def priced_at(model: ModelConfig, prompt_tokens: int) -> ModelConfig:
+    """``model`` with the flat prices a prompt of ``prompt_tokens`` bills at (its tier's),
+    for estimates that read ``input_price`` and ``output_price`` (budget reservations)."""
+    if not model.price_tiers:
+        return model
+    at = prices_of(model).at(prompt_tokens)
+    if at.tiers:
+        return model  # no tier applies: its base prices
+    return model.model_copy(
+        update={
+            "input_price": at.input,
+            "output_price": at.output,
+            "cached_input_price": at.cached_input,
+            "cache_write_price": at.cache_write,
+            "price_tiers": [],
+        }
     )
 
 
@@ -34,8 +54,11 @@ def cost_usd(prices: Prices, usage: Usage) -> float | None:
 
     ``usage.prompt_tokens`` includes ``usage.cached_tokens`` and ``usage.cache_write_tokens``
     (as OpenAI reports them); cache reads bill at ``prices.cached_input`` and cache writes at
-    ``prices.cache_write`` when known, else at ``prices.input``.
+    ``prices.cache_write`` when known, else at ``prices.input``. A prompt longer than a
+    tier's threshold bills the whole request at that tier's prices (:meth:`Prices.at`).
     """
+    if prices.tiers:
+        prices = prices.at(usage.prompt_tokens)
     if prices.input is None or prices.output is None:
         return None
     prompt = max(0, usage.prompt_tokens)

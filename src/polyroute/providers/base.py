@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import httpx
 
 from polyroute.config import ModelConfig, ProviderConfig
+from polyroute.options import NoOptions
+from polyroute.options import Options as OptionsModel
 
 JSON = dict[str, Any]
 
@@ -67,9 +69,19 @@ class ModelHealth:
 
 
 class Provider(ABC):
-    """One upstream server or local engine. Subclasses register under a ``kind``."""
+    """One upstream server or local engine, speaking one API (wire interface).
+
+    Subclasses register under their ``kind`` (the name configs write as ``api:``) and
+    declare the fields they take beyond the common ones: ``Options`` for the provider's
+    entry, ``ModelOptions`` for each model entry it serves (pydantic models with
+    ``Field(description=...)``, subclasses of :class:`polyroute.options.Options`).
+    """
 
     kind: ClassVar[str]
+    #: The provider entry's own fields (e.g. Azure's ``api_version``).
+    Options: ClassVar[type[OptionsModel]] = NoOptions
+    #: A model entry's own fields (e.g. llama.cpp's ``n_ctx``).
+    ModelOptions: ClassVar[type[OptionsModel]] = NoOptions
 
     def __init__(
         self,
@@ -84,6 +96,11 @@ class Provider(ABC):
         self.name = name
         self.config = config
         self.models = {m.name: m for m in models}
+        #: The entry's own fields as ``Options``, parsed once (when the config file was
+        #: loaded, or here): wrong fields fail now, naming their path.
+        self.options = config.options_as(type(self).Options, f"providers.{name}")
+        for m in models:
+            m.options_as(type(self).ModelOptions, f"models.{m.name}")
 
     async def start(self) -> None:  # noqa: B027 (optional hook)
         """Open pools and load models. Runs at startup, never on the request path."""
