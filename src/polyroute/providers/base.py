@@ -18,6 +18,7 @@ import httpx
 from polyroute.config import ModelConfig, ProviderConfig
 from polyroute.options import NoOptions
 from polyroute.options import Options as OptionsModel
+from polyroute.providers.profiles import CACHE_READ_FIELDS
 
 JSON = dict[str, Any]
 
@@ -44,10 +45,13 @@ class Usage:
         details = usage.get("prompt_tokens_details")
         if not isinstance(details, dict):
             details = {}
+        cached = details.get("cached_tokens")
+        if cached is None:  # a family that reports it elsewhere (DeepSeek, see profiles)
+            cached = next((usage[f] for f in CACHE_READ_FIELDS if f in usage), None)
         return cls(
             prompt_tokens=_count(usage.get("prompt_tokens")),
             completion_tokens=_count(usage.get("completion_tokens")),
-            cached_tokens=_count(details.get("cached_tokens")),
+            cached_tokens=_count(cached),
             # OpenRouter's name for it; the native providers report it the same way.
             cache_write_tokens=_count(details.get("cache_write_tokens")),
         )
