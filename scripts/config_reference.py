@@ -21,7 +21,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from polyroute import config  # noqa: E402
+
+T = TypeVar("T")
 
 SOURCE = ROOT / "src" / "polyroute" / "config.py"
 OUTPUT = ROOT / "docs" / "config.md"
@@ -114,6 +116,12 @@ def _doc(obj: object) -> str:
     return re.sub(r"\s+", " ", (obj.__doc__ or "").strip().split("\n\n")[0])
 
 
+def _builtin(registered: dict[str, T]) -> list[tuple[str, T]]:
+    """polyroute's own entries, by name (a test or a plugin may have registered others)."""
+    own = [(n, c) for n, c in registered.items() if c.__module__.startswith("polyroute.")]
+    return sorted(own, key=lambda item: item[0])
+
+
 def _kinds() -> list[str]:
     """The provider APIs' and router kinds' options, built-ins only (plugins document theirs)."""
     from polyroute.kinds import load_builtin_providers
@@ -129,7 +137,7 @@ def _kinds() -> list[str]:
         "fields, and each model entry on it the API's model fields (both checked when the file",
         "is loaded). `engine` is made by polyroute for a model entry with `engine:`.",
     ]
-    for api, cls in sorted(PROVIDERS.registered().items()):
+    for api, cls in _builtin(PROVIDERS.registered()):
         out += ["", f"### `api: {api}`", "", _doc(cls)]
         for what, model in (("provider", cls.Options), ("model", cls.ModelOptions)):
             if model.model_fields:
@@ -142,7 +150,7 @@ def _kinds() -> list[str]:
         "A router entry is `{kind: KIND, models: [...], OPTION: value, ...}`; each kind's",
         "options are checked when the file is loaded. docs/routers.md says how each routes.",
     ]
-    for kind, router in sorted(ROUTERS.registered().items()):
+    for kind, router in _builtin(ROUTERS.registered()):
         options = router.Options
         out += ["", f"### `kind: {kind}`", "", _doc(router)]
         if options is not None:

@@ -16,7 +16,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -24,7 +23,7 @@ from pydantic import (
 
 from polyroute.catalog.schema import PriceTier
 from polyroute.errors import ConfigError
-from polyroute.options import Options, OptionsT, format_validation_error, parse_options
+from polyroute.options import WithOptions, format_validation_error
 
 log = logging.getLogger(__name__)
 
@@ -171,30 +170,7 @@ def _deprecated(message: str) -> None:
         log.warning(message)
 
 
-class _WithOptions(BaseModel):
-    """A config entry whose fields beyond its own are the options of its provider's API
-    (:mod:`polyroute.options`), validated once and kept, typed, with the entry."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    _options: Options | None = PrivateAttr(None)
-
-    def options_as(self, model: type[OptionsT], where: str) -> OptionsT:
-        """The extra fields as ``model``, parsed on first use (a :class:`ConfigError`
-        naming ``where.FIELD`` when they do not fit) and then kept."""
-        cached = self._options
-        if type(cached) is model:
-            return cached
-        parsed = parse_options(model, self.model_extra or {}, where)
-        self._options = parsed
-        return parsed
-
-    @property
-    def options(self) -> Options | None:
-        """The options last parsed by :meth:`options_as` (None before)."""
-        return self._options
-
-
-class ProviderConfig(_WithOptions):
+class ProviderConfig(WithOptions):
     """Who serves models and how to reach them: one connection pool per provider.
 
     A provider speaks one ``api`` (the wire interface); its entry may add the fields that
@@ -293,7 +269,7 @@ class WeightsConfig(_Strict):
     max_size_gb: float | None = Field(None, gt=0)
 
 
-class ModelConfig(_WithOptions):
+class ModelConfig(WithOptions):
     """A model clients can ask for by ``name``, served by one provider (or by an engine
     polyroute runs for it, which makes the provider).
 

@@ -6,7 +6,9 @@ class declares ``Options`` (its ``routers.NAME`` entry). They are pydantic model
 ``Field(description=...)``: the config reference (docs/config.md) is generated from them, and
 a wrong field is refused with the same message as the rest of the config, naming its path.
 
-This module imports neither the config nor the registries, so both can import it.
+:class:`WithOptions` is the base of the config entries that carry such fields (a provider,
+a model): it keeps them aside and parses them, once, into the class's options model. This
+module imports neither the config nor the registries, so both can import it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from polyroute.errors import ConfigError
 
@@ -59,3 +61,26 @@ def parse_options(model: type[OptionsT], raw: Mapping[str, Any], where: str) -> 
     except ValidationError as e:
         lines = [f"invalid options at {where}:", *error_lines(e, where)]
         raise ConfigError("\n".join(lines)) from None
+
+
+class WithOptions(BaseModel):
+    """A config entry whose fields beyond its own are the options of its provider's API
+    (the :class:`Options` its class declares), validated once and kept, typed, with the entry."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    _options: Options | None = PrivateAttr(None)
+
+    def options_as(self, model: type[OptionsT], where: str) -> OptionsT:
+        """The extra fields as ``model``, parsed on first use (a :class:`ConfigError`
+        naming ``where.FIELD`` when they do not fit) and then kept."""
+        cached = self._options
+        if type(cached) is model:
+            return cached
+        parsed = parse_options(model, self.model_extra or {}, where)
+        self._options = parsed
+        return parsed
+
+    @property
+    def options(self) -> Options | None:
+        """The options last parsed by :meth:`options_as` (None before)."""
+        return self._options

@@ -31,6 +31,7 @@ ANSWER = {
         ("gpt-4o", "default", None),
         ("claude-3-5-haiku-20241022", "claude-no-thinking", False),
         ("claude-sonnet-4-5", "claude", True),
+        ("claude-opus-9", "default", None),  # a family not in the table is passed on as is
         ("models/gemini-2.5-pro", "gemini", True),
         ("gemini-2.0-flash", "gemini-no-thinking", False),
         ("deepseek-reasoner", "deepseek-reasoner", True),

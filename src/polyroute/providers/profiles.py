@@ -80,7 +80,10 @@ PROFILES: tuple[tuple[re.Pattern[str], ModelProfile], ...] = (
     (re.compile(r"^(o1|o3|o4)(-|$)"), _OPENAI_REASONING),
     (re.compile(r"^gpt-5(?!.*-chat)"), _OPENAI_REASONING),
     (re.compile(r"^claude-(3-7|sonnet-4|opus-4|haiku-4)"), ModelProfile("claude", thinks=True)),
-    (re.compile(r"^claude-"), ModelProfile("claude-no-thinking", thinks=False)),
+    (
+        re.compile(r"^claude-(3-5|3-opus|3-sonnet|3-haiku|2|instant)"),
+        ModelProfile("claude-no-thinking", thinks=False),
+    ),
     (re.compile(r"^gemini-(2\.5|3)"), ModelProfile("gemini", thinks=True)),
     (re.compile(r"^(gemini-(1\.|2\.0)|gemma-)"), ModelProfile("gemini-no-thinking", thinks=False)),
     (

@@ -17,9 +17,11 @@ class RouterOptions(Options):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
-    models: list[str] | None = Field(
+    models: list[str] | dict[str, str] | None = Field(
         None,
-        description="The served models it routes among (default: every model it can score).",
+        description="The served models it routes among (default: every model it can score); "
+        "a learned router's mapping ``{trained name: served name}`` binds names that differ "
+        "(checked by the gateway, docs/routers.md).",
     )
 
 
