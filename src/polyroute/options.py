@@ -73,7 +73,7 @@ class WithOptions(BaseModel):
     def options_as(self, model: type[OptionsT], where: str) -> OptionsT:
         """The extra fields as ``model``, parsed on first use (a :class:`ConfigError`
         naming ``where.FIELD`` when they do not fit) and then kept."""
-        cached = self._options
+        cached = self.options
         if type(cached) is model:
             return cached
         parsed = parse_options(model, self.model_extra or {}, where)
@@ -83,4 +83,7 @@ class WithOptions(BaseModel):
     @property
     def options(self) -> Options | None:
         """The options last parsed by :meth:`options_as` (None before)."""
-        return self._options
+        # Read from the slot: ``self._options`` goes through pydantic's __getattr__, which
+        # costs microseconds, and this is read per request (options_as, candidates).
+        private = self.__pydantic_private__
+        return None if private is None else private.get("_options")

@@ -21,12 +21,20 @@ LOCAL_PRICES = Prices(input=0.0, output=0.0, cached_input=0.0, cache_write=0.0)
 
 def prices_of(model: ModelConfig) -> Prices:
     """The prices written in (or filled into) a model's config."""
+    if model.price_tiers:
+        return Prices(
+            input=model.input_price,
+            output=model.output_price,
+            cached_input=model.cached_input_price,
+            cache_write=model.cache_write_price,
+            tiers=tuple(model.price_tiers),
+        )
+    # Without tiers, the default is not validated again: this runs for every answer.
     return Prices(
         input=model.input_price,
         output=model.output_price,
         cached_input=model.cached_input_price,
         cache_write=model.cache_write_price,
-        tiers=tuple(model.price_tiers),
     )
 
 

@@ -47,7 +47,10 @@ class Usage:
             details = {}
         cached = details.get("cached_tokens")
         if cached is None:  # a family that reports it elsewhere (DeepSeek, see profiles)
-            cached = next((usage[f] for f in CACHE_READ_FIELDS if f in usage), None)
+            for name in CACHE_READ_FIELDS:
+                if name in usage:
+                    cached = usage[name]
+                    break
         return cls(
             prompt_tokens=_count(usage.get("prompt_tokens")),
             completion_tokens=_count(usage.get("completion_tokens")),
