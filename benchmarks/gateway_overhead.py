@@ -495,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     up_port = free_port()
     config = workdir / "polyroute.yaml"
     config.write_text(
-        f"providers:\n  up: {{kind: openai, base_url: 'http://127.0.0.1:{up_port}/v1'}}\n"
+        f"providers:\n  up: {{api: openai, base_url: 'http://127.0.0.1:{up_port}/v1'}}\n"
         f"models:\n  - {{name: echo, provider: up}}\n"
         f"store: {{database_url: 'sqlite:///{db}'}}\n"
     )

@@ -98,7 +98,7 @@ def main() -> None:
 
     config = Config.model_validate(
         {
-            "providers": {"up": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+            "providers": {"up": {"api": "openai", "base_url": "http://127.0.0.1:9/v1"}},
             "models": [{"name": m, "provider": "up"} for m in MODELS],
             "routers": {r: {"kind": "random"} for r in ROUTERS},
         }

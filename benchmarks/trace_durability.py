@@ -133,7 +133,7 @@ def crash_run(
     journal = workdir / "journal"
     config = workdir / "polyroute.yaml"
     config.write_text(
-        f"providers:\n  up: {{kind: openai, base_url: 'http://127.0.0.1:{up_port}/v1'}}\n"
+        f"providers:\n  up: {{api: openai, base_url: 'http://127.0.0.1:{up_port}/v1'}}\n"
         f"models:\n  - {{name: echo, provider: up}}\n"
         f"store: {{database_url: '{database_url}', journal_dir: '{journal}'}}\n"
     )

@@ -1,8 +1,10 @@
 """Write docs/config.md, the configuration reference, from the config schema itself.
 
 Every section and field of ``polyroute.config.Config``, with its type, its default and the
-``#:`` comment written above it in ``src/polyroute/config.py``. Configuration errors point
-users to that file; ``tests/test_config_reference.py`` fails when it is not current.
+``#:`` comment written above it in ``src/polyroute/config.py``; then the options each built-in
+provider API and router kind declares (their pydantic models' ``Field(description=...)``).
+Configuration errors point users to that file; ``tests/test_config_reference.py`` fails when
+it is not current.
 
 Usage::
 
@@ -19,7 +21,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -28,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from polyroute import config  # noqa: E402
+
+T = TypeVar("T")
 
 SOURCE = ROOT / "src" / "polyroute" / "config.py"
 OUTPUT = ROOT / "docs" / "config.md"
@@ -96,6 +100,65 @@ def _anchor(model: type[BaseModel]) -> str:
     return model.__name__.lower()
 
 
+def _table(model: type[BaseModel], comments: dict[tuple[str, str], str]) -> list[str]:
+    out = ["| field | type | default | what |", "|---|---|---|---|"]
+    for name, info in model.model_fields.items():
+        what = info.description or comments.get((model.__name__, name), "")
+        cell = lambda s: re.sub(r"\s+", " ", s).replace("|", "\\|")  # noqa: E731
+        out.append(
+            f"| `{info.alias or name}` | {cell(_type_name(info.annotation))} "
+            f"| {cell(_default(info))} | {cell(what)} |"
+        )
+    return out
+
+
+def _doc(obj: object) -> str:
+    return re.sub(r"\s+", " ", (obj.__doc__ or "").strip().split("\n\n")[0])
+
+
+def _builtin(registered: dict[str, T]) -> list[tuple[str, T]]:
+    """polyroute's own entries, by name (a test or a plugin may have registered others)."""
+    own = [(n, c) for n, c in registered.items() if c.__module__.startswith("polyroute.")]
+    return sorted(own, key=lambda item: item[0])
+
+
+def _kinds() -> list[str]:
+    """The provider APIs' and router kinds' options, built-ins only (plugins document theirs)."""
+    from polyroute.kinds import load_builtin_providers
+    from polyroute.providers import PROVIDERS
+    from polyroute.routing.registry import ROUTERS
+
+    load_builtin_providers()
+    out = [
+        "",
+        "## Provider APIs",
+        "",
+        "A provider entry's `api` names its wire interface; the entry may add that API's own",
+        "fields, and each model entry on it the API's model fields (both checked when the file",
+        "is loaded). `engine` is made by polyroute for a model entry with `engine:`.",
+    ]
+    for api, cls in _builtin(PROVIDERS.registered()):
+        out += ["", f"### `api: {api}`", "", _doc(cls)]
+        for what, model in (("provider", cls.Options), ("model", cls.ModelOptions)):
+            if model.model_fields:
+                out += ["", f"Fields of a {what} entry (`{model.__name__}`): {_doc(model)}", ""]
+                out += _table(model, {})
+    out += [
+        "",
+        "## Router kinds",
+        "",
+        "A router entry is `{kind: KIND, models: [...], OPTION: value, ...}`; each kind's",
+        "options are checked when the file is loaded. docs/routers.md says how each routes.",
+    ]
+    for kind, router in _builtin(ROUTERS.registered()):
+        options = router.Options
+        out += ["", f"### `kind: {kind}`", "", _doc(router)]
+        if options is not None:
+            out += ["", f"`{options.__name__}`: {_doc(options)}", ""]
+            out += _table(options, {})
+    return out
+
+
 def render() -> str:
     comments = field_comments(SOURCE.read_text())
     out = [
@@ -106,8 +169,8 @@ def render() -> str:
         "(`polyroute serve --config FILE`, or `POLYROUTE_CONFIG`) holds a `Config`; every field",
         "is validated, and an unknown field is an error naming its path.",
         "",
-        "Router sections (`routers: {NAME: {kind: ..., ...}}`) take each kind's own options:",
-        "see docs/routers.md.",
+        "Provider and model entries take their API's own fields, and router entries their",
+        "kind's options: see [Provider APIs](#provider-apis) and [Router kinds](#router-kinds).",
     ]
     seen: set[type[BaseModel]] = set()
     queue: list[type[BaseModel]] = [config.Config]
@@ -120,16 +183,10 @@ def render() -> str:
         out += ["", f"## {_section_title(model)}", ""]
         if doc and not doc.startswith("!!!"):
             out += [re.sub(r"\s+", " ", doc), ""]
-        out += ["| field | type | default | what |", "|---|---|---|---|"]
-        for name, info in model.model_fields.items():
-            what = comments.get((model.__name__, name), "")
-            cell = lambda s: s.replace("|", "\\|")  # noqa: E731
-            out.append(
-                f"| `{name}` | {cell(_type_name(info.annotation))} | {cell(_default(info))} "
-                f"| {cell(what)} |"
-            )
+        out += _table(model, comments)
+        for info in model.model_fields.values():
             queue += [m for m in _models_in(info.annotation) if m not in seen]
-    return "\n".join(out) + "\n"
+    return "\n".join(out + _kinds()) + "\n"
 
 
 def main() -> int:

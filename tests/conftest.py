@@ -48,7 +48,7 @@ def remote_config(base_url: str, db_url: str, **provider: Any) -> Config:
     return Config.model_validate(
         {
             "store": {"database_url": db_url, "flush_interval_s": 0.05},
-            "providers": {"up": {"kind": "openai", "base_url": base_url, **provider}},
+            "providers": {"up": {"api": "openai", "base_url": base_url, **provider}},
             "models": [
                 {"name": "echo", "provider": "up", "input_price": 1.0, "output_price": 2.0},
                 {"name": "renamed", "provider": "up", "upstream_model": "echo-upstream-name"},

@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 PINNED = [
     "JSON", "PROVIDERS", "ROUTERS", "Candidate", "ConfigError", "Decision", "InvalidRequest",
-    "ModelHealth", "ModelUnavailable", "NoEligibleModel", "NotFound", "PolyrouteError",
-    "Provider", "RateLimited", "Registry", "RouteRequest", "Router", "UpstreamError",
+    "ModelHealth", "ModelUnavailable", "NoEligibleModel", "NoOptions", "NotFound", "Options",
+    "PolyrouteError", "Provider", "RateLimited", "Registry", "RouteRequest", "Router", "UpstreamError",
     "UpstreamIncomplete", "UpstreamTimeout", "UpstreamUnreachable", "Usage", "check_options",
 ]  # fmt: skip
 
@@ -35,9 +35,9 @@ from polyroute.config import Config
 from polyroute.gateway import create_app
 cfg = Config.model_validate({
     "store": {"database_url": "sqlite:///" + __import__("sys").argv[1]},
-    "providers": {"loud": {"kind": "shout"}},
+    "providers": {"loud": {"api": "shout", "suffix": "!"}},
     "models": [{"name": "loud-1", "provider": "loud"}, {"name": "loud-2", "provider": "loud"}],
-    "routers": {"short": {"kind": "shortest"}},
+    "routers": {"short": {"kind": "shortest", "threshold": 30}},
 })
 with serving(create_app(cfg)) as url:
     client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
@@ -73,6 +73,7 @@ def test_a_plugin_package_is_served_through_its_entry_points(tmp_path: Path) -> 
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got["short"] == ["loud-1", "HI THERE"]  # the plugin router chose, the provider answered
+    # The plugin router chose, the provider answered, each with its declared options.
+    assert got["short"] == ["loud-1", "HI THERE!"]
     assert got["long"] == "loud-2"
-    assert got["stream"].split() == ["STREAM", "ME"]
+    assert got["stream"].split() == ["STREAM", "ME!"]

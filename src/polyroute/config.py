@@ -6,6 +6,7 @@ gateway answers offline with no API key. Errors name the field and say how to fi
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,7 +21,11 @@ from pydantic import (
     model_validator,
 )
 
+from polyroute.catalog.schema import PriceTier
 from polyroute.errors import ConfigError
+from polyroute.options import WithOptions, format_validation_error
+
+log = logging.getLogger(__name__)
 
 #: The capabilities a request can need and routing checks (see polyroute.routing.constraints).
 ROUTED_CAPABILITIES = ("tools", "json_mode", "vision")
@@ -155,12 +160,27 @@ class AuthConfig(_Strict):
     default_max_tokens: int = Field(4096, gt=0)
 
 
-class ProviderConfig(_Strict):
-    """Who serves models and how to reach them: one connection pool per provider."""
+_warned: set[str] = set()
 
-    #: The registered provider kind: ``openai`` (any OpenAI-compatible server), ``anthropic``,
-    #: ``gemini``, ``azure`` (Azure OpenAI deployments) or ``llama_cpp``.
-    kind: str
+
+def _deprecated(message: str) -> None:
+    """Log ``message`` once per process: old configs keep working, and say how to update."""
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
+
+
+class ProviderConfig(WithOptions):
+    """Who serves models and how to reach them: one connection pool per provider.
+
+    A provider speaks one ``api`` (the wire interface); its entry may add the fields that
+    API takes (see "Provider APIs" below)."""
+
+    #: The wire interface, a registered provider API: ``openai`` (any OpenAI-compatible
+    #: server), ``anthropic``, ``gemini``, ``azure`` (Azure OpenAI deployments) or
+    #: ``llama_cpp`` (the embedded engine). ``kind``, its old name, is still accepted.
+    api: str
+    #: The server's URL (for ``openai`` and ``azure``, required; the others have a default).
     base_url: str | None = None
     #: Name of the environment variable that holds the API key (never the key itself).
     api_key_env: str | None = None
@@ -173,8 +193,24 @@ class ProviderConfig(_Strict):
     max_connections: int = Field(256, gt=0)
     #: Extra headers sent with every request (e.g. an organisation id).
     headers: dict[str, str] = Field(default_factory=dict)
-    #: Azure OpenAI only: the ``api-version`` query parameter (default: a GA version).
-    api_version: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_name_of_api(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "kind" in data:
+            if "api" in data:
+                raise ValueError("give 'api' only: 'kind' is its old name")
+            data = {("api" if k == "kind" else k): v for k, v in data.items()}
+            _deprecated(
+                f"providers: 'kind: {data['api']}' is the old spelling; write "
+                f"'api: {data['api']}' instead (kind is deprecated for providers)"
+            )
+        return data
+
+    @property
+    def kind(self) -> str:
+        """The old name of :attr:`api`, kept for code written against it."""
+        return self.api
 
     def api_key(self) -> str | None:
         if self.api_key_env is None:
@@ -194,6 +230,7 @@ EngineKind = Literal["llama_cpp_server", "vllm", "sglang", "ollama"]
 class EngineConfig(_Strict):
     """An inference server polyroute starts, watches and stops for one model (engines/)."""
 
+    #: Which server to run (docs/engines.md): a kind of engine, not a provider API.
     kind: EngineKind
     #: Extra command-line options, ``{name: value}`` → ``--name value`` (see docs/engines.md).
     args: dict[str, Any] = Field(default_factory=dict)
@@ -232,9 +269,12 @@ class WeightsConfig(_Strict):
     max_size_gb: float | None = Field(None, gt=0)
 
 
-class ModelConfig(_Strict):
+class ModelConfig(WithOptions):
     """A model clients can ask for by ``name``, served by one provider (or by an engine
-    polyroute runs for it, which makes the provider)."""
+    polyroute runs for it, which makes the provider).
+
+    The entry may add the model options of its provider's API (e.g. ``n_ctx`` for
+    ``llama_cpp``; see "Provider APIs" below)."""
 
     #: The name clients ask for (``model`` in the request).
     name: str = Field(min_length=1)
@@ -250,19 +290,26 @@ class ModelConfig(_Strict):
     #: A model-hub (catalog) name to take prices, context window and capabilities from;
     #: values written here win over the catalog's.
     catalog_id: str | None = None
-    # Local (llama_cpp) models: a built-in source, or a GGUF path with an optional checksum.
+    #: Local models and engines: a built-in model's name (``polyroute models --local``).
     source: str | None = None
+    #: Local models and engines: a GGUF file (or a model directory) on this machine.
     path: str | None = None
+    #: The expected sha256 of ``path`` or ``weights``: a file that differs is refused.
     sha256: str | None = None
-    #: Local models: the context window llama.cpp is loaded with (tokens).
-    n_ctx: int = Field(4096, gt=0)
-    n_threads: int | None = Field(None, gt=0)
     # Prices in USD per million tokens; None means "not known" (never treated as $0).
+    #: USD per million prompt tokens (None: not known, never $0).
     input_price: float | None = Field(None, ge=0)
+    #: USD per million completion tokens (None: not known).
     output_price: float | None = Field(None, ge=0)
+    #: USD per million prompt tokens read from the provider's prompt cache.
     cached_input_price: float | None = Field(None, ge=0)
     #: Prompt tokens written to the provider's cache (Anthropic's cache_creation tokens).
     cache_write_price: float | None = Field(None, ge=0)
+    #: Dearer prices for prompts above a length (e.g. 200k tokens), the whole request billed
+    #: at them; by ascending ``above_input_tokens``. Left out, the catalog's, unless this entry
+    #: writes its own input_price or output_price.
+    price_tiers: list[PriceTier] = Field(default_factory=list)
+    #: The most tokens (prompt and answer) the model takes.
     context_window: int | None = Field(None, gt=0)
     #: What the model can do, e.g. ``tools``, ``json_mode``, ``vision``. Left out (None), it is
     #: unknown and the catalog may fill it in; written, it is the whole list: the
@@ -292,13 +339,6 @@ class ModelConfig(_Strict):
     fallbacks: list[str] = Field(default_factory=list)
     #: Models to try when the prompt is too long for this one (larger context windows).
     context_window_fallbacks: list[str] = Field(default_factory=list)
-
-    # Local (llama_cpp) models.
-    #: Output tokens when the request sets no max_tokens: one request must not hold the
-    #: model's only worker for minutes.
-    max_tokens: int = Field(512, gt=0)
-    #: Requests waiting for the model beyond the one it runs; more are refused with 503.
-    queue_size: int = Field(16, ge=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -347,14 +387,14 @@ class Config(_Strict):
     def _check_references(self) -> Config:
         seen: dict[str, str] = {}
         for pname, provider in self.providers.items():
-            if provider.kind == "engine" and not pname.startswith("engine:"):
+            if provider.api == "engine" and not pname.startswith("engine:"):
                 raise ValueError(
-                    f"providers.{pname}: kind 'engine' is made by polyroute for a model entry "
+                    f"providers.{pname}: api 'engine' is made by polyroute for a model entry "
                     "with 'engine:'; write the engine on the model instead"
                 )
         for i, model in enumerate(self.models):
             made = self.providers.get(model.provider)
-            made = made if made is not None and made.kind == "engine" else None
+            made = made if made is not None and made.api == "engine" else None
             if model.engine is not None and model.provider and made is None:
                 raise ValueError(
                     f"models[{i}] ({model.name}): give either 'engine' (polyroute runs the "
@@ -414,7 +454,7 @@ def default_database_url() -> str:
 def default_config() -> Config:
     """The embedded default: the local models that ship on PyPI, no key, no network."""
     return Config(
-        providers={"local": ProviderConfig(kind="llama_cpp")},
+        providers={"local": ProviderConfig(api="llama_cpp")},
         models=[
             ModelConfig(
                 name="smollm2-135m",
@@ -444,17 +484,6 @@ def default_config() -> Config:
     )
 
 
-def _format_validation_error(path: str, err: ValidationError) -> str:
-    lines = [f"invalid configuration in {path}:"]
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field (check its spelling; see docs/config.md for the fields)"
-        lines.append(f"  {where}: {msg}")
-    return "\n".join(lines)
-
-
 def read_yaml_mapping(
     path: Path, what: str, shape: str, error: type[ConfigError] = ConfigError
 ) -> dict[str, Any]:
@@ -480,6 +509,12 @@ def load_config(path: str | Path | None) -> Config:
     p = Path(path)
     raw = read_yaml_mapping(p, "config file", "a mapping at the top level")
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format_validation_error(str(p), e)) from None
+        raise ConfigError(format_validation_error(str(p), e)) from None
+    from polyroute.kinds import option_errors  # the registries import this module
+
+    errors = option_errors(config)
+    if errors:
+        raise ConfigError("\n".join([f"invalid configuration in {p}:", *errors]))
+    return config

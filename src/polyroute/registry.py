@@ -47,6 +47,10 @@ class Registry(Generic[T]):
             known = ", ".join(sorted(self._items)) or "none"
             raise KeyError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
+    def registered(self) -> dict[str, T]:
+        """What is registered now, without loading entry points (e.g. the built-ins only)."""
+        return dict(self._items)
+
     def names(self) -> list[str]:
         self._load_entry_points()
         return sorted(self._items)

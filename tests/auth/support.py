@@ -21,7 +21,7 @@ def auth_config(base_url: str, db_url: str, **auth: Any) -> Config:
         {
             "store": {"database_url": db_url, "flush_interval_s": 0.05},
             "auth": {"cache_ttl_s": 0.2, **auth},
-            "providers": {"up": {"kind": "openai", "base_url": base_url}},
+            "providers": {"up": {"api": "openai", "base_url": base_url}},
             "models": [
                 {"name": "echo", "provider": "up", "input_price": 1.0, "output_price": 2.0},
                 # $1 per million output tokens, input free: a request's worst case is exact.

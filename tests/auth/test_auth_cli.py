@@ -17,7 +17,7 @@ def _config(tmp_path: Path) -> Path:
         yaml.safe_dump(
             {
                 "store": {"database_url": f"sqlite:///{tmp_path / 'p.db'}"},
-                "providers": {"up": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+                "providers": {"up": {"api": "openai", "base_url": "http://127.0.0.1:9/v1"}},
                 "models": [{"name": "echo", "provider": "up"}],
             }
         )

@@ -195,7 +195,7 @@ def test_bench_through_a_real_openai_compatible_server(
     its fail-400 model refuses (recorded as wrong), fail-500 keeps failing (not recorded)."""
     config = write_config(
         tmp_path / "c.yaml",
-        {"up": {"kind": "openai", "base_url": echo_upstream.base_url}},
+        {"up": {"api": "openai", "base_url": echo_upstream.base_url}},
         [
             {"name": "echo", "provider": "up"},
             {"name": "refused", "provider": "up", "upstream_model": "fail-400"},

@@ -12,7 +12,7 @@ from polyroute.config import Config, ModelConfig
 def _hub_model(**fields: object) -> ModelConfig:
     config = Config.model_validate(
         {
-            "providers": {"openai": {"kind": "openai", "base_url": "https://api.openai.com/v1"}},
+            "providers": {"openai": {"api": "openai", "base_url": "https://api.openai.com/v1"}},
             "models": [{"name": "main", "provider": "openai", **fields}],
         }
     )

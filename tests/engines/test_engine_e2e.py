@@ -51,7 +51,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         {
             "store": {"database_url": f"sqlite:///{tmp / 'db.sqlite'}", "flush_interval_s": 0.05},
             "weights": {"dir": str(tmp / "weights")},
-            "providers": {"local": {"kind": "llama_cpp"}},
+            "providers": {"local": {"api": "llama_cpp"}},
             "models": [
                 {"name": "smollm2-135m", "provider": "local", "source": "smollm2-135m", "n_ctx": 2048},
                 {

@@ -36,7 +36,7 @@ def _config(models: list[dict[str, Any]], routers: dict[str, Any] | None = None)
     return Config.model_validate(
         {
             "store": {"database_url": "sqlite://"},
-            "providers": {"up": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+            "providers": {"up": {"api": "openai", "base_url": "http://127.0.0.1:9/v1"}},
             "models": [{"provider": "up", **m} for m in models],
             "routers": routers or {},
         }

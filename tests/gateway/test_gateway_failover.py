@@ -159,7 +159,7 @@ async def test_fallbacks_must_name_models(db_url: str) -> None:
     with pytest.raises(ValueError, match="fallbacks: 'nope' is not a configured model"):
         Config.model_validate(
             {
-                "providers": {"up": {"kind": "openai", "base_url": "http://x/v1"}},
+                "providers": {"up": {"api": "openai", "base_url": "http://x/v1"}},
                 "models": [{"name": "a", "provider": "up", "fallbacks": ["nope"]}],
             }
         )
@@ -178,7 +178,7 @@ async def test_upstream_failures_teach_online_routers_a_zero(asgi_client: Any, d
     cfg = Config.model_validate(
         {
             "store": {"database_url": db_url},
-            "providers": {"up": {"kind": "openai", "base_url": "http://upstream.test/v1"}},
+            "providers": {"up": {"api": "openai", "base_url": "http://upstream.test/v1"}},
             # ucb1 tries the models it knows nothing of in order: broken first.
             "models": [
                 {"name": "broken", "provider": "up", "upstream_model": "fail-500"},
@@ -213,7 +213,7 @@ async def test_a_router_whose_models_are_all_paused_answers_503(
     cfg = Config.model_validate(
         {
             "store": {"database_url": db_url},
-            "providers": {"up": {"kind": "openai", "base_url": "http://upstream.test/v1"}},
+            "providers": {"up": {"api": "openai", "base_url": "http://upstream.test/v1"}},
             "models": [{"name": "a", "provider": "up"}, {"name": "b", "provider": "up"}],
             "routers": {"any": {"kind": "random"}},
         }

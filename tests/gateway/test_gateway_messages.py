@@ -38,7 +38,7 @@ def echo_config(base_url: str, db_url: str) -> Config:
     return Config.model_validate(
         {
             "store": {"database_url": db_url, "flush_interval_s": 0.05},
-            "providers": {"up": {"kind": "openai", "base_url": base_url}},
+            "providers": {"up": {"api": "openai", "base_url": base_url}},
             "models": [
                 {"name": "echo", "provider": "up", "input_price": 1.0, "output_price": 2.0,
                  "capabilities": ["tools"]},
@@ -57,7 +57,7 @@ def anthropic_config(base_url: str, db_url: str) -> Config:
     return Config.model_validate(
         {
             "store": {"database_url": db_url, "flush_interval_s": 0.05},
-            "providers": {"anthropic": {"kind": "anthropic", "base_url": base_url,
+            "providers": {"anthropic": {"api": "anthropic", "base_url": base_url,
                                         "api_key_env": "FAKE_ANTHROPIC_KEY"}},
             "models": [
                 {"name": "claude-sonnet-4-5", "provider": "anthropic"},

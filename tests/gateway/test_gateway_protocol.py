@@ -240,7 +240,7 @@ async def test_catalog_prices_a_model_the_config_does_not_price(
     cfg = Config.model_validate(
         {
             "store": {"database_url": db_url},
-            "providers": {"openai": {"kind": "openai", "base_url": "https://api.openai.com/v1"}},
+            "providers": {"openai": {"api": "openai", "base_url": "https://api.openai.com/v1"}},
             "models": [{"name": "gpt-4o-mini", "provider": "openai"}],
         }
     )

@@ -50,7 +50,7 @@ def config(url: str, db_url: str) -> Config:
             "store": {"database_url": db_url, "flush_interval_s": 0.05},
             "providers": {
                 "anthropic": {
-                    "kind": "anthropic",
+                    "api": "anthropic",
                     "base_url": url,
                     "api_key_env": "FAKE_ANTHROPIC_KEY",
                 }

@@ -26,7 +26,7 @@ ANSWER = {
 def config(**provider: object) -> Config:
     return Config.model_validate(
         {
-            "providers": {"az": {"kind": "azure", "base_url": "https://res.openai.azure.com",
+            "providers": {"az": {"api": "azure", "base_url": "https://res.openai.azure.com",
                                  "api_key_env": "FAKE_AZURE_KEY", **provider}},
             "models": [{"name": "gpt-4o", "provider": "az", "upstream_model": "my-gpt4o"}],
         }

@@ -48,7 +48,7 @@ def config(url: str, db_url: str) -> Config:
     return Config.model_validate(
         {
             "store": {"database_url": db_url, "flush_interval_s": 0.05},
-            "providers": {"gemini": {"kind": "gemini", "base_url": f"{url}/v1beta",
+            "providers": {"gemini": {"api": "gemini", "base_url": f"{url}/v1beta",
                                      "api_key_env": "FAKE_GEMINI_KEY"}},
             "models": [
                 {"name": "gemini-2.5-flash", "provider": "gemini"},

@@ -19,7 +19,7 @@ async def smollm() -> AsyncIterator[tuple[LlamaCppProvider, ModelConfig]]:
     model = ModelConfig(
         name="smollm2-135m", provider="local", source="smollm2-135m", n_ctx=2048, max_tokens=8
     )
-    provider = LlamaCppProvider("local", ProviderConfig(kind="llama_cpp"), [model])
+    provider = LlamaCppProvider("local", ProviderConfig(api="llama_cpp"), [model])
     await provider.start()
     if provider._local[model.name].llama is None:
         pytest.skip(f"local model not installed: {provider._local[model.name].error}")

@@ -54,7 +54,7 @@ class SlowLlama:
 
 def provider(llama: SlowLlama, **model: Any) -> tuple[LlamaCppProvider, ModelConfig]:
     m = ModelConfig(name="local", provider="p", path="/unused.gguf", **model)
-    p = LlamaCppProvider("p", ProviderConfig(kind="llama_cpp"), [m])
+    p = LlamaCppProvider("p", ProviderConfig(api="llama_cpp"), [m])
     p._local["local"].llama = llama
     return p, m
 

@@ -214,7 +214,7 @@ def test_overloaded_and_server_errors_retry_client_errors_do_not() -> None:
     from polyroute.errors import RateLimited
     from polyroute.providers.http_json import JsonHttp
 
-    http = JsonHttp("a", ProviderConfig(kind="anthropic"), {}, transport=None)
+    http = JsonHttp("a", ProviderConfig(api="anthropic"), {}, transport=None)
     overloaded = b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
     e = http.status_error(529, overloaded)
     assert e.retryable and e.status_code == 502 and "overloaded_error: Overloaded" in e.message

@@ -112,7 +112,7 @@ def test_onboard_asks_a_served_model_the_anchors_and_adds_it(
     config.write_text(
         yaml.safe_dump(
             {
-                "providers": {"up": {"kind": "openai", "base_url": echo_upstream.base_url}},
+                "providers": {"up": {"api": "openai", "base_url": echo_upstream.base_url}},
                 "models": [
                     {"name": "newcomer", "provider": "up", "input_price": 0.2,
                      "output_price": 0.4},
@@ -197,7 +197,7 @@ def _config(tmp_path: Path) -> Path:
     path.write_text(
         yaml.safe_dump(
             {
-                "providers": {"up": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+                "providers": {"up": {"api": "openai", "base_url": "http://127.0.0.1:9/v1"}},
                 "models": [{"name": "served", "provider": "up"}],
             }
         )

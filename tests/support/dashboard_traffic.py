@@ -28,7 +28,7 @@ def dashboard_config(upstream_url: str, db_url: str) -> Config:
             "store": {"database_url": db_url, "flush_interval_s": 0.05},
             "feedback": {"save_interval_s": 0.2},
             "dashboard": {"bench_results": [str(BENCH_RESULTS)]},
-            "providers": {"up": {"kind": "openai", "base_url": upstream_url}},
+            "providers": {"up": {"api": "openai", "base_url": upstream_url}},
             "models": [
                 {"name": "echo", "provider": "up", "input_price": 1.0, "output_price": 2.0},
                 {

@@ -79,10 +79,10 @@ def fault_config(base_url: str, db_url: str, down: int, hole: int) -> Config:
         {
             "store": {"database_url": db_url, "flush_interval_s": 0.05},
             "providers": {
-                "up": {"kind": "openai", "base_url": base_url, "connect_timeout_s": 0.5},
-                "down": {"kind": "openai", "base_url": f"http://127.0.0.1:{down}/v1"},
+                "up": {"api": "openai", "base_url": base_url, "connect_timeout_s": 0.5},
+                "down": {"api": "openai", "base_url": f"http://127.0.0.1:{down}/v1"},
                 "hole": {
-                    "kind": "openai",
+                    "api": "openai",
                     "base_url": f"http://127.0.0.1:{hole}/v1",
                     "connect_timeout_s": 0.5,
                 },

@@ -31,7 +31,7 @@ T0 = datetime(2026, 1, 2, 3, 4, 5, 600_000, tzinfo=UTC)
 
 def config(**telemetry: object) -> Config:
     raw = remote_config("http://up.example:8080/v1", "sqlite://").model_dump()
-    raw["providers"]["local"] = {"kind": "llama_cpp"}
+    raw["providers"]["local"] = {"api": "llama_cpp"}
     raw["models"].append({"name": "tiny", "provider": "local", "source": "smollm2-135m"})
     raw["routers"] = {"smart": {"kind": "random"}}
     raw["telemetry"] = telemetry

@@ -65,7 +65,7 @@ _PRICE_FIELDS = {
 def catalog_provider(name: str, config: ProviderConfig, catalog: Catalog) -> str | None:
     """The catalog provider a configured provider is, when it can be told; ``local`` for
     the embedded engine and the engines polyroute runs."""
-    if config.kind in ("llama_cpp", "engine"):
+    if config.api in ("llama_cpp", "engine"):
         return "local"
     key = normalise_provider(name)
     if key in catalog.providers:
@@ -75,7 +75,7 @@ def catalog_provider(name: str, config: ProviderConfig, catalog: Catalog) -> str
         return PROVIDER_HOSTS[host]
     by_host = next((p for suffix, p in _HOST_SUFFIXES.items() if host.endswith(suffix)), None)
     # A native provider kind says whose API it is, wherever it is served from.
-    return by_host or _NATIVE_KINDS.get(config.kind)
+    return by_host or _NATIVE_KINDS.get(config.api)
 
 
 def apply_catalog(
@@ -110,6 +110,9 @@ def _apply_one(
     if prices is not None:
         for ours, theirs in _PRICE_FIELDS.items():
             updates[ours] = getattr(prices, theirs)
+        # Tiers refine the catalog's base prices: never paired with prices written here.
+        if prices.tiers and not {"input_price", "output_price"} & model.model_fields_set:
+            updates["price_tiers"] = list(prices.tiers)
     if found is not None:
         endpoint_window = used.limits.context_window if used else None
         updates["context_window"] = endpoint_window or found.model.context_window

@@ -30,6 +30,7 @@ from polyroute.catalog.schema import (
     Limits,
     Model,
     Prices,
+    PriceTier,
     Provenance,
 )
 
@@ -131,10 +132,26 @@ _NOT_MODELS = [
 ]
 
 
-class _Entry(BaseModel):
-    """The fields of a LiteLLM entry the importer reads; it ignores the rest."""
+#: LiteLLM's long-prompt prices: ``input_cost_per_token_above_200k_tokens`` and the like.
+#: Variants for other service tiers (``..._priority``, ``_batches``, ``_flex``) and cache
+#: lifetimes (``_above_1hr``) do not match: polyroute bills the standard tier.
+_TIER_KEY = re.compile(
+    r"^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost"
+    r"|cache_creation_input_token_cost)_above_(\d+)k_tokens$"
+)
+_TIER_FIELD = {
+    "input_cost_per_token": "input",
+    "output_cost_per_token": "output",
+    "cache_read_input_token_cost": "cached_input",
+    "cache_creation_input_token_cost": "cache_write",
+}
 
-    model_config = ConfigDict(extra="ignore")
+
+class _Entry(BaseModel):
+    """The fields of a LiteLLM entry the importer reads; it ignores the rest, but for the
+    tiered prices (:data:`_TIER_KEY`), which keep their key and are read by :func:`_tiers`."""
+
+    model_config = ConfigDict(extra="allow")
 
     litellm_provider: str
     mode: str | None = None
@@ -190,6 +207,22 @@ def _per_million(per_token: float | None) -> float | None:
     return None if per_token is None else round(per_token * 1_000_000, 6)
 
 
+def _tiers(entry: _Entry) -> tuple[PriceTier, ...]:
+    """The entry's long-prompt tiers, by ascending threshold (ValidationError if a price is
+    not a number >= 0)."""
+    found: dict[int, dict[str, float | None]] = {}
+    for key, value in (entry.model_extra or {}).items():
+        m = _TIER_KEY.match(key)
+        if m:
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            per_million = _per_million(value) if number else value
+            found.setdefault(int(m[2]) * 1000, {})[_TIER_FIELD[m[1]]] = per_million
+    return tuple(
+        PriceTier.model_validate({"above_input_tokens": n, **prices})
+        for n, prices in sorted(found.items())
+    )
+
+
 def _item(key: str, entry: _Entry, provider: str, style: ApiStyle) -> _Item:
     upstream = upstream_id(key)
     cached = entry.cache_read_input_token_cost
@@ -204,6 +237,7 @@ def _item(key: str, entry: _Entry, provider: str, style: ApiStyle) -> _Item:
             output=_per_million(entry.output_cost_per_token),
             cached_input=_per_million(cached),
             cache_write=_per_million(entry.cache_creation_input_token_cost),
+            tiers=_tiers(entry),
         ),
         limits=Limits(
             context_window=entry.max_input_tokens,
@@ -313,6 +347,7 @@ def convert(
             continue
         try:
             entry = _Entry.model_validate(value)
+            item = _item(key, entry, *PROVIDERS[entry.litellm_provider])
         except ValidationError as e:
             report.rejected.append((key, _problem(e)))
             continue
@@ -322,8 +357,7 @@ def convert(
         if entry.deprecation_date is not None and entry.deprecation_date < today - RETIRED_GRACE:
             report.rejected.append((key, f"retired on {entry.deprecation_date}"))
             continue
-        provider, style = PROVIDERS[entry.litellm_provider]
-        item = _item(key, entry, provider, style)
+        provider = item.provider
         model_id = canonical_id(item.upstream_id)
         if not re.fullmatch(r"[a-z0-9][a-z0-9._:/@+-]*", model_id):
             report.rejected.append((key, f"cannot derive a model id (got {model_id!r})"))

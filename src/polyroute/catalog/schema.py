@@ -46,6 +46,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PriceTier(_Strict):
+    """The prices of a request whose prompt is longer than ``above_input_tokens``.
+
+    As the vendors bill long prompts (Gemini 2.5 Pro, Claude's 1M context, GPT-5 above
+    272k): the *whole* request is billed at the tier's prices, not only the tokens past the
+    threshold. A price the tier leaves out (None) is the one below it."""
+
+    above_input_tokens: int = Field(
+        gt=0, description="The tier applies when the prompt has more tokens than this."
+    )
+    input: float | None = Field(None, ge=0, description="USD per million prompt tokens.")
+    output: float | None = Field(None, ge=0, description="USD per million completion tokens.")
+    cached_input: float | None = Field(
+        None, ge=0, description="USD per million prompt tokens read from the prompt cache."
+    )
+    cache_write: float | None = Field(
+        None, ge=0, description="USD per million prompt tokens written to the prompt cache."
+    )
+
+
 class Prices(_Strict):
     """USD per million tokens; ``None`` means *not known*, which is never treated as $0."""
 
@@ -56,11 +76,39 @@ class Prices(_Strict):
     #: Prompt tokens written to the provider's cache (Anthropic bills them above ``input``);
     #: when unknown they bill at ``input``, as providers without a write surcharge do.
     cache_write: float | None = Field(None, ge=0)
+    #: Dearer prices for long prompts, by ascending threshold (none: one price at any length).
+    tiers: tuple[PriceTier, ...] = ()
+
+    @field_validator("tiers")
+    @classmethod
+    def _ascending(cls, tiers: tuple[PriceTier, ...]) -> tuple[PriceTier, ...]:
+        thresholds = [t.above_input_tokens for t in tiers]
+        if thresholds != sorted(set(thresholds)):
+            raise ValueError(f"tiers must have ascending, distinct thresholds, got {thresholds}")
+        return tiers
 
     @property
     def known(self) -> bool:
         """Whether a request's cost can be computed (input and output prices both known)."""
         return self.input is not None and self.output is not None
+
+    def at(self, prompt_tokens: int) -> Prices:
+        """The flat prices a request with ``prompt_tokens`` prompt tokens bills at."""
+        prices = self
+        for tier in self.tiers:
+            if prompt_tokens <= tier.above_input_tokens:
+                break
+            prices = Prices(
+                input=_or(tier.input, prices.input),
+                output=_or(tier.output, prices.output),
+                cached_input=_or(tier.cached_input, prices.cached_input),
+                cache_write=_or(tier.cache_write, prices.cache_write),
+            )
+        return prices
+
+
+def _or(value: float | None, below: float | None) -> float | None:
+    return below if value is None else value
 
 
 class Limits(_Strict):

@@ -23,6 +23,7 @@ from typing import Any
 
 from polyroute.config import EngineConfig, ModelConfig
 from polyroute.errors import ConfigError
+from polyroute.providers.llama_local import LlamaCppLoadOptions
 
 HOST = "127.0.0.1"
 
@@ -119,10 +120,11 @@ def build_command(model: ModelConfig, weights: str | None, port: int) -> EngineC
     env = dict(engine.env)
     weights = weights or _arg_model(engine)
     if engine.kind == "llama_cpp_server":
+        load = model.options_as(LlamaCppLoadOptions, f"models.{model.name}")
         own = ["--model", _need(weights, model), "--host", HOST, "--port", str(port),
-               "--model_alias", model.target, "--n_ctx", str(model.n_ctx)]  # fmt: skip
-        if model.n_threads is not None:
-            own += ["--n_threads", str(model.n_threads)]
+               "--model_alias", model.target, "--n_ctx", str(load.n_ctx)]  # fmt: skip
+        if load.n_threads is not None:
+            own += ["--n_threads", str(load.n_threads)]
     elif engine.kind == "vllm":
         own = [_need(weights, model), "--host", HOST, "--port", str(port),
                "--served-model-name", model.target]  # fmt: skip

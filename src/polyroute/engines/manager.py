@@ -43,7 +43,7 @@ def attach_engines(config: Config) -> Config:
     for m in config.models:
         if m.engine is None:
             if m.weights is not None:
-                if providers[m.provider].kind != "llama_cpp":
+                if providers[m.provider].api != "llama_cpp":
                     raise ConfigError(
                         f"models.{m.name}.weights: only an engine or the embedded llama_cpp "
                         "provider loads weights; a remote provider serves its own"
@@ -51,12 +51,12 @@ def attach_engines(config: Config) -> Config:
                 m = m.model_copy(update={"source": m.weights})
             models.append(m)
             continue
-        if m.provider in providers and providers[m.provider].kind == "engine":
+        if m.provider in providers and providers[m.provider].api == "engine":
             models.append(m)  # attached already
             continue
         port = free_port() if m.engine.port == "auto" else m.engine.port
         name = PROVIDER_PREFIX + m.name
-        providers[name] = ProviderConfig(kind="engine", base_url=f"http://127.0.0.1:{port}/v1")
+        providers[name] = ProviderConfig(api="engine", base_url=f"http://127.0.0.1:{port}/v1")
         models.append(m.model_copy(update={"provider": name}))
     return config.model_copy(update={"providers": providers, "models": models})
 

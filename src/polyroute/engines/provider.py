@@ -16,6 +16,7 @@ from polyroute.engines.process import IDLE, READY, EngineProcess
 from polyroute.errors import EngineUnavailable
 from polyroute.providers import PROVIDERS
 from polyroute.providers.base import JSON, ModelHealth
+from polyroute.providers.llama_local import LlamaCppLoadOptions
 from polyroute.providers.openai_compat import OpenAICompatProvider
 
 
@@ -23,6 +24,8 @@ class EngineProvider(OpenAICompatProvider):
     """Talks to the engine polyroute runs for one model; made by the gateway, never configured."""
 
     kind = "engine"
+    #: ``n_ctx`` and ``n_threads``, passed to a ``llama_cpp_server`` engine.
+    ModelOptions = LlamaCppLoadOptions
     engine: EngineProcess | None = None
 
     async def _ready(self, model: ModelConfig) -> EngineProcess:

@@ -29,6 +29,7 @@ from polyroute.auth.budget import (
 from polyroute.auth.keys import KEY_SCOPE, KeyInfo, Limits
 from polyroute.auth.limits import RateLimiter, refused
 from polyroute.auth.metrics import KeyMetrics
+from polyroute.catalog.pricing import priced_at
 from polyroute.config import AuthConfig, Config, ModelConfig
 from polyroute.errors import BudgetExceeded, InvalidRequest, PermissionDenied
 from polyroute.gateway.protocol import ChatCompletionRequest
@@ -191,10 +192,11 @@ class Admission:
                 headers,
             )
 
-    def _priced_model(self, name: str) -> ModelConfig:
-        """The model whose prices bound this request: itself, or a router's dearest."""
+    def _priced_model(self, name: str, prompt_tokens: int) -> ModelConfig:
+        """The model whose prices bound this request (at most ``prompt_tokens`` long, which
+        picks the price tier): itself, or a router's dearest."""
         if self.routers is not None and self.routers.handles(name):
-            models = self.config.models
+            models = [priced_at(m, prompt_tokens) for m in self.config.models]
             priced = [m for m in models if m.input_price is not None and m.output_price is not None]
             if len(priced) < len(models):
                 raise InvalidRequest(
@@ -210,12 +212,13 @@ class Admission:
             return dearest.model_copy(
                 update={"input_price": top_in, "output_price": top_out, "context_window": window}
             )
-        return self.pool.resolve(name).model
+        return priced_at(self.pool.resolve(name).model, prompt_tokens)
 
     async def _reserve(
         self, ticket: Ticket, chat: ChatCompletionRequest, body: dict[str, Any]
     ) -> None:
-        model = self._priced_model(chat.model)
+        upper = prompt_tokens_upper(body)
+        model = self._priced_model(chat.model, upper)
         prices = nano_per_token(model)
         if prices is None:
             raise InvalidRequest(
@@ -225,12 +228,12 @@ class Admission:
             )
         per_in, per_out = prices
         choices = chat.n or 1
-        prompt = prompt_tokens_upper(body) * per_in
+        prompt = upper * per_in
         asked = chat.max_completion_tokens or chat.max_tokens
         if asked is not None:
             out_tokens = asked
         elif model.context_window is not None:
-            out_tokens = max(1, model.context_window - prompt_tokens_upper(body))
+            out_tokens = max(1, model.context_window - upper)
         else:
             out_tokens = self.default_max_tokens
         amount = prompt + out_tokens * per_out * choices

@@ -149,7 +149,7 @@ class Gateway:
                 url = provider.base_url
                 lines.append(f"  model {m.name}: {m.engine.kind} engine at {url} ({where})")
                 continue
-            lines.append(f"  model {m.name}: {provider.kind} provider {m.provider!r} ({where})")
+            lines.append(f"  model {m.name}: {provider.api} provider {m.provider!r} ({where})")
         if self.routers is None:
             lines.append("  no routers: clients name a model")
         else:

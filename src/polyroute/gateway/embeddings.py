@@ -78,17 +78,17 @@ class EmbeddingsService:
 
     async def _forward(self, target: Target, body: JSON) -> JSON:
         provider = target.provider.config
-        if provider.kind not in _KINDS:
+        if provider.api not in _KINDS:
             raise InvalidRequest(
                 f"The model '{target.model.name}' is served by a provider of kind "
-                f"{provider.kind!r}, which has no embeddings API here; use a model on an "
+                f"{provider.api!r}, which has no embeddings API here; use a model on an "
                 "OpenAI-compatible provider",
                 param="model",
             )
         http = self._http.get(target.provider.name)
         if http is None:
             key = provider.api_key()
-            if provider.kind == "azure":
+            if provider.api == "azure":
                 headers = {"api-key": key} if key else {}
             else:
                 headers = {"authorization": f"Bearer {key}"} if key else {}
@@ -101,7 +101,7 @@ def _url(target: Target) -> str:
     config = target.provider.config
     assert config.base_url is not None  # both kinds refuse a provider without one
     base = config.base_url.rstrip("/")
-    if config.kind == "azure":
+    if config.api == "azure":
         assert isinstance(target.provider, AzureOpenAIProvider)
         chat = target.provider.deployment_url(target.model.target)
         return str(chat).replace("/chat/completions?", "/embeddings?")

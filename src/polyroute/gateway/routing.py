@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from polyroute.config import Config
+from polyroute.config import Config, ModelConfig
 from polyroute.errors import ConfigError, NoEligibleModel
 from polyroute.gateway.bindings import Coverage, bind, price_prior
 from polyroute.gateway.breaker import CircuitBreaker
@@ -122,7 +122,7 @@ class RouterHub:
                     output_price=m.output_price,
                     # A local model serves no more than the context it was loaded with.
                     context_window=min(
-                        (n for n in (m.context_window, m.n_ctx) if n is not None), default=None
+                        (n for n in (m.context_window, _loaded(m)) if n is not None), default=None
                     ),
                     # Neither known nor known to lack: unknown, and assumed when needed.
                     capabilities=frozenset(m.capabilities or ()),
@@ -175,26 +175,24 @@ def _route_online(
 DEFAULT_ROUTER = AUTO
 
 
+def _loaded(model: ModelConfig) -> int | None:
+    """The context a local model was loaded with (its ``n_ctx`` option), if it has one."""
+    n_ctx = getattr(model.options, "n_ctx", None)
+    return n_ctx if isinstance(n_ctx, int) else None
+
+
 def build_router_hub(config: Config) -> RouterHub | None:
     """The routers the config declares, built through the routers registry and bound to the
     served models; with none declared, a default router for ``auto``. None without models."""
+    from polyroute.kinds import router_class, router_options
     from polyroute.routing.constraints import eligible
-    from polyroute.routing.registry import ROUTERS
 
     routers: dict[str, Router] = {}
     coverage: dict[str, Coverage] = {}
     for name, section in config.routers.items():
-        options = dict(section)
-        kind = options.pop("kind", None)
-        models_option = options.pop("models", None)
-        if not isinstance(kind, str):
-            raise ConfigError(
-                f"routers.{name}.kind is required; known kinds: {', '.join(ROUTERS.names())}"
-            )
-        try:
-            cls = ROUTERS.get(kind)
-        except KeyError as e:
-            raise ConfigError(f"routers.{name}.kind: {e.args[0]}") from None
+        cls = router_class(name, section)
+        options = router_options(name, cls, section)
+        models_option = section.get("models")
         try:
             routers[name] = cls.from_config(name, options)
         except TypeError as e:

@@ -17,6 +17,7 @@ import orjson
 
 from polyroute.errors import InvalidRequest, UpstreamError
 from polyroute.providers.base import JSON
+from polyroute.providers.profiles import profile_for
 
 #: Anthropic requires max_tokens; OpenAI clients often leave it out.
 DEFAULT_MAX_TOKENS = 4096
@@ -81,7 +82,7 @@ def to_anthropic(body: JSON) -> JSON:
     if system:
         out["system"] = system
     effort = body.get("reasoning_effort")
-    if isinstance(effort, str) and effort in THINKING_BUDGETS:
+    if isinstance(effort, str) and effort in THINKING_BUDGETS and _thinks(body):
         budget = THINKING_BUDGETS[effort]
         out["thinking"] = {"type": "enabled", "budget_tokens": budget}
         out["max_tokens"] = max(int(max_tokens), budget + 1024)
@@ -89,6 +90,11 @@ def to_anthropic(body: JSON) -> JSON:
     if body.get("stream"):
         out["stream"] = True
     return out
+
+
+def _thinks(body: JSON) -> bool:
+    """False for a Claude known not to think (3.5 and older): its request gets no thinking."""
+    return profile_for(str(body.get("model") or "")).thinks is not False
 
 
 def _append(messages: list[JSON], role: str, blocks: list[JSON]) -> None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import httpx
+from pydantic import Field
 
 from polyroute.config import ModelConfig, ProviderConfig
+from polyroute.options import Options
 from polyroute.providers import PROVIDERS
 from polyroute.providers.base import JSON
 from polyroute.providers.openai_compat import OpenAICompatProvider
@@ -22,10 +24,20 @@ from polyroute.providers.openai_compat import OpenAICompatProvider
 DEFAULT_API_VERSION = "2024-10-21"
 
 
+class AzureOptions(Options):
+    """A provider entry with ``api: azure``."""
+
+    api_version: str = Field(
+        DEFAULT_API_VERSION,
+        description="The ``api-version`` query parameter of every request (default: a GA version).",
+    )
+
+
 class AzureOpenAIProvider(OpenAICompatProvider):
     """OpenAI-compatible, at Azure's deployment URLs."""
 
     kind = "azure"
+    Options = AzureOptions
 
     def __init__(
         self,
@@ -38,7 +50,7 @@ class AzureOpenAIProvider(OpenAICompatProvider):
         super().__init__(name, config, models, transport=transport)
         assert config.base_url is not None  # the parent refuses a config without one
         self._base = config.base_url.rstrip("/").removesuffix("/openai")
-        self._version = config.api_version or DEFAULT_API_VERSION
+        self._version = config.options_as(AzureOptions, f"providers.{name}").api_version
         key = config.api_key()
         for headers in (self._headers, self._chat_headers):
             headers.pop("authorization", None)

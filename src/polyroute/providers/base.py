@@ -16,6 +16,9 @@ from typing import Any, ClassVar
 import httpx
 
 from polyroute.config import ModelConfig, ProviderConfig
+from polyroute.options import NoOptions
+from polyroute.options import Options as OptionsModel
+from polyroute.providers.profiles import CACHE_READ_FIELDS
 
 JSON = dict[str, Any]
 
@@ -42,10 +45,16 @@ class Usage:
         details = usage.get("prompt_tokens_details")
         if not isinstance(details, dict):
             details = {}
+        cached = details.get("cached_tokens")
+        if cached is None:  # a family that reports it elsewhere (DeepSeek, see profiles)
+            for name in CACHE_READ_FIELDS:
+                if name in usage:
+                    cached = usage[name]
+                    break
         return cls(
             prompt_tokens=_count(usage.get("prompt_tokens")),
             completion_tokens=_count(usage.get("completion_tokens")),
-            cached_tokens=_count(details.get("cached_tokens")),
+            cached_tokens=_count(cached),
             # OpenRouter's name for it; the native providers report it the same way.
             cache_write_tokens=_count(details.get("cache_write_tokens")),
         )
@@ -67,9 +76,19 @@ class ModelHealth:
 
 
 class Provider(ABC):
-    """One upstream server or local engine. Subclasses register under a ``kind``."""
+    """One upstream server or local engine, speaking one API (wire interface).
+
+    Subclasses register under their ``kind`` (the name configs write as ``api:``) and
+    declare the fields they take beyond the common ones: ``Options`` for the provider's
+    entry, ``ModelOptions`` for each model entry it serves (pydantic models with
+    ``Field(description=...)``, subclasses of :class:`polyroute.options.Options`).
+    """
 
     kind: ClassVar[str]
+    #: The provider entry's own fields (e.g. Azure's ``api_version``).
+    Options: ClassVar[type[OptionsModel]] = NoOptions
+    #: A model entry's own fields (e.g. llama.cpp's ``n_ctx``).
+    ModelOptions: ClassVar[type[OptionsModel]] = NoOptions
 
     def __init__(
         self,
@@ -84,6 +103,11 @@ class Provider(ABC):
         self.name = name
         self.config = config
         self.models = {m.name: m for m in models}
+        #: The entry's own fields as ``Options``, parsed once (when the config file was
+        #: loaded, or here): wrong fields fail now, naming their path.
+        self.options = config.options_as(type(self).Options, f"providers.{name}")
+        for m in models:
+            m.options_as(type(self).ModelOptions, f"models.{m.name}")
 
     async def start(self) -> None:  # noqa: B027 (optional hook)
         """Open pools and load models. Runs at startup, never on the request path."""

@@ -17,6 +17,7 @@ import orjson
 
 from polyroute.errors import InvalidRequest
 from polyroute.providers.base import JSON
+from polyroute.providers.profiles import profile_for
 
 #: reasoning_effort → thinkingConfig.thinkingBudget (tokens; 0 turns thinking off).
 THINKING_BUDGETS = {"none": 0, "minimal": 0, "low": 1024, "medium": 8192, "high": 24576}
@@ -233,7 +234,9 @@ def _generation_config(body: JSON) -> JSON:
         if isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
             config["responseSchema"] = clean_schema(spec["schema"])
     effort = body.get("reasoning_effort")
-    if isinstance(effort, str) and effort in THINKING_BUDGETS:
+    # Gemini 2.0 and older refuse a thinking config: its profile says they do not think.
+    thinks = profile_for(str(body.get("model") or "")).thinks is not False
+    if isinstance(effort, str) and effort in THINKING_BUDGETS and thinks:
         budget = THINKING_BUDGETS[effort]
         config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": budget > 0}
     return config

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import httpx
+from pydantic import Field
 
 from polyroute.config import ModelConfig, ProviderConfig
 from polyroute.errors import (
@@ -35,6 +36,7 @@ from polyroute.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from polyroute.options import Options
 from polyroute.providers import PROVIDERS
 from polyroute.providers.base import JSON, ModelHealth, Provider
 from polyroute.providers.local_models import local_model_path
@@ -102,11 +104,41 @@ def _make_llama(path: str, n_ctx: int, n_threads: int) -> Any:
     )
 
 
+class LlamaCppLoadOptions(Options):
+    """How llama.cpp loads a model: in-process (api ``llama_cpp``) or in a
+    ``llama_cpp_server`` engine."""
+
+    n_ctx: int = Field(
+        4096, gt=0, description="The context window llama.cpp is loaded with (tokens)."
+    )
+    n_threads: int | None = Field(
+        None, gt=0, description="CPU threads for generation; None: one per core."
+    )
+
+
+class LlamaCppModelOptions(LlamaCppLoadOptions):
+    """A model the embedded llama.cpp engine serves (api ``llama_cpp``)."""
+
+    max_tokens: int = Field(
+        512,
+        gt=0,
+        description="Output tokens when the request sets no max_tokens: one request must not "
+        "hold the model's only worker for minutes.",
+    )
+    queue_size: int = Field(
+        16,
+        ge=0,
+        description="Requests waiting for the model beyond the one it runs; more are refused "
+        "with 503.",
+    )
+
+
 class _LocalModel:
     """One loaded model with its own worker thread and its bounded queue."""
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
+        self.options = config.options_as(LlamaCppModelOptions, f"models.{config.name}")
         self.llama: Any = None
         self.error: str | None = None
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"llama-{config.name}")
@@ -126,11 +158,11 @@ class _LocalModel:
         """
         llama = self.ready()
         with self._lock:
-            if self.pending > self.config.queue_size:
+            if self.pending > self.options.queue_size:
                 wait = max(1.0, self.mean_job_s * self.pending)
                 raise ModelBusy(
                     f"local model {self.config.name!r} is busy: {self.pending - 1} requests "
-                    f"queued (models.queue_size is {self.config.queue_size}); retry later",
+                    f"queued (models.queue_size is {self.options.queue_size}); retry later",
                     retry_after_s=wait,
                 )
             self.pending += 1
@@ -166,8 +198,8 @@ class _LocalModel:
     def load(self) -> None:
         try:
             path = local_model_path(self.config.source, self.config.path, self.config.sha256)
-            threads = self.config.n_threads or max(1, os.cpu_count() or 1)
-            self.llama = _make_llama(str(path), self.config.n_ctx, threads)
+            threads = self.options.n_threads or max(1, os.cpu_count() or 1)
+            self.llama = _make_llama(str(path), self.options.n_ctx, threads)
         except PolyrouteError as e:
             self.error = e.message
         except Exception as e:  # llama.cpp's own failure to read a file
@@ -187,6 +219,7 @@ class LlamaCppProvider(Provider):
     """Serves GGUF models in-process, one queue per model."""
 
     kind = "llama_cpp"
+    ModelOptions = LlamaCppModelOptions
 
     def __init__(
         self,
@@ -221,7 +254,9 @@ class LlamaCppProvider(Provider):
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         # Without a cap, one request may generate until the context is full, holding the
         # model's only worker (and everyone queued behind it) for minutes.
-        args["max_tokens"] = max_tokens if max_tokens is not None else model.max_tokens
+        if max_tokens is None:
+            max_tokens = self._local[model.name].options.max_tokens
+        args["max_tokens"] = max_tokens
         args["messages"] = body["messages"]
         return args
 

@@ -35,6 +35,7 @@ from polyroute.errors import (
 from polyroute.providers import PROVIDERS
 from polyroute.providers.base import JSON, ModelHealth, Provider
 from polyroute.providers.http_transport import AiohttpTransport
+from polyroute.providers.profiles import ModelProfile, profile_of
 from polyroute.providers.tool_stream import ToolCallStream
 from polyroute.providers.trace_headers import UPSTREAM_TRACE_HEADERS
 
@@ -82,6 +83,12 @@ class OpenAICompatProvider(Provider):
         self._chat_headers = httpx.Headers([*auto, *self._headers.raw])
         self._timeout = httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s).as_dict()
         self._health_timeout = httpx.Timeout(2.0).as_dict()
+        #: The models whose family needs its requests adapted (OpenAI's reasoning models).
+        self._adapt: dict[str, ModelProfile] = {}
+        for m in models:
+            profile = profile_of(m.target, m.catalog_id)
+            if profile.adapts:
+                self._adapt[m.name] = profile
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -109,6 +116,8 @@ class OpenAICompatProvider(Provider):
         return request
 
     async def chat(self, model: ModelConfig, body: JSON) -> JSON:
+        if self._adapt and model.name in self._adapt:
+            body = self._adapt[model.name].adapt(body)
         total = model.timeout_s or self.config.timeout_s
         try:
             # One deadline for the whole call: per-read timeouts alone let an upstream that
@@ -146,6 +155,8 @@ class OpenAICompatProvider(Provider):
         return data
 
     async def chat_stream(self, model: ModelConfig, body: JSON) -> AsyncGenerator[JSON, None]:
+        if self._adapt and model.name in self._adapt:
+            body = self._adapt[model.name].adapt(body)
         first_timeout = model.first_token_timeout_s or self.config.timeout_s
         stall_timeout = model.stall_timeout_s or self.config.timeout_s
         try:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import httpx
 
 from polyroute.config import Config, ModelConfig
-from polyroute.errors import ConfigError, ModelNotFound
-from polyroute.providers import PROVIDERS
+from polyroute.errors import ModelNotFound
+from polyroute.kinds import provider_class
 from polyroute.providers.base import JSON, ModelHealth, Provider
 
 
@@ -32,14 +32,10 @@ class ProviderPool:
     def __init__(
         self, config: Config, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
-        _load_builtin_providers()
         self.config = config
         self.providers: dict[str, Provider] = {}
         for pname, pconf in config.providers.items():
-            try:
-                cls = PROVIDERS.get(pconf.kind)
-            except KeyError as e:
-                raise ConfigError(f"providers.{pname}.kind: {e.args[0]}") from None
+            cls = provider_class(pname, pconf.api)
             models = [m for m in config.models if m.provider == pname]
             self.providers[pname] = cls(pname, pconf, models, transport=transport)
         self._targets: dict[str, Target] = {}
@@ -81,9 +77,3 @@ class ProviderPool:
         names = self.names()
         checks = [self._targets[n].provider.health(self._targets[n].model) for n in names]
         return dict(zip(names, await asyncio.gather(*checks), strict=True))
-
-
-def _load_builtin_providers() -> None:
-    # Importing the modules registers them; the openai one needs only httpx, the local one
-    # imports llama_cpp lazily, so both are cheap to import.
-    from polyroute.providers import anthropic, azure, gemini, llama_local, openai_compat  # noqa: F401

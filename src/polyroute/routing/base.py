@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from polyroute.errors import ConfigError
+from polyroute.options import Options as OptionsModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,10 @@ class Router(ABC):
     """Chooses one model per request."""
 
     kind: ClassVar[str]
+    #: The options its config entry takes (``routers.NAME``, besides ``kind`` and ``models``),
+    #: a :class:`polyroute.options.Options` model; the gateway validates them with it before
+    #: :meth:`from_config`. None: the options go to :meth:`from_config` unchecked.
+    Options: ClassVar[type[OptionsModel] | None] = None
     #: True when :meth:`route` does real CPU work and must run off the event loop.
     blocking: ClassVar[bool] = False
 

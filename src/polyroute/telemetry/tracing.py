@@ -174,7 +174,7 @@ class SpanObserver:
             processor,
             service_name=config.telemetry.service_name,
             sample_ratio=config.telemetry.sample_ratio,
-            provider_kinds={n: p.kind for n, p in config.providers.items()},
+            provider_kinds={n: p.api for n, p in config.providers.items()},
             provider_urls={n: p.base_url for n, p in config.providers.items()},
             span_names=frozenset(names),
         )

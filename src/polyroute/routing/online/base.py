@@ -26,6 +26,7 @@ import numpy as np
 
 from polyroute.errors import ConfigError, UnknownPrice
 from polyroute.routing.base import Candidate, Decision, Router, RouteRequest, check_options
+from polyroute.routing.options import OnlineOptions
 from polyroute.routing.pricing import prompt_cost
 from polyroute.routing.tradeoff import FloatArray, select
 
@@ -88,6 +89,7 @@ class OnlineRouter(Router):
     """
 
     kind: ClassVar[str]
+    Options = OnlineOptions
     #: Words for the index in reasons ("UCB", "sampled mean", ...).
     index_name: ClassVar[str] = "index"
     #: Config option → (constructor keyword, what it must be): see :meth:`from_config`.

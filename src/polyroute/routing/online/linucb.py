@@ -49,6 +49,7 @@ from polyroute.embeddings.registry import embedding_choice, get_embedder
 from polyroute.errors import ConfigError
 from polyroute.routing.base import RouteRequest
 from polyroute.routing.online.base import ArmScores, OnlineRouter, Option
+from polyroute.routing.options import LinUCBOptions
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import LearnedRouter
 from polyroute.routing.tradeoff import FloatArray
@@ -121,6 +122,7 @@ class LinUCBRouter(OnlineRouter):
     """Contextual bandit on the prompt embedding; optionally warm-started from a prior."""
 
     kind: ClassVar[str] = "linucb"
+    Options = LinUCBOptions
     index_name: ClassVar[str] = "upper bound"
     blocking: ClassVar[bool] = True
     config_options: ClassVar[Mapping[str, tuple[str, Option]]] = {

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from polyroute.routing.online.base import ArmScores, OnlineRouter, Option
+from polyroute.routing.options import ThompsonOptions
 from polyroute.routing.registry import ROUTERS
 
 
@@ -29,6 +30,7 @@ class ThompsonRouter(OnlineRouter):
     """Beta–Bernoulli Thompson sampling per model; context-free."""
 
     kind: ClassVar[str] = "thompson"
+    Options = ThompsonOptions
     index_name: ClassVar[str] = "sampled quality"
     config_options: ClassVar[Mapping[str, tuple[str, Option]]] = {
         **OnlineRouter.config_options,

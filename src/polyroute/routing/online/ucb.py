@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from polyroute.routing.online.base import ArmScores, OnlineRouter, Option
+from polyroute.routing.options import Ucb1Options
 from polyroute.routing.registry import ROUTERS
 
 
@@ -26,6 +27,7 @@ class UCB1Router(OnlineRouter):
     """Upper confidence bound per model; context-free (one mean per model)."""
 
     kind: ClassVar[str] = "ucb1"
+    Options = Ucb1Options
     index_name: ClassVar[str] = "UCB"
     config_options: ClassVar[Mapping[str, tuple[str, Option]]] = {
         **OnlineRouter.config_options,

@@ -27,6 +27,7 @@ from polyroute.embeddings.registry import default_embedder
 from polyroute.errors import ConfigError, NoEligibleModel, PolyrouteError, UnknownPrice
 from polyroute.routing.base import Candidate, Decision, Router, RouteRequest, check_options
 from polyroute.routing.knob import Calibration, Knob, calibrate
+from polyroute.routing.options import LearnedOptions
 from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS, PriceTable, prompt_cost
 from polyroute.routing.tradeoff import FloatArray, select
 
@@ -47,6 +48,7 @@ class LearnedRouter(Router):
     """Base of the routers that predict per-model quality from prompt embeddings."""
 
     blocking: ClassVar[bool] = True
+    Options = LearnedOptions
 
     def __init__(self, name: str, *, embedder: Embedder | None = None) -> None:
         super().__init__(name)

@@ -10,6 +10,7 @@ import numpy as np
 
 from polyroute.errors import ConfigError
 from polyroute.routing.base import Candidate, Decision, Router, RouteRequest, check_options
+from polyroute.routing.options import RandomOptions
 from polyroute.routing.registry import ROUTERS
 
 
@@ -18,6 +19,7 @@ class RandomRouter(Router):
     """Uniform choice over the candidates; ``seed`` makes the sequence of choices repeatable."""
 
     kind = "random"
+    Options = RandomOptions
 
     def __init__(self, name: str = "random", *, seed: int | None = None) -> None:
         super().__init__(name)

@@ -16,6 +16,7 @@ from typing import Any
 
 from polyroute.errors import ConfigError, NoEligibleModel
 from polyroute.routing.base import Candidate, Decision, Router, RouteRequest, check_options
+from polyroute.routing.options import WrrOptions
 from polyroute.routing.registry import ROUTERS
 
 
@@ -24,6 +25,7 @@ class WeightedRoundRobinRouter(Router):
     """Routes among the models named in ``weights`` (positive numbers), in proportion."""
 
     kind = "wrr"
+    Options = WrrOptions
 
     def __init__(self, name: str = "wrr", *, weights: Mapping[str, float]) -> None:
         super().__init__(name)
