@@ -97,7 +97,7 @@ under what the user gave in .Values.config, which wins key by key.
 {{- range (default list $user.models) -}}{{- $models = append $models . -}}{{- end -}}
 {{- range $e := $v.engines -}}
 {{- $url := printf "http://%s:%d/v1" (include "polyroute.engineName" (dict "root" $ "engine" $e)) (int (default 8000 $e.port)) -}}
-{{- $_ := set $providers (printf "engine-%s" $e.name) (dict "kind" "openai" "base_url" $url) -}}
+{{- $_ := set $providers (printf "engine-%s" $e.name) (dict "api" "openai" "base_url" $url) -}}
 {{- $m := dict "name" $e.name "provider" (printf "engine-%s" $e.name) "upstream_model" $e.model -}}
 {{- if hasKey $e "inputPrice" -}}{{- $_ := set $m "input_price" $e.inputPrice -}}{{- end -}}
 {{- if hasKey $e "outputPrice" -}}{{- $_ := set $m "output_price" $e.outputPrice -}}{{- end -}}
