@@ -35,6 +35,9 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     #: Port to listen on (``polyroute serve --port`` overrides it).
     port: int = Field(8000, ge=1, le=65535)
+    #: Gateway processes sharing the port (``polyroute serve --workers`` overrides it); more
+    #: than one needs a database file or server, not an in-memory one (docs/workers.md).
+    workers: int = Field(1, ge=1, le=256)
     #: Bodies larger than this are refused with 413 before they are parsed.
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
     #: A request body that takes longer than this to arrive is refused with 408.
