@@ -88,8 +88,8 @@ class FeedbackConfig(_Strict):
     #: Recent traces kept in memory (router, model, routing context), so that feedback
     #: arriving before the trace is written, or soon after, teaches without a database read.
     recent_traces: int = Field(10_000, gt=0)
-    #: Online routers' learned state is saved to the store at most this often (seconds)
-    #: when it changed, and always at shutdown.
+    #: Online routers' learned state is synced with the store this often (seconds) and at
+    #: shutdown: what this process learned is added, what other processes learned is loaded.
     save_interval_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
