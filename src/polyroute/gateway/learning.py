@@ -162,13 +162,17 @@ class OnlineLearning:
 
     def _sync(self, dirty: set[str]) -> None:
         taken = {n: r.state_dict() for n, r in self.routers.items()}  # what is added now
+        written: set[str] = set()
 
         def change(
             name: str, saved: tuple[str, dict[str, Any]] | None
         ) -> tuple[str, dict[str, Any]] | None:
             router, now = self.routers[name], taken[name]
-            if name not in dirty:
+            # Told by the state, not only by the flag: feedback may land between the flag's
+            # reset and the snapshot, and what the snapshot holds must be added now.
+            if name not in dirty and now.get("arms") == self._base[name].get("arms"):
                 return None
+            written.add(name)
             if saved is None:
                 return router.kind, now
             try:
@@ -178,6 +182,8 @@ class OnlineLearning:
                 return router.kind, now
 
         after = self.store.update_router_states(sorted(self.routers), change)
+        if written:
+            self.saves += 1
         for name, router in self.routers.items():
             if name not in after:
                 continue
@@ -192,10 +198,7 @@ class OnlineLearning:
                 continue
             self._unusable.discard(name)
             self._base[name] = merged
-            if name not in dirty:
-                self.reloads += 1
-        if dirty:
-            self.saves += 1
+            self.reloads += 1
 
     async def _save_periodically(self) -> None:
         while not self._stop.is_set():
