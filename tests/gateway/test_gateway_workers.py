@@ -1,8 +1,8 @@
 """``polyroute serve --workers 2``, for real: one port, two gateway processes, one truth.
 
 The gateway runs as ``polyroute serve`` does in production (uvicorn's supervisor, two
-worker processes, each with its trace writer) against the echo upstream, on a SQLite file,
-with keys on. Each test sends its requests on fresh connections, which the kernel spreads
+worker processes, each with its trace writer) against the echo upstream, with keys on, on
+a SQLite file and on PostgreSQL. Each test sends its requests on fresh connections, which the kernel spreads
 over both workers, and checks what must be exact across them: the answers, the totals on
 ``/metrics``, the traces in the database (each once), budgets and RPM limits, and what the
 online router learned. The last test kills a worker and its writer with ``kill -9`` under
@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,16 +83,42 @@ class Workers:
         return {r[0]: r[1] for r in rows}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def workers(
-    echo_upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    echo_upstream: EchoUpstream,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Workers]:
     tmp = tmp_path_factory.mktemp("workers")
-    db_url = f"sqlite:///{tmp / 'polyroute.db'}"
-    path = tmp / "polyroute.yaml"
-    path.write_text(yaml.safe_dump(_config(echo_upstream.base_url, db_url)))
-    with serving_workers(path, 2, env={"POLYROUTE_ADMIN_KEY": ADMIN}) as (root, proc):
-        yield Workers(root, proc.pid, db_url, tmp / "polyroute.db.journal")
+    with _database(request, tmp) as db_url:
+        config = _config(echo_upstream.base_url, db_url)
+        config["store"]["journal_dir"] = str(tmp / "journal")
+        path = tmp / "polyroute.yaml"
+        path.write_text(yaml.safe_dump(config))
+        with serving_workers(path, 2, env={"POLYROUTE_ADMIN_KEY": ADMIN}) as (root, proc):
+            w = Workers(root, proc.pid, db_url, tmp / "journal")
+            yield w
+            w.engine.dispose()
+
+
+@contextlib.contextmanager
+def _database(request: pytest.FixtureRequest, tmp: Path) -> Iterator[str]:
+    """A fresh database for the module: a SQLite file, or one on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp / 'polyroute.db'}"
+        return
+    import psycopg
+
+    server = str(request.getfixturevalue("postgres_server"))
+    name = f"polyroute_workers_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = server.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _client(w: Workers, timeout: float = 30) -> openai.AsyncOpenAI:
