@@ -13,12 +13,17 @@ measured in the same run:
 
     python benchmarks/telemetry_overhead.py            # ~10 s
     python benchmarks/telemetry_overhead.py --quick    # ~3 s
+    python benchmarks/telemetry_overhead.py --multiprocess   # as a worker of serve --workers N
+
+``--multiprocess`` keeps the counters in prometheus-client's memory-mapped files, as each
+worker of ``polyroute serve --workers N`` does, and scrapes by adding up the files.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import platform
 import statistics
 import sys
@@ -30,6 +35,10 @@ from uuid import uuid4
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+if "--multiprocess" in sys.argv:  # read by prometheus-client once, when it is imported
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="polyroute-bench-mp-")
 
 from opentelemetry.sdk.trace import ReadableSpan  # noqa: E402
 from opentelemetry.sdk.trace.export import (  # noqa: E402
@@ -93,6 +102,9 @@ def per_call_ns(observe: Callable[[RequestRecord], None], recs: list[RequestReco
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument(
+        "--multiprocess", action="store_true", help="counters in files, as with --workers N"
+    )
     args = parser.parse_args()
     n, rounds = (20_000, 5) if args.quick else (50_000, 9)
 
@@ -131,7 +143,9 @@ def main() -> None:
         scrape.append(time.perf_counter_ns() - t0)
     spans.shutdown()
 
-    print(f"telemetry observers, {n} records x {rounds} rounds, python {platform.python_version()}")
+    mode = "multiprocess files" if args.multiprocess else "in memory"
+    print(f"telemetry observers, {n} records x {rounds} rounds, counters {mode}, "
+          f"python {platform.python_version()}")  # fmt: skip
     print(f"{'observer':<30} {'median µs/request':>18} {'min':>8} {'max':>8}")
     base = statistics.median(results["baseline (empty observer)"])
     for name, values in results.items():
@@ -146,7 +160,12 @@ def main() -> None:
         f"one /metrics scrape: median {statistics.median(scrape) / 1e6:.2f} ms "
         f"for {lines} lines ({len(body)} bytes)"
     )
-    print(f"reproduce: python benchmarks/telemetry_overhead.py{' --quick' if args.quick else ''}")
+    flags = " --quick" * args.quick + " --multiprocess" * args.multiprocess
+    print(f"reproduce: python benchmarks/telemetry_overhead.py{flags}")
+    if args.multiprocess:
+        import shutil
+
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     #: Port to listen on (``polyroute serve --port`` overrides it).
     port: int = Field(8000, ge=1, le=65535)
+    #: Gateway processes sharing the port (``polyroute serve --workers`` overrides it); more
+    #: than one needs a database file or server, not an in-memory one (docs/workers.md).
+    workers: int = Field(1, ge=1, le=256)
     #: Bodies larger than this are refused with 413 before they are parsed.
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
     #: A request body that takes longer than this to arrive is refused with 408.
@@ -90,8 +93,8 @@ class FeedbackConfig(_Strict):
     #: Recent traces kept in memory (router, model, routing context), so that feedback
     #: arriving before the trace is written, or soon after, teaches without a database read.
     recent_traces: int = Field(10_000, gt=0)
-    #: Online routers' learned state is saved to the store at most this often (seconds)
-    #: when it changed, and always at shutdown.
+    #: Online routers' learned state is synced with the store this often (seconds) and at
+    #: shutdown: what this process learned is added, what other processes learned is loaded.
     save_interval_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import re
@@ -135,6 +136,7 @@ class Gateway:
         )
         self.purger = Purger(self.store, config.store.retention_days, config.store.purge_interval_s)
         self.started_at = time.time()
+        self._publisher: asyncio.Task[None] | None = None
         self.dashboard = Dashboard(self.store, config.dashboard)  # /ui; reads on its own thread
 
     def describe(self, base_url: str) -> list[str]:
@@ -172,10 +174,27 @@ class Gateway:
         await self.recorder.start()  # its writer first stores what the journal kept
         self.learning.start()
         self.purger.start()
+        metrics = self.telemetry.metrics
+        if metrics is not None and metrics.multiprocess:
+            # Several workers: a scrape adds up every worker's recorder figures, so each
+            # worker writes its own now and then, not only when it is the one scraped.
+            self._publisher = asyncio.create_task(self._publish_recorder(), name="polyroute-mp")
         await self.pool.start()
         await self.engines.start()  # weights fetched, processes started, ready (bounded)
 
+    async def _publish_recorder(self, every_s: float = 1.0) -> None:
+        metrics = self.telemetry.metrics
+        assert metrics is not None
+        while True:
+            metrics.set_recorder(await asyncio.to_thread(self.recorder.stats))
+            await asyncio.sleep(every_s)
+
     async def stop(self) -> None:
+        if self._publisher is not None:
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
+            self._publisher = None
         await self.engines.stop()  # SIGTERM, then SIGKILL after each engine's grace period
         await self.pool.aclose()
         await self.embeddings.aclose()
@@ -184,7 +203,7 @@ class Gateway:
             await self.admission.aclose()  # settle every reservation still pending
         await self.learning.aclose()  # and save what the online routers learned
         await self.purger.aclose()
-        await self.telemetry.aclose()  # and every queued span
+        await self.telemetry.aclose()  # and every queued span (and this worker's live gauges)
         self.dashboard.close()
         await asyncio.to_thread(self.store.dispose)
 

@@ -3,8 +3,15 @@
 Every finished request leaves a small :class:`RecentTrace` in a bounded in-memory map, so
 that feedback can find its router, answering model and routing context without reading
 the store, even before the recorder has written the trace. :class:`OnlineLearning` owns
-the online routers' state: loaded from ``router_state`` at startup, saved in the
-background when it changed (at most every ``feedback.save_interval_s``) and at shutdown.
+the online routers' state: loaded from ``router_state`` at startup, synced with it in the
+background every ``feedback.save_interval_s`` and at shutdown.
+
+Several gateway processes (``serve --workers N``, replicas on one database) teach the same
+routers, so a sync never overwrites the saved state: it adds what this process learned
+since its last sync (its state then, ``base``, subtracted from its state now) to the row as
+it is, in one locked transaction, and takes the sum, with whatever it learned meanwhile, as
+its own. A process with nothing new just takes the saved state: every process sees every
+other's feedback within one interval, and each feedback counts once.
 """
 
 from __future__ import annotations
@@ -75,7 +82,12 @@ class OnlineLearning:
         self.save_interval_s = save_interval_s
         self.updates = 0
         self.saves = 0
+        self.reloads = 0
         self._dirty: set[str] = set()
+        #: Each router's state as of its last sync: what the store had, this process's
+        #: learning included. What it learned since is its state now minus this.
+        self._base: dict[str, dict[str, Any]] = {}
+        self._unusable: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         # One save at a time, so that an older state never overwrites a newer one.
@@ -102,6 +114,7 @@ class OnlineLearning:
                             name, kind, e)  # fmt: skip
                 continue
             restored.append(name)
+        self._base = {name: router.state_dict() for name, router in self.routers.items()}
         return restored
 
     def start(self) -> None:
@@ -134,22 +147,58 @@ class OnlineLearning:
         self._dirty.add(name)
 
     async def save(self) -> None:
-        """Write the state of the routers that learned since the last save (off the loop)."""
+        """Sync every router with the store (off the loop): add what each learned since its
+        last sync to the saved state, and take the saved state (with every other process's
+        learning) as its own."""
+        if not self.routers:
+            return
         async with self._saving:
-            names, self._dirty = self._dirty, set()
-            if not names:
-                return
-            routers = [(n, self.routers[n]) for n in sorted(names)]
-
-            def write() -> None:
-                self.store.save_router_states({n: (r.kind, r.state_dict()) for n, r in routers})
-
+            dirty, self._dirty = self._dirty, set()
             try:
-                await asyncio.to_thread(write)
-                self.saves += 1
+                await asyncio.to_thread(self._sync, dirty)
             except Exception:
-                self._dirty |= names  # try again next time
-                log.exception("could not save the state of routers %s", ", ".join(sorted(names)))
+                self._dirty |= dirty  # try again next time
+                log.exception("could not save the state of routers %s", ", ".join(sorted(dirty)))
+
+    def _sync(self, dirty: set[str]) -> None:
+        taken = {n: r.state_dict() for n, r in self.routers.items()}  # what is added now
+        written: set[str] = set()
+
+        def change(
+            name: str, saved: tuple[str, dict[str, Any]] | None
+        ) -> tuple[str, dict[str, Any]] | None:
+            router, now = self.routers[name], taken[name]
+            # Told by the state, not only by the flag: feedback may land between the flag's
+            # reset and the snapshot, and what the snapshot holds must be added now.
+            if name not in dirty and now.get("arms") == self._base[name].get("arms"):
+                return None
+            written.add(name)
+            if saved is None:
+                return router.kind, now
+            try:
+                return router.kind, router.shifted(saved[1], now, self._base[name])
+            except ValueError as e:  # another kind or settings: this process's state wins
+                log.warning("router %r: the saved state is replaced: %s", name, e)
+                return router.kind, now
+
+        after = self.store.update_router_states(sorted(self.routers), change)
+        if written:
+            self.saves += 1
+        for name, router in self.routers.items():
+            if name not in after:
+                continue
+            merged = after[name][1]
+            try:
+                router.rebase(merged, taken[name])
+            except ValueError as e:
+                if name not in self._unusable:  # said once, not every interval
+                    self._unusable.add(name)
+                    log.warning("router %r keeps its own state: the saved one is unusable: %s",
+                                name, e)  # fmt: skip
+                continue
+            self._unusable.discard(name)
+            self._base[name] = merged
+            self.reloads += 1
 
     async def _save_periodically(self) -> None:
         while not self._stop.is_set():

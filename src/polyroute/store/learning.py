@@ -2,12 +2,15 @@
 
 Feedback rows attach to a trace id (``requests.id``) without a foreign key: feedback may
 arrive before the recorder has written its trace. A router's state is its
-``state_dict()`` as JSON, one row per router name, replaced on each save.
+``state_dict()`` as JSON, one row per router name. Several gateway processes share a row:
+:meth:`LearningStore.update_router_states` reads and rewrites it in one transaction that
+keeps the others out (``BEGIN IMMEDIATE`` on SQLite, ``SELECT ... FOR UPDATE`` on
+PostgreSQL), so that each adds what it learned and none overwrites another's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,3 +85,56 @@ class LearningStore:
         with self.engine.begin() as conn:
             conn.execute(_S.delete().where(_S.c.router.in_(list(states))))
             conn.execute(_S.insert(), rows)
+
+    def update_router_states(
+        self,
+        names: list[str],
+        change: Callable[
+            [str, tuple[str, dict[str, Any]] | None], tuple[str, dict[str, Any]] | None
+        ],
+    ) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Read, change and write the states of ``names`` in one transaction; the states after.
+
+        ``change(name, saved)`` is given the saved (kind, state), None when there is none,
+        and returns the (kind, state) to store, or None to leave the row as it is. No other
+        process changes these rows between the read and the write. A row another process
+        inserted meanwhile (PostgreSQL) makes the whole transaction run again.
+        """
+        for attempt in range(5):
+            try:
+                return self._update_router_states(names, change)
+            except sa.exc.IntegrityError:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _update_router_states(
+        self,
+        names: list[str],
+        change: Callable[
+            [str, tuple[str, dict[str, Any]] | None], tuple[str, dict[str, Any]] | None
+        ],
+    ) -> dict[str, tuple[str, dict[str, Any]]]:
+        after: dict[str, tuple[str, dict[str, Any]]] = {}
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock before the read
+            query = sa.select(_S.c.router, _S.c.kind, _S.c.state).where(_S.c.router.in_(names))
+            rows = conn.execute(query.with_for_update()).all()
+            saved = {r.router: (r.kind, orjson.loads(r.state)) for r in rows}
+            now = datetime.now(UTC)
+            for name in names:
+                new = change(name, saved.get(name))
+                if new is None:
+                    if name in saved:
+                        after[name] = saved[name]
+                    continue
+                kind, state = new
+                text = orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+                values = {"kind": kind, "state": text, "updated_at": now}
+                if name in saved:
+                    conn.execute(_S.update().where(_S.c.router == name).values(**values))
+                else:
+                    conn.execute(_S.insert().values(router=name, **values))
+                after[name] = (kind, dict(state))
+        return after

@@ -16,8 +16,18 @@ and the journal keeps the rows meanwhile.
 The gateway talks to it over its standard input and output, one JSON object a line: it
 sends the settings first, then ``flush <n>`` (answered, once everything journaled before it
 is stored, with ``"flushed": n``) and ``stop``. After each batch it reports its counts. The
-end of its input (the gateway exited, however) ends it too, after a last drain. Only one
-writer works on a journal at a time (``writer.lock``): a new one waits for the old one.
+end of its input (the gateway exited, however) ends it too, after a last drain.
+
+Several gateways may share a journal (``polyroute serve --workers N``: one writer each). A
+writer stores its own gateway's segments, and claims each other gateway's by a lock on the
+file ``<owner>.claim``, which that gateway's writer holds for as long as it runs. A claim
+it gets means that writer is gone; if no segment of that owner is locked either, its
+gateway is gone too (a gateway always holds the lock on the segment it appends to), and
+the writer adopts every segment of that owner: a worker killed with ``kill -9``, writer
+and all, loses nothing. A replacement writer for a gateway that lives on waits for its
+claim. Two writers that ever read the same lines store them once: a trace stored already is
+skipped (``ON CONFLICT DO NOTHING``), and a segment is deleted only by a writer that holds
+its lock and has stored all of it.
 """
 
 from __future__ import annotations
@@ -47,6 +57,9 @@ _READ_BYTES = 8 * 1024 * 1024
 _OPEN_SEGMENTS = 16
 #: Waits between tries while the database is down, growing to the last.
 _BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+#: Seconds between tries to claim another gateway's segments.
+_ADOPT_RETRY_S = 2.0
+CLAIM = ".claim"
 #: Errors that say the database cannot take writes now, not that a row is bad.
 _DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError)
 
@@ -64,11 +77,29 @@ class _Segment:
     sealed: bool = False
 
 
+def segment_owner(name: str) -> str:
+    """The owner token of a segment's name (``<owner>-<seq>.jsonl``)."""
+    return name.rpartition("-")[0]
+
+
+def _try_lock(path: Path) -> int | None:
+    """A descriptor of ``path`` (created if need be) holding its lock; None if it is held."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 class JournalWriter:
     """Stores a journal's segments in the database (blocking: it is the writer process's work).
 
     ``owner`` is the segment-name prefix of the gateway this writer serves: lines from its
-    segments are counted in ``own_written``, so that the gateway can tell its backlog.
+    segments are counted in ``own_written``, so that the gateway can tell its backlog. With
+    an owner, other owners' segments are stored only once adopted (see the module's
+    docstring); without one (tests, tools), every segment is this writer's.
     """
 
     def __init__(
@@ -86,6 +117,11 @@ class JournalWriter:
         self.db_errors = 0
         self.last_error: str | None = None
         self.deleted_segments = 0
+        #: Owners whose segments this writer adopted: owner → its claim's descriptor.
+        self.adopted: dict[str, int] = {}
+        self.adopted_segments = 0
+        self._retry_at: dict[str, float] = {}
+        self._present: set[str] = set()  # owners with segments at the last scan
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -95,6 +131,7 @@ class JournalWriter:
             "split_batches": self.split_batches,
             "db_errors": self.db_errors,
             "last_error": self.last_error,
+            "adopted_segments": self.adopted_segments,
         }
 
     def _scan(self) -> list[_Segment]:
@@ -102,18 +139,83 @@ class JournalWriter:
             names = sorted(n for n in os.listdir(self.directory) if n.endswith(SUFFIX))
         except FileNotFoundError:
             names = []
+        self._present = {segment_owner(n) for n in names}
         for name in names:
             if len(self.segments) >= _OPEN_SEGMENTS:
                 break  # a long backlog: the oldest first, without a descriptor for each
-            if name not in self.segments:
-                path = self.directory / name
-                try:
-                    fd = os.open(path, os.O_RDONLY)
-                except FileNotFoundError:
+            if name in self.segments:
+                continue
+            owner = segment_owner(name)
+            if self.owner and owner != self.owner and owner not in self.adopted:
+                if not self._adopt(owner):
                     continue
-                own = bool(self.owner) and name.startswith(self.owner + "-")
-                self.segments[name] = _Segment(path, fd, own)
+                if name in self.segments:
+                    continue
+            path = self.directory / name
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            own = bool(self.owner) and owner == self.owner
+            self.segments[name] = _Segment(path, fd, own)
         return [self.segments[n] for n in sorted(self.segments)]
+
+    def segments_of(self, owner: str) -> list[str]:
+        """The names of ``owner``'s segments on disk now."""
+        try:
+            return sorted(
+                n for n in os.listdir(self.directory)
+                if n.endswith(SUFFIX) and segment_owner(n) == owner
+            )  # fmt: skip
+        except FileNotFoundError:
+            return []
+
+    def _adopt(self, owner: str) -> bool:
+        """Take another gateway's segments if its writer and the gateway itself are gone."""
+        now = time.monotonic()
+        if self._retry_at.get(owner, 0.0) > now:
+            return False
+        self._retry_at[owner] = now + _ADOPT_RETRY_S
+        claim = _try_lock(self.directory / f"{owner}{CLAIM}")
+        if claim is None:
+            return False  # its writer runs
+        names = self.segments_of(owner)
+        locked: dict[str, int] = {}
+        alive = False
+        for name in names:
+            try:
+                fd = os.open(self.directory / name, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            locked[name] = fd
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                alive = True  # its gateway appends to this one: a new writer will come
+                break
+        # A gateway that rotated meanwhile has a new segment (locked): it is alive.
+        if alive or self.segments_of(owner) != names:
+            for fd in locked.values():
+                os.close(fd)
+            os.close(claim)
+            return False
+        self.adopted[owner] = claim
+        for name, fd in locked.items():
+            if len(self.segments) >= _OPEN_SEGMENTS:
+                os.close(fd)  # opened again by a later scan
+                continue
+            self.segments[name] = _Segment(self.directory / name, fd, False, sealed=True)
+        return True
+
+    def _release_adopted(self) -> None:
+        """Give up the claims of adopted owners whose segments are all stored."""
+        for owner, fd in list(self.adopted.items()):
+            if owner in self._present or any(segment_owner(n) == owner for n in self.segments):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / f"{owner}{CLAIM}").unlink()  # unlinked while locked
+            os.close(fd)
+            del self.adopted[owner]
 
     def step(self) -> int:
         """Store up to ``batch_size`` new lines, oldest segment first; how many were taken.
@@ -166,6 +268,9 @@ class JournalWriter:
                 os.close(seg.fd)
                 del self.segments[name]
                 self.deleted_segments += 1
+                if self.owner and segment_owner(name) != self.owner:
+                    self.adopted_segments += 1
+        self._release_adopted()
 
     def _store(self, lines: list[bytes]) -> None:
         items: list[tuple[bytes, list[Any], list[list[Any]]]] = []
@@ -229,6 +334,9 @@ class JournalWriter:
         for seg in self.segments.values():
             os.close(seg.fd)
         self.segments.clear()
+        for fd in self.adopted.values():
+            os.close(fd)  # the files stay: their segments are not all stored
+        self.adopted.clear()
 
 
 # ----------------------------------------------------------------------- the process itself
@@ -263,18 +371,17 @@ def _report(writer: JournalWriter, **extra: Any) -> None:
     sys.stdout.flush()
 
 
-def _lock(directory: Path, commands: _Commands) -> int | None:
-    """Take the journal's writer lock, waiting for an older writer; None if told to stop."""
+def _claim(directory: Path, owner: str, commands: _Commands) -> int | None:
+    """Take this gateway's claim on its segments, waiting while an older writer (or one
+    that adopted them) holds it; None if told to stop meanwhile."""
     directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / "writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    path = directory / (f"{owner}{CLAIM}" if owner else "writer.lock")
     while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = _try_lock(path)
+        if fd is not None:
             return fd
-        except BlockingIOError:
-            if commands.next(0.05) in ("", "stop"):
-                os.close(fd)
-                return None
+        if commands.next(0.05) in ("", "stop"):
+            return None
 
 
 def main() -> None:
@@ -294,14 +401,13 @@ def main() -> None:
     directory = Path(settings["journal_dir"])
     interval = float(settings.get("interval_s", 0.5))
     drain_s = float(settings.get("drain_s", 60.0))
-    if _lock(directory, commands) is None:
+    owner = str(settings.get("owner", ""))
+    claim = _claim(directory, owner, commands)
+    if claim is None:
         return
     store = Store(settings["database_url"])
     writer = JournalWriter(
-        store,
-        directory,
-        owner=settings.get("owner", ""),
-        batch_size=int(settings.get("batch_size", 2000)),
+        store, directory, owner=owner, batch_size=int(settings.get("batch_size", 2000))
     )
     _report(writer, ready=True)
     backoff = 0
@@ -332,6 +438,10 @@ def main() -> None:
                 _report(writer, stopped=True, complete=done)
                 return
     finally:
+        if owner and not writer.segments_of(owner):
+            with contextlib.suppress(FileNotFoundError):  # nothing left to claim
+                (directory / f"{owner}{CLAIM}").unlink()
+        os.close(claim)
         writer.close()
         store.dispose()
 

@@ -1,7 +1,9 @@
 """Prometheus metrics: what ``GET /metrics`` shows, fed by one observer call per request.
 
 Each gateway owns a :class:`~prometheus_client.CollectorRegistry` (never the process-wide
-default), so several apps in one process (tests, embedding) keep separate counts.
+default), so several apps in one process (tests, embedding) keep separate counts. Under
+``polyroute serve --workers N`` the same counters keep their values in files that every
+worker's scrape adds up (:mod:`polyroute.telemetry.multiprocess`).
 
 Label sets are bounded by the configuration: ``model`` is a configured model's name (the
 one that answered) or ``unknown``, ``router`` a configured router's name or ``""`` for a
@@ -20,6 +22,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from polyroute.store.recorder import RecorderStats, RequestRecord
+from polyroute.telemetry import multiprocess
 
 #: The label value for a model or router that the configuration does not name.
 UNKNOWN = "unknown"
@@ -138,11 +141,23 @@ class GatewayMetrics:
         )
         self._series: dict[tuple[str, str], _Series] = {}
         self._recorder = RecorderCollector()
-        r.register(self._recorder)
+        #: Several workers: what a scrape shows is every worker's files, added up.
+        self.multiprocess = multiprocess.enabled()
+        self._gauges: multiprocess.RecorderGauges | None = None
+        self._merged: CollectorRegistry | None = None
+        if self.multiprocess:
+            self._gauges = multiprocess.RecorderGauges()
+            self._merged = multiprocess.merged_registry()
+        else:
+            r.register(self._recorder)
 
     def set_recorder(self, stats: RecorderStats) -> None:
-        """The recorder's stats, as the next exposition shows them."""
-        self._recorder.stats = stats
+        """The recorder's stats, as the next exposition shows them (with several workers:
+        as every worker's next scrape adds them up)."""
+        if self._gauges is not None:
+            self._gauges.publish(stats)
+        else:
+            self._recorder.stats = stats
 
     def _labels(self, record: RequestRecord) -> tuple[str, str]:
         model = record.model if record.model in self.models else UNKNOWN
@@ -206,4 +221,7 @@ class GatewayMetrics:
         Prometheus' text format unless ``accept`` asks for OpenMetrics.
         """
         encoder, content_type = choose_encoder(accept or "")
+        if self._merged is not None:
+            multiprocess.forget_dead_workers()
+            return encoder(self._merged), content_type
         return encoder(self.registry), content_type

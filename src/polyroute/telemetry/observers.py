@@ -7,6 +7,7 @@ Tracing's module, and with it the OpenTelemetry SDK, is imported only when it is
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,11 @@ class Telemetry:
             self.observers.append(self.spans)
 
     async def aclose(self) -> None:
-        """Export the spans still queued (in a thread: it is network I/O)."""
+        """Export the spans still queued (in a thread: it is network I/O); a worker of
+        several takes its live gauges out of the shared totals."""
         if self.spans is not None:
             await asyncio.to_thread(self.spans.shutdown)
+        if self.metrics is not None and self.metrics.multiprocess:
+            from prometheus_client.multiprocess import mark_process_dead
+
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

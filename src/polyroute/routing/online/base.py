@@ -11,6 +11,12 @@ Every router keeps its learned statistics behind one lock, because feedback arri
 other requests (threads) than the ones routing. :meth:`OnlineRouter.state_dict` is plain
 JSON data that the store keeps across restarts; it holds what was *learned*, not the
 configuration (λ, exploration), so a restart with a new λ keeps what it knew.
+
+What is learned is a sum over feedback (counts, reward sums, LinUCB's Σxxᵀ and Σrx), so the
+states of several gateway processes merge by adding what each learned:
+:meth:`OnlineRouter.shifted` computes ``base + (plus − minus)``, and :meth:`OnlineRouter.rebase`
+makes a router's state the merged one plus whatever it learned meanwhile
+(:mod:`polyroute.gateway.learning` saves and reloads so).
 """
 
 from __future__ import annotations
@@ -57,6 +63,30 @@ def candidate_cost(candidate: Candidate, request: RouteRequest) -> float | None:
         return None
     price = (candidate.input_price, candidate.output_price)
     return prompt_cost(request.input_tokens, price, request.output_tokens)
+
+
+def arms_of(state: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A state's ``arms`` (model → statistics), or ValueError."""
+    arms = state.get("arms")
+    if not isinstance(arms, Mapping) or not all(isinstance(a, Mapping) for a in arms.values()):
+        raise ValueError("state 'arms' must be an object of objects")
+    return arms
+
+
+def shift_counts(
+    base: Mapping[str, Any], plus: Mapping[str, Any], minus: Mapping[str, Any], keys: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """``base + (plus − minus)`` of arms whose statistics are plain numbers under ``keys``."""
+    arms = [arms_of(s) for s in (base, plus, minus)]
+    out: dict[str, dict[str, float]] = {}
+    for model in sorted(set().union(*arms)):
+        out[model] = {
+            k: arms[0].get(model, {}).get(k, 0)
+            + arms[1].get(model, {}).get(k, 0)
+            - arms[2].get(model, {}).get(k, 0)
+            for k in keys
+        }
+    return out
 
 
 def check_reward(reward: float) -> float:
@@ -187,6 +217,29 @@ class OnlineRouter(Router):
         with self._lock:
             self._load(state)
 
+    def shifted(
+        self, base: Mapping[str, Any], plus: Mapping[str, Any], minus: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The state ``base + (plus − minus)``: what ``base`` holds, with what was learned
+        between ``minus`` and ``plus`` (states of this router) added.
+
+        ``base`` of another kind, version or settings is a ValueError (it cannot be added to).
+        """
+        for state in (base, plus, minus):
+            if state.get("kind") != self.kind or state.get("version") != STATE_VERSION:
+                raise ValueError(
+                    f"cannot add a {state.get('kind')!r} state (version {state.get('version')!r})"
+                    f" to a {self.kind!r} router's (version {STATE_VERSION})"
+                )
+        return {"kind": self.kind, "version": STATE_VERSION, **self._shift(base, plus, minus)}
+
+    def rebase(self, merged: Mapping[str, Any], since: Mapping[str, Any]) -> None:
+        """Make this router's state ``merged`` plus what it learned after ``since`` (a
+        :meth:`state_dict` taken earlier), atomically with respect to :meth:`update`."""
+        with self._lock:
+            current = {"kind": self.kind, "version": STATE_VERSION, **self._state()}
+            self._load(self.shifted(merged, current, since))
+
     # -- what each router provides ---------------------------------------------------------
 
     def _featurize(self, names: Sequence[str], context: FloatArray | None) -> Any:
@@ -206,6 +259,12 @@ class OnlineRouter(Router):
 
     @abstractmethod
     def _load(self, state: Mapping[str, Any]) -> None: ...
+
+    @abstractmethod
+    def _shift(
+        self, base: Mapping[str, Any], plus: Mapping[str, Any], minus: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """``base + (plus − minus)``, arm by arm (an arm a state lacks has learned nothing)."""
 
     # -- helpers --------------------------------------------------------------------------
 

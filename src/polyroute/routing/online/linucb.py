@@ -48,7 +48,7 @@ from polyroute.embeddings.minilm import DIM
 from polyroute.embeddings.registry import embedding_choice, get_embedder
 from polyroute.errors import ConfigError
 from polyroute.routing.base import RouteRequest
-from polyroute.routing.online.base import ArmScores, OnlineRouter, Option
+from polyroute.routing.online.base import ArmScores, OnlineRouter, Option, arms_of
 from polyroute.routing.options import LinUCBOptions
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import LearnedRouter
@@ -275,6 +275,29 @@ class LinUCBRouter(OnlineRouter):
             for m, arm in self._arms.items()
         }
         return {"config": self._config(), "arms": arms}
+
+    def _shift(
+        self, base: Mapping[str, Any], plus: Mapping[str, Any], minus: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        ours = self._config()
+        if any(s.get("config") != ours for s in (base, plus, minus)):
+            raise ValueError("linucb states learned with other settings cannot be added")
+        d = self.features
+        sides = [arms_of(s) for s in (base, plus, minus)]
+
+        def stats(arms: Mapping[str, Any], model: str) -> tuple[FloatArray, FloatArray, int]:
+            arm = arms.get(model)
+            if arm is None:  # nothing learned: A = ridge·I, b = 0
+                return self.ridge * np.eye(d), np.zeros(d), 0
+            return np.asarray(arm["A"], np.float64), np.asarray(arm["b"], np.float64), arm["n"]
+
+        out = {}
+        for model in sorted(set().union(*sides)):
+            (a0, b0, n0), (a1, b1, n1), (a2, b2, n2) = (stats(s, model) for s in sides)
+            # Each A holds ridge·I once; A0 + A1 − A2 keeps it once.
+            out[model] = {"A": (a0 + a1 - a2).tolist(), "b": (b0 + b1 - b2).tolist(),
+                          "n": int(n0 + n1 - n2)}  # fmt: skip
+        return {"config": ours, "arms": out}
 
     def _load(self, state: Mapping[str, Any]) -> None:
         saved, ours = state.get("config"), self._config()

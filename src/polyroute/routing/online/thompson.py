@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from polyroute.routing.online.base import ArmScores, OnlineRouter, Option
+from polyroute.routing.online.base import ArmScores, OnlineRouter, Option, shift_counts
 from polyroute.routing.options import ThompsonOptions
 from polyroute.routing.registry import ROUTERS
 
@@ -81,6 +81,14 @@ class ThompsonRouter(OnlineRouter):
         }
         arms = {m: {"successes": a[0], "failures": a[1]} for m, a in self._arms.items()}
         return {"arms": arms, "rng": rng}
+
+    def _shift(
+        self, base: Mapping[str, Any], plus: Mapping[str, Any], minus: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        arms = shift_counts(base, plus, minus, ("successes", "failures"))
+        # The generator is this process's own: it keeps drawing where it was.
+        return {"arms": {m: {k: int(v) for k, v in a.items()} for m, a in arms.items()},
+                "rng": plus.get("rng")}  # fmt: skip
 
     def _load(self, state: Mapping[str, Any]) -> None:
         raw = state.get("arms")

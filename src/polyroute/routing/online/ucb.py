@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from polyroute.routing.online.base import ArmScores, OnlineRouter, Option
+from polyroute.routing.online.base import ArmScores, OnlineRouter, Option, shift_counts
 from polyroute.routing.options import Ucb1Options
 from polyroute.routing.registry import ROUTERS
 
@@ -61,6 +61,15 @@ class UCB1Router(OnlineRouter):
 
     def _state(self) -> dict[str, Any]:
         return {"arms": {m: {"n": int(a[0]), "sum": a[1]} for m, a in self._arms.items()}}
+
+    def _shift(
+        self, base: Mapping[str, Any], plus: Mapping[str, Any], minus: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        arms = shift_counts(base, plus, minus, ("n", "sum"))
+        for arm in arms.values():
+            arm["n"] = int(arm["n"])
+            arm["sum"] = min(max(float(arm["sum"]), 0.0), arm["n"])  # rounding, not learning
+        return {"arms": arms}
 
     def _load(self, state: Mapping[str, Any]) -> None:
         arms: dict[str, list[float]] = {}
