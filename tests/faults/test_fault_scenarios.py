@@ -202,7 +202,15 @@ def test_rescue_is_marked_in_the_trace(client: openai.OpenAI, gateway: tuple[str
     broken, rescue = stored["attempts"]
     assert broken["model"] == "f-stream-cut-after-first" and broken["status"] == 502
     assert "stream rescued after 3 characters: continued by attempt 1 on ok" in broken["error"]
-    assert rescue["model"] == "ok" and rescue["status"] == 200
+    assert broken["rescued"] is True  # a column of its own, not only the error's text
+    assert rescue["model"] == "ok" and rescue["status"] == 200 and rescue["rescued"] is False
+    metrics = httpx.get(gateway[0].removesuffix("/v1") + "/metrics", timeout=5).text
+    rescues = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('polyroute_stream_rescues_total{model="f-stream-cut-after-first"')
+    ]
+    assert rescues and float(rescues[0].rsplit(" ", 1)[1]) >= 1
 
 
 def test_a_client_that_leaves_cancels_the_upstream_call(
