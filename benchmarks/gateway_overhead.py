@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -530,6 +531,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.setup_litellm:
         print(f"installing litellm[proxy] into {LITELLM_VENV} ...", flush=True)
         setup_litellm()
+    m = measure(args)
+    return report(args, m.lat, m.runs, m.recorded, m.elapsed, argv)
+
+
+@dataclass
+class Measured:
+    """What one run measured: latencies by gateway, throughput runs, traces stored."""
+
+    lat: dict[str, dict[str, Latencies]]
+    runs: Runs
+    recorded: int | None
+    elapsed: float
+
+    def added_ms(self, gateway: str, q: float) -> float:
+        """``gateway``'s added latency at concurrency 1 (whole non-streamed answer)."""
+        by_target = self.lat[gateway]
+        return by_target[gateway].ms(q) - by_target["direct"].ms(q)
+
+    def rps(self, target: str, concurrency: int, stream: bool = False) -> float | None:
+        """The median round's requests per second, or None when not measured."""
+        ts = self.runs.get((target, stream, concurrency))
+        return median_run(ts).rps if ts else None
+
+
+def measure(args: argparse.Namespace) -> Measured:
+    """Start the servers, run every phase, stop them: the whole benchmark but its report."""
     litellm = find_litellm(args)
     if args.pin:
         os.sched_setaffinity(0, {LOAD_CPU})  # this process is the load generator (wrk too)
@@ -623,8 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         servers["polyroute"].stop()  # flushes its recorder
         if args.auth:
             auth_verdict(runs, args)
-    recorded = recorded_rows(db)
-    return report(args, lat, runs, recorded, time.monotonic() - started, argv)
+    return Measured(lat, runs, recorded_rows(db), time.monotonic() - started)
 
 
 def bench_key(servers: dict[str, Server], *, budget: bool) -> str:
