@@ -171,6 +171,11 @@ def main(argv: list[str]) -> int:
         rps = measured.rps(name, args.concurrency)
         shown = f"{rps:.0f}" if rps is not None else "–"
         print(f"  {name:<10} requests/s at {args.concurrency} in flight: {shown}")
+    for name in gateways:
+        cpu = measured.cpu_ms(name, args.concurrency)
+        shown = f"{cpu:.2f}" if cpu is not None else "–"
+        print(f"  {name:<10} CPU ms per request at {args.concurrency} in flight: {shown} "
+              f"(steadier than req/s on a shared machine)")  # fmt: skip
     ratio = gateway_overhead.paired_ratio(measured.runs, False, args.concurrency)
     if ratio is not None:
         print(f"  polyroute / LiteLLM at {args.concurrency} in flight: {ratio:.1f}x "

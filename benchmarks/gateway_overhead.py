@@ -554,6 +554,11 @@ class Measured:
         ts = self.runs.get((target, stream, concurrency))
         return median_run(ts).rps if ts else None
 
+    def cpu_ms(self, target: str, concurrency: int, stream: bool = False) -> float | None:
+        """The median round's server CPU time per request, or None when not measured."""
+        ts = self.runs.get((target, stream, concurrency))
+        return median_run(ts).cpu_ms_per_request if ts else None
+
 
 def measure(args: argparse.Namespace) -> Measured:
     """Start the servers, run every phase, stop them: the whole benchmark but its report."""
