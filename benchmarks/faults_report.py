@@ -97,6 +97,7 @@ def durability(args: argparse.Namespace) -> list[tuple[str, dict[str, object]]]:
                 results.append((name, trace_durability.crash_run(fresh, sig, crash_args, up_port)))
                 c = results[-1][1]
                 print(f"  {name} {sig.name}: {c['answered']} answered at {c['rps']:.0f} req/s, "
+                      f"{c['stored_before_restart']} in the database at the kill, "
                       f"{c['replayed']} replayed from the journal, {c['lost']} lost, "
                       f"exit {c['exit_s']:.1f} s", flush=True)  # fmt: skip
     return results
