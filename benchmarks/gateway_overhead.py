@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -130,12 +131,56 @@ def polyroute_cmd(config: Path, port: int, loop: str, http: str) -> list[str]:
     return [sys.executable, "-c", _GATEWAY, str(config), str(port), loop, http]
 
 
+#: The LiteLLM release the comparison is made with (the one polyroute's catalog was imported
+#: from). Pinned: never an unpinned install, and never 1.107.0, a compromised release.
+LITELLM_VERSION = "1.109.1"
+#: The proxy's extra also pulls ``litellm-proxy-extras`` (Prisma migrations for a proxy with a
+#: database); the bare proxy benchmarked here has none, so a registry without that exact
+#: version still gets a working proxy.
+_DB_ONLY = ("litellm-proxy-extras",)
+#: Keep LiteLLM's proxy off the network: its bundled price map, no release check, no
+#: blog/policy/preset fetches, no admin UI, no Hugging Face hub.
+LITELLM_OFFLINE_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_OFFLINE_MODE": "true",
+    "LITELLM_DISABLE_LATEST_RELEASE_CHECK": "true",
+    "LITELLM_DONT_SHOW_FEEDBACK_BOX": "True",
+    "DISABLE_ADMIN_UI": "True",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}
+
+_PROXY_REQUIREMENTS = """
+import importlib.metadata, sys
+from pip._vendor.packaging.requirements import Requirement
+for line in importlib.metadata.requires("litellm") or []:
+    r = Requirement(line)
+    wanted = r.marker is not None and r.marker.evaluate({"extra": "proxy"})
+    if wanted and r.name not in sys.argv[1:]:
+        print(str(r).split(";")[0].replace(" ", ""))
+"""
+
+
 def setup_litellm() -> None:
-    """Create ./.bench-venv-litellm with litellm[proxy] from PyPI (a few minutes)."""
+    """Create ./.bench-venv-litellm with litellm[proxy] (pinned) from PyPI (a few minutes)."""
     if not (LITELLM_VENV / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
-    pip = [str(LITELLM_VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "litellm[proxy]"], check=True, timeout=1800)
+    python = str(LITELLM_VENV / "bin" / "python")
+    pip = [python, "-m", "pip", "install", "-q"]
+    pinned_proxy = f"litellm[proxy]=={LITELLM_VERSION}"
+    if subprocess.run([*pip, pinned_proxy], timeout=1800).returncode == 0:
+        return
+    print(f"{pinned_proxy} did not install; installing the proxy without {_DB_ONLY}", flush=True)
+    subprocess.run([*pip, f"litellm=={LITELLM_VERSION}"], check=True, timeout=1800)
+    # The proxy extra's requirements, as the installed distribution lists them, with their
+    # markers evaluated for that venv's Python (pip's own copy of ``packaging`` reads them).
+    wanted = subprocess.run(
+        [python, "-c", _PROXY_REQUIREMENTS, *_DB_ONLY],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    subprocess.run([*pip, *wanted], check=True, timeout=1800)
 
 
 def find_litellm(args: argparse.Namespace) -> Path | None:
@@ -163,7 +208,7 @@ def litellm_server(
         "      api_key: x\n"
     )
     env = {k: v for k, v in env.items() if k != "DATABASE_URL"}  # no database: the bare proxy
-    env |= {"LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env |= {"LITELLM_MASTER_KEY": MASTER_KEY, **LITELLM_OFFLINE_ENV}
     cmd = [
         *pinned([], GATEWAY_CPU, args),
         str(exe),
@@ -486,6 +531,37 @@ def main(argv: list[str] | None = None) -> int:
     if args.setup_litellm:
         print(f"installing litellm[proxy] into {LITELLM_VENV} ...", flush=True)
         setup_litellm()
+    m = measure(args)
+    return report(args, m.lat, m.runs, m.recorded, m.elapsed, argv)
+
+
+@dataclass
+class Measured:
+    """What one run measured: latencies by gateway, throughput runs, traces stored."""
+
+    lat: dict[str, dict[str, Latencies]]
+    runs: Runs
+    recorded: int | None
+    elapsed: float
+
+    def added_ms(self, gateway: str, q: float) -> float:
+        """``gateway``'s added latency at concurrency 1 (whole non-streamed answer)."""
+        by_target = self.lat[gateway]
+        return by_target[gateway].ms(q) - by_target["direct"].ms(q)
+
+    def rps(self, target: str, concurrency: int, stream: bool = False) -> float | None:
+        """The median round's requests per second, or None when not measured."""
+        ts = self.runs.get((target, stream, concurrency))
+        return median_run(ts).rps if ts else None
+
+    def cpu_ms(self, target: str, concurrency: int, stream: bool = False) -> float | None:
+        """The median round's server CPU time per request, or None when not measured."""
+        ts = self.runs.get((target, stream, concurrency))
+        return median_run(ts).cpu_ms_per_request if ts else None
+
+
+def measure(args: argparse.Namespace) -> Measured:
+    """Start the servers, run every phase, stop them: the whole benchmark but its report."""
     litellm = find_litellm(args)
     if args.pin:
         os.sched_setaffinity(0, {LOAD_CPU})  # this process is the load generator (wrk too)
@@ -579,8 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         servers["polyroute"].stop()  # flushes its recorder
         if args.auth:
             auth_verdict(runs, args)
-    recorded = recorded_rows(db)
-    return report(args, lat, runs, recorded, time.monotonic() - started, argv)
+    return Measured(lat, runs, recorded_rows(db), time.monotonic() - started)
 
 
 def bench_key(servers: dict[str, Server], *, budget: bool) -> str:

@@ -22,6 +22,7 @@ import shlex
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,8 +50,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@dataclass
+class Soaked:
+    """The RSS samples of one soak (MB, one per window) and what the load got."""
+
+    samples: list[float]
+    warmup: int
+    ok: int
+    errors: int
+    traces: int | None
+
+    @property
+    def base(self) -> float:
+        return self.samples[self.warmup]
+
+    @property
+    def last(self) -> float:
+        return self.samples[-1]
+
+    @property
+    def peak(self) -> float:
+        return max(self.samples[self.warmup :])
+
+    @property
+    def growth(self) -> float:
+        """The last sample over the first after the warm-up, minus 1."""
+        return (self.last - self.base) / self.base
+
+
+def soak(args: argparse.Namespace) -> Soaked:
+    """Run the soak, printing a line per window; the samples and totals."""
     windows = max(args.warmup + 2, round(args.minutes * 60 / args.sample_s))
     workdir = Path(tempfile.mkdtemp(prefix="polyroute-soak-"))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -108,17 +137,19 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             loop.close()
         gateway.stop()
-    base, last = samples[args.warmup], samples[-1]
-    growth = (last - base) / base
-    peak = max(samples[args.warmup :])
-    rows = recorded_rows(db)
+    return Soaked(samples, args.warmup, total_ok, total_errors, recorded_rows(db))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    r = soak(args)
     print(
-        f"\nRSS after warm-up {base:.1f} MB -> end {last:.1f} MB (peak {peak:.1f}): "
-        f"growth {growth * 100:+.1f}% (limit {args.max_growth * 100:.0f}%)\n"
-        f"requests answered {total_ok}, errors {total_errors}, traces stored {rows}\n"
+        f"\nRSS after warm-up {r.base:.1f} MB -> end {r.last:.1f} MB (peak {r.peak:.1f}): "
+        f"growth {r.growth * 100:+.1f}% (limit {args.max_growth * 100:.0f}%)\n"
+        f"requests answered {r.ok}, errors {r.errors}, traces stored {r.traces}\n"
         f"command: python {shlex.join(['benchmarks/soak.py', *(argv or sys.argv[1:])])}"
     )
-    return 1 if total_errors or growth > args.max_growth else 0
+    return 1 if r.errors or r.growth > args.max_growth else 0
 
 
 if __name__ == "__main__":

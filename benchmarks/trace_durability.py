@@ -164,10 +164,10 @@ def crash_run(
         while time.monotonic() < deadline:
             recorder = health(port)["recorder"]
             assert isinstance(recorder, dict)
+            replayed = recorder["replayed"]
             if recorder["journal_bytes"] == 0:
                 break
             time.sleep(0.2)
-        replayed = recorder["replayed"]
     finally:
         second.stop()
     stored = stored_ids(database_url)
@@ -233,6 +233,36 @@ def writer_rate(database_url: str, rows: int) -> float:
     return rows / elapsed
 
 
+def start_databases(which: str, stack: contextlib.ExitStack, workdir: Path) -> dict[str, str]:
+    """``sqlite`` and/or ``postgresql`` (a throwaway server, stopped by ``stack``) → URL."""
+    from tests.support.postgres import PostgresServer, _bin_dir
+
+    databases: dict[str, str] = {}
+    if which in ("sqlite", "both"):
+        databases["sqlite"] = f"sqlite:///{workdir / 'polyroute.db'}"
+    if which in ("postgresql", "both"):
+        bin_dir = _bin_dir()
+        if bin_dir is None:
+            print("PostgreSQL binaries not found (/usr/lib/postgresql/*/bin): SQLite only")
+        else:
+            server = PostgresServer(bin_dir)
+            admin = server.start()
+            stack.callback(server.stop)
+            databases["postgresql"] = admin.replace("postgresql://", "postgresql+psycopg://", 1)
+    return databases
+
+
+def fresh_database(name: str, url: str, tag: str, workdir: Path) -> str:
+    """A new, empty database named ``tag`` beside ``url`` (a file for SQLite)."""
+    if name == "sqlite":
+        return f"sqlite:///{workdir / f'{tag}.db'}"
+    import psycopg
+
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{tag}"')
+    return url.rsplit("/", 1)[0] + f"/{tag}"
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=float, default=10.0, help="seconds of load before a kill")
@@ -244,31 +274,12 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.duration, args.rows, args.database = 5.0, 20_000, "sqlite"
-    from tests.support.postgres import PostgresServer, _bin_dir
-
-    databases: dict[str, str] = {}
     stack = contextlib.ExitStack()
     workdir = Path(tempfile.mkdtemp(prefix="polyroute-durability-"))
-    if args.database in ("sqlite", "both"):
-        databases["sqlite"] = f"sqlite:///{workdir / 'polyroute.db'}"
-    if args.database in ("postgresql", "both"):
-        bin_dir = _bin_dir()
-        if bin_dir is None:
-            print("PostgreSQL binaries not found (/usr/lib/postgresql/*/bin): SQLite only")
-        else:
-            server = PostgresServer(bin_dir)
-            admin = server.start()
-            stack.callback(server.stop)
-            databases["postgresql"] = admin.replace("postgresql://", "postgresql+psycopg://", 1)
+    databases = start_databases(args.database, stack, workdir)
 
     def fresh(name: str, url: str, tag: str) -> str:
-        if name == "sqlite":
-            return f"sqlite:///{workdir / f'{tag}.db'}"
-        import psycopg
-
-        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{tag}"')
-        return url.rsplit("/", 1)[0] + f"/{tag}"
+        return fresh_database(name, url, tag, workdir)
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     up_port = free_port()

@@ -272,6 +272,16 @@ class WeightsConfig(_Strict):
     max_size_gb: float | None = Field(None, gt=0)
 
 
+class BreakerConfig(_Strict):
+    """A circuit breaker's thresholds (see polyroute.gateway.breaker): globally under
+    ``breaker:``, or per model, which then replaces the global one for that model."""
+
+    #: Consecutive upstream failures that open the breaker (the model is skipped).
+    failures: int = Field(3, ge=1, le=1000)
+    #: Seconds an open breaker waits before it lets one probe request through.
+    cooldown_s: float = Field(30.0, gt=0, le=86400)
+
+
 class ModelConfig(WithOptions):
     """A model clients can ask for by ``name``, served by one provider (or by an engine
     polyroute runs for it, which makes the provider).
@@ -342,6 +352,8 @@ class ModelConfig(WithOptions):
     fallbacks: list[str] = Field(default_factory=list)
     #: Models to try when the prompt is too long for this one (larger context windows).
     context_window_fallbacks: list[str] = Field(default_factory=list)
+    #: This model's circuit breaker; None: the global ``breaker``.
+    breaker: BreakerConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -385,6 +397,8 @@ class Config(_Strict):
     default_router: str | None = None
     #: Keys and budgets; ``none`` serves without keys even on a public address (warned).
     auth: AuthConfig | Literal["none"] = Field(default_factory=AuthConfig)
+    #: Every model's circuit breaker, unless the model sets its own.
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
 
     @model_validator(mode="after")
     def _check_references(self) -> Config:

@@ -34,6 +34,14 @@ def server(echo_upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory
         yield base_url
 
 
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    # One client for the module: each top-level httpx call builds a TLS context (~0.2 s of
+    # CPU on a busy machine) even for plain http.
+    with httpx.Client(timeout=10) as client:
+        yield client
+
+
 def nested(depth: int) -> bytes:
     """A JSON array nested ``depth`` deep (as text: encoders refuse to write it)."""
     return b"[" * depth + b'"x"' + b"]" * depth
@@ -76,8 +84,10 @@ CASES: list[tuple[str, bytes, int]] = [
 
 
 @pytest.mark.parametrize(("content", "status"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_bodies_get_clear_errors(server: str, content: bytes, status: int) -> None:
-    r = httpx.post(
+def test_bad_bodies_get_clear_errors(
+    server: str, http: httpx.Client, content: bytes, status: int
+) -> None:
+    r = http.post(
         f"{server}/chat/completions",
         content=content,
         headers={"content-type": "application/json"},
@@ -86,24 +96,26 @@ def test_bad_bodies_get_clear_errors(server: str, content: bytes, status: int) -
     assert r.status_code == status, r.text
     error = r.json()["error"]
     assert error["message"] and "Traceback" not in error["message"]
-    ok = httpx.post(f"{server}/chat/completions", json={"model": "echo", "messages": USER})
+    ok = http.post(f"{server}/chat/completions", json={"model": "echo", "messages": USER})
     assert ok.status_code == 200  # still serving
 
 
-def test_huge_max_tokens_is_passed_on_not_a_crash(server: str) -> None:
-    r = httpx.post(f"{server}/chat/completions", content=_body(max_tokens=10**15),
+def test_huge_max_tokens_is_passed_on_not_a_crash(server: str, http: httpx.Client) -> None:
+    r = http.post(f"{server}/chat/completions", content=_body(max_tokens=10**15),
                    headers={"content-type": "application/json"})  # fmt: skip
     assert r.status_code == 200
 
 
 @pytest.mark.parametrize("kind", [None, "text/plain", "application/x-www-form-urlencoded"])
-def test_posts_without_json_content_type_get_415(server: str, kind: str | None) -> None:
+def test_posts_without_json_content_type_get_415(
+    server: str, http: httpx.Client, kind: str | None
+) -> None:
     headers = {"content-type": kind} if kind else {}
     for path in ("/chat/completions", "/feedback"):
-        r = httpx.post(f"{server}{path}", content=_body(), headers=headers)
+        r = http.post(f"{server}{path}", content=_body(), headers=headers)
         assert r.status_code == 415, r.text
         assert r.json()["error"]["code"] == "unsupported_media_type"
-    ok = httpx.post(f"{server}/chat/completions", content=_body(),
+    ok = http.post(f"{server}/chat/completions", content=_body(),
                     headers={"content-type": "application/json; charset=utf-8"})  # fmt: skip
     assert ok.status_code == 200
 

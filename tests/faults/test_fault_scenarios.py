@@ -186,6 +186,21 @@ def test_half_sent_tool_call_ends_with_an_error_not_stop(client: openai.OpenAI) 
     assert finishes[-1] == "error" and "stop" not in finishes
 
 
+def test_a_models_own_breaker_thresholds_are_used(
+    client: openai.OpenAI, gateway: tuple[str, str]
+) -> None:
+    # breaker: {failures: 1, cooldown_s: 600} on this model (the default is 3 and 30 s).
+    with pytest.raises(openai.APIStatusError) as first:
+        client.chat.completions.create(model="trips-at-once", messages=USER)
+    assert first.value.status_code == 502
+    with pytest.raises(openai.APIStatusError) as second:
+        client.chat.completions.create(model="trips-at-once", messages=USER)
+    assert second.value.status_code == 503 and "circuit_open" in str(second.value.body)
+    assert 590 < float(second.value.response.headers["retry-after"]) <= 600
+    health = httpx.get(gateway[0].removesuffix("/v1") + "/health", timeout=5).json()
+    assert health["models"]["trips-at-once"]["circuit"] == "open"
+
+
 def test_stream_ending_without_finish_is_not_a_success(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIError):
         streamed(client, "no-done")
@@ -202,7 +217,15 @@ def test_rescue_is_marked_in_the_trace(client: openai.OpenAI, gateway: tuple[str
     broken, rescue = stored["attempts"]
     assert broken["model"] == "f-stream-cut-after-first" and broken["status"] == 502
     assert "stream rescued after 3 characters: continued by attempt 1 on ok" in broken["error"]
-    assert rescue["model"] == "ok" and rescue["status"] == 200
+    assert broken["rescued"] is True  # a column of its own, not only the error's text
+    assert rescue["model"] == "ok" and rescue["status"] == 200 and rescue["rescued"] is False
+    metrics = httpx.get(gateway[0].removesuffix("/v1") + "/metrics", timeout=5).text
+    rescues = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('polyroute_stream_rescues_total{model="f-stream-cut-after-first"')
+    ]
+    assert rescues and float(rescues[0].rsplit(" ", 1)[1]) >= 1
 
 
 def test_a_client_that_leaves_cancels_the_upstream_call(

@@ -10,8 +10,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from pydantic import ValidationError
 from tests.conftest import remote_config
 
+from polyroute.config import Config
 from polyroute.errors import UpstreamError, UpstreamIncomplete
 from polyroute.gateway.breaker import CircuitBreaker
 from polyroute.gateway.failover import BACKOFF_CAP_S, backoff_delay
@@ -54,6 +56,37 @@ def test_breaker_release_frees_a_probe_without_judging() -> None:
     assert b.allow("m") and not b.allow("m")
     b.released("m")
     assert b.allow("m")
+
+
+def test_breaker_thresholds_come_from_the_config_globally_and_per_model() -> None:
+    cfg = Config.model_validate(
+        {
+            "providers": {"up": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+            "models": [
+                {"name": "flaky", "provider": "up", "breaker": {"failures": 1, "cooldown_s": 5}},
+                {"name": "steady", "provider": "up"},
+            ],
+            "breaker": {"failures": 2, "cooldown_s": 60},
+        }
+    )
+    b = CircuitBreaker.from_config(cfg)
+    assert b.thresholds("flaky") == (1, 5.0) and b.thresholds("steady") == (2, 60.0)
+    b.failed("flaky")
+    b.failed("steady")
+    assert b.state("flaky") == "open" and 4 < b.retry_after("flaky") <= 5
+    assert b.state("steady") == "closed"  # one failure of two
+    b.failed("steady")
+    assert b.state("steady") == "open" and 59 < b.retry_after("steady") <= 60
+    defaults = CircuitBreaker.from_config(Config())
+    assert defaults.thresholds("any") == (3, 30.0)  # the documented defaults
+
+
+@pytest.mark.parametrize(
+    "bad", [{"failures": 0}, {"cooldown_s": 0}, {"cooldown_s": -1}, {"failure": 3}]
+)
+def test_breaker_options_are_checked(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        Config.model_validate({"breaker": bad})
 
 
 def test_backoff_grows_is_jittered_capped_and_honours_retry_after() -> None:

@@ -218,3 +218,31 @@ def test_a_long_backlog_is_stored_without_opening_every_segment(
     assert store.count_traces() == 40 and not list(tmp_path.glob("*.jsonl"))
     writer.close()
     store.dispose()
+
+
+def test_a_journal_line_from_before_the_rescued_column_is_still_stored(
+    db_url: str, tmp_path: Path
+) -> None:
+    # A gateway of the previous version crashed, leaving lines whose attempts lack
+    # ``rescued`` (migration 0004): the new writer stores them with the column unknown.
+    store = Store(db_url)
+    store.migrate()
+    rescued = normal(1)
+    rescued.attempts = [
+        AttemptRecord(n=0, started_at=rescued.created_at, model="a", provider="up", rescued=True),
+        AttemptRecord(n=1, started_at=rescued.created_at, model="b", provider="up"),
+    ]
+    old = normal(0)
+    old.attempts = [AttemptRecord(n=0, started_at=old.created_at, model="echo", provider="up")]
+    version, request, attempts = orjson.loads(trace_line(old))
+    journal = Journal(tmp_path)
+    journal.append(orjson.dumps([version, request, [a[:-1] for a in attempts]]) + b"\n")
+    journal.append(trace_line(rescued))
+    journal.close()
+    writer = _writer(store, tmp_path)
+    assert writer.drain(time.monotonic() + 30)
+    assert writer.quarantined == 0 and store.count_traces() == 2
+    assert [a["rescued"] for a in store.get_trace("ok0")["attempts"]] == [None]  # type: ignore[index]
+    assert [a["rescued"] for a in store.get_trace("ok1")["attempts"]] == [True, False]  # type: ignore[index]
+    writer.close()
+    store.dispose()

@@ -74,6 +74,7 @@ def fault_config(base_url: str, db_url: str, down: int, hole: int) -> Config:
         model("tool-cut", "tool-cut", fallbacks=["ok"]),
         model("no-done", "no-done"),
         model("bad-request", "status-400", fallbacks=["ok"]),
+        model("trips-at-once", "status-500", breaker={"failures": 1, "cooldown_s": 600}),
     ]
     return Config.model_validate(
         {

@@ -80,7 +80,7 @@ class ChatService:
         self.store_text = config.store.store_text
         self.learning = learning
         #: Per-model circuit breakers, shared with the routers' eligibility when there are routers.
-        self.breaker = routers.health if routers is not None else CircuitBreaker()
+        self.breaker = routers.health if routers is not None else CircuitBreaker.from_config(config)
         self.failover = Failover(pool, self.breaker, self._report_failure)
         self._tasks: set[asyncio.Task[None]] = set()
         #: Keys' budgets and rate limits (None: auth is off).

@@ -11,8 +11,9 @@ breaker is open is skipped; when every model is, the client gets 503 with ``Retr
 A stream that breaks after its first chunk (cut, stalled, malformed) is *rescued*: the
 text already sent becomes an assistant message, with an instruction to continue, sent to
 the next model of the chain (or the same one), and its chunks go on in the client's one
-stream. Where that cannot be done (tool calls half sent, several choices), the stream ends
-with a ``finish_reason`` of ``error`` and an in-band error: never a silent ``stop``.
+stream; the broken attempt is marked ``rescued`` in the trace. Where that cannot be done
+(tool calls half sent, several choices), the stream ends with a ``finish_reason`` of
+``error`` and an in-band error: never a silent ``stop``.
 """
 
 from __future__ import annotations
@@ -382,6 +383,7 @@ class StreamRelay:
                 self.failover.breaker.released(target.model.name)
                 raise
             self.failover.breaker.succeeded(target.model.name)
+            broken.rescued = True
             broken.error = (
                 f"{broken.error}; stream rescued after {len(''.join(self.text))} characters: "
                 f"continued by attempt {attempt.n} on {target.model.name}"

@@ -87,7 +87,7 @@ class RouterHub:
         self.coverage = dict(coverage or {})
         self.eligible = eligible
         #: The models' circuit breakers: an open one leaves its model out of the candidates.
-        self.health = health or CircuitBreaker()
+        self.health = health or CircuitBreaker.from_config(config)
         from polyroute.routing.online import OnlineRouter
 
         #: The routers that learn from feedback.

@@ -158,9 +158,18 @@ def m0004_tracecontext(op: Operations) -> None:
     op.create_index("ix_requests_otel_trace_id", "requests", ["otel_trace_id"])
 
 
+def m0005_rescued(op: Operations) -> None:
+    """An attempt whose stream broke after it started and was continued by the next attempt
+    (a rescue) says so in a column of its own, not only in its error text. NULL on the rows
+    written before it: they cannot tell."""
+    with op.batch_alter_table("attempts") as batch:
+        batch.add_column(sa.Column("rescued", sa.Boolean))
+
+
 MIGRATIONS: list[tuple[str, Callable[[Operations], None]]] = [
     ("0001_requests", m0001_requests),
     ("0002_traces_feedback_state", m0002_traces_feedback_state),
     ("0003_keys", m0003_keys),
     ("0004_tracecontext", m0004_tracecontext),
+    ("0005_rescued", m0005_rescued),
 ]

@@ -60,6 +60,8 @@ class AttemptRecord:
     cost_usd: float | None = None
     cost_status: str | None = None
     error: str | None = None
+    #: Its stream broke after it started and the next attempt continued it (migration 0004).
+    rescued: bool = False
     #: ``time.perf_counter()`` when the attempt started (for its latency); not stored.
     t0: float = 0.0
 

@@ -230,7 +230,9 @@ def decode_line(line: bytes) -> tuple[list[Any], list[list[Any]]]:
         raise ValueError("journal line has the wrong number of request columns")
     request[_REQUEST_TIME] = _PARSE_TIME(request[_REQUEST_TIME])
     for a in attempts:
-        if len(a) != _ATTEMPT_WIDTH:
+        if len(a) == _ATTEMPT_WIDTH - 1:
+            a.append(None)  # journaled before migration 0004 added ``rescued``: unknown
+        elif len(a) != _ATTEMPT_WIDTH:
             raise ValueError("journal line has the wrong number of attempt columns")
         a[_ATTEMPT_TIME] = _PARSE_TIME(a[_ATTEMPT_TIME])
     return request, attempts

@@ -59,6 +59,7 @@ attempts = sa.Table(
     sa.Column("cost_usd", sa.Float),
     sa.Column("cost_status", sa.String(16)),
     sa.Column("error", sa.Text),
+    sa.Column("rescued", sa.Boolean),
 )
 
 feedback = sa.Table(

@@ -139,6 +139,13 @@ class GatewayMetrics:
             buckets=TTFT_BUCKETS,
             registry=r,
         )
+        self.rescues = Counter(
+            "polyroute_stream_rescues",
+            "Streams that broke after they started and were continued by another attempt, "
+            "by the model whose stream broke.",
+            _LABELS,
+            registry=r,
+        )
         self._series: dict[tuple[str, str], _Series] = {}
         self._recorder = RecorderCollector()
         #: Several workers: what a scrape shows is every worker's files, added up.
@@ -214,6 +221,11 @@ class GatewayMetrics:
             s.unpriced.inc()
         elif record.cost_usd is not None and record.cost_usd > 0:
             s.cost.inc(record.cost_usd)
+        if len(record.attempts) > 1:  # a rescue has a continuation: one attempt never is
+            for attempt in record.attempts:
+                if attempt.rescued:
+                    model = attempt.model if attempt.model in self.models else UNKNOWN
+                    self.rescues.labels(model, key[1]).inc()
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """The registry in the format the scraper asks for: ``(body, content type)``.

@@ -327,7 +327,8 @@ async function openTrace(id) {
     h("tbody", {}, t.attempts.map((a) => h("tr", {},
       h("td", {}, a.n + 1), h("td", {}, modelCell(a.model)), h("td", {}, a.provider), h("td", {}, statusBadge(a.status)),
       h("td", { class: "num" }, tokens(a.input_tokens, a.output_tokens)), h("td", { class: "num" }, fmt.ms(a.latency_ms)),
-      h("td", { class: "num" }, fmt.ms(a.ttft_ms)), h("td", { class: "num" }, cost(a)), h("td", {}, a.error || "")))))
+      h("td", { class: "num" }, fmt.ms(a.ttft_ms)), h("td", { class: "num" }, cost(a)),
+      h("td", {}, a.rescued ? [h("span", { class: "status rescued", title: "this stream broke after it started and the next attempt continued it" }, "rescued"), " "] : null, a.error || "")))))
     : h("p", { class: "muted" }, "No attempts recorded.");
   const feedback = t.feedback.length ? h("table", { class: "table" },
     h("thead", {}, h("tr", {}, ["time", "score", "given as", "source", "comment"].map((c) => h("th", {}, c)))),
