@@ -171,6 +171,8 @@ class Gateway:
         await self.recorder.start()  # its writer first stores what the journal kept
         self.learning.start()
         self.purger.start()
+        if self.admission is not None:
+            self.admission.start()  # charges reservations a killed replica left held
         await self.pool.start()
         await self.engines.start()  # weights fetched, processes started, ready (bounded)
 

@@ -150,8 +150,23 @@ def m0003_keys(op: Operations) -> None:
     )
 
 
+def m0004_reservations(op: Operations) -> None:
+    """Each request's reservation, held until settled or, if its gateway ended, until it
+    expires (then charged): a killed replica's reservations cannot hold a budget forever."""
+    op.create_table(
+        "reservations",
+        sa.Column("request_id", sa.String(64), primary_key=True),
+        sa.Column("subject_table", sa.String(16), primary_key=True),  # api_keys | teams
+        sa.Column("subject_id", sa.String(64), primary_key=True),
+        sa.Column("period", sa.String(16), nullable=False),
+        sa.Column("amount_nusd", sa.BigInteger, nullable=False),
+        sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),  # Unix seconds
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[Operations], None]]] = [
     ("0001_requests", m0001_requests),
     ("0002_traces_feedback_state", m0002_traces_feedback_state),
     ("0003_keys", m0003_keys),
+    ("0004_reservations", m0004_reservations),
 ]
