@@ -36,6 +36,8 @@ class RayCluster:
     address: str
     env: dict[str, str]
     temp_dir: Path
+    #: ``ray start --block``: every process of the cluster runs below it.
+    process: subprocess.Popen[bytes]
 
 
 def ray_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -88,7 +90,7 @@ def running_ray_cluster(
                 tail = (temp_dir / "ray-start.log").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"ray start did not come up:\n{tail}")
             time.sleep(0.5)
-        yield RayCluster(address, {**env, "RAY_ADDRESS": address}, temp_dir)
+        yield RayCluster(address, {**env, "RAY_ADDRESS": address}, temp_dir, proc)
     finally:
         _stop_group(proc)
         log.close()

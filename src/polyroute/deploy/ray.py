@@ -12,9 +12,10 @@ Two entry points: ``polyroute ray serve --config FILE`` (:mod:`polyroute.cli.ray
 ``serve run polyroute.deploy.ray:app`` with the config in ``POLYROUTE_CONFIG`` (or
 ``serve run polyroute.deploy.ray:build config=FILE replicas=2``).
 
-There is no separate embedding/scoring deployment: routing's prompt embedding costs well
-under a millisecond a request in the replica (docs/ray.md), less than one more hop through
-Ray's object store would.
+There is no separate embedding/scoring deployment: the default routing embedding costs about
+0.9 ms a request in the replica (docs/routers.md), a fraction of what one more hop through
+Ray costs (``benchmarks/ray_serve.py``: several ms of CPU a request), and batching pays only
+for the full encoder, which routing does not use by default (docs/ray.md).
 """
 
 from __future__ import annotations
