@@ -3,7 +3,7 @@
 One module-wide deployment (``polyroute ray serve --replicas 2 --detach`` on a ``ray start
 --head`` cluster of 2 CPUs on 127.0.0.1), an echo upstream and a real PostgreSQL: the
 openai SDK's plain and streamed chat, ``/v1/models``, ``auto``, feedback; a budget that fits
-exactly ten requests across both replicas; and one replica killed with ``kill -9`` under
+exactly ten requests across both replicas, and a rate limit of five a minute; and one replica killed with ``kill -9`` under
 load, which loses no trace and leaves no reservation held.
 """
 
@@ -51,7 +51,7 @@ def _config(upstream: str, database_url: str, journal: Path) -> dict[str, Any]:
     return {
         "store": {"database_url": database_url, "flush_interval_s": 0.05,
                   "journal_dir": str(journal)},
-        "auth": {"cache_ttl_s": 0.2, "reservation_ttl_s": TTL_S},
+        "auth": {"cache_ttl_s": 0.2, "reservation_ttl_s": TTL_S, "rate_limits": "database"},
         "providers": {"up": {"kind": "openai", "base_url": upstream}},
         "models": [
             {"name": "exact", "provider": "up", "upstream_model": "echo",
@@ -195,6 +195,15 @@ def test_a_budget_is_exact_across_replicas(deployment: Deployment) -> None:
     assert spent == 10 * COST_NUSD
     assert sum(traces[i] or 0 for i in answered) == pytest.approx(spent / 1e9, abs=1e-12)
     engine.dispose()
+
+
+def test_a_rate_limit_is_exact_across_replicas(deployment: Deployment) -> None:
+    key = create_key(deployment.root, rpm=5)
+    if time.time() % 60 > 55:  # the five must fall in one calendar minute
+        time.sleep(61 - time.time() % 60)
+    results = asyncio.run(_burst(deployment.root, key["secret"], "exact", 20))
+    assert sum(isinstance(r, str) for r in results) == 5, results
+    assert results.count(429) == 15
 
 
 def test_a_replica_killed_under_load_loses_no_trace_and_holds_no_budget(
