@@ -50,7 +50,9 @@ def serve_on_ray(
     ),
     name: str = typer.Option("polyroute", help="The Ray Serve application's name."),
     detach: bool = typer.Option(
-        False, help="Return once the replicas answer, leaving them running on the cluster."
+        False,
+        help="Return once the replicas answer, leaving them running on the cluster (which "
+        "must outlive this command: `ray start --head`, or --address).",
     ),
 ) -> None:
     """Deploy gateway replicas on Ray Serve; Ray's HTTP proxy serves them at one address.

@@ -100,7 +100,7 @@ class RayServeOptions(BaseModel):
 
 
 @serve.ingress()
-class Gateway:
+class GatewayReplica:
     """One gateway replica: the ordinary ASGI app, its lifespan run by Ray's replica."""
 
     def __init__(self, config: str | None) -> None:
@@ -136,7 +136,7 @@ def build_app(options: RayServeOptions) -> Application:
     path = config_path(options)
     config = load_config(path)
     deployment = serve.deployment(**options.deployment_options(replica_env(options, config)))
-    bound: Application = deployment(Gateway).bind(str(path) if path is not None else None)
+    bound: Application = deployment(GatewayReplica).bind(str(path) if path is not None else None)
     return bound
 
 
