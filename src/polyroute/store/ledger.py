@@ -91,6 +91,13 @@ _HOLD = H.insert().values(
     expires_at=sa.bindparam("b_expires", type_=sa.BigInteger),
 )
 
+# One statement for any number of ids (an expanding parameter): compiled once, cached.
+_TAKE_HOLDS = (
+    H.delete()
+    .where(H.c.request_id.in_(sa.bindparam("ids", expanding=True)))
+    .returning(H.c.request_id)
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Hold:
@@ -216,11 +223,10 @@ class Ledger:
         """
         with self.engine.begin() as conn:
             deltas = dict(deltas)
-            gone: set[str] = set()
-            for request_id, hold in (holds or {}).items():
-                if conn.execute(H.delete().where(H.c.request_id == request_id)).rowcount == 0:
-                    gone.add(request_id)
-                    continue
+            present = self._take_holds(conn, list(holds or {}))
+            gone = set(holds or {}) - present
+            for request_id in present:
+                hold = (holds or {})[request_id]
                 for c in hold.charges:
                     held, spent = deltas.get(c, (0, 0))
                     deltas[c] = (held + hold.reserved, spent + hold.cost)
@@ -249,6 +255,20 @@ class Ledger:
                     .where(W.c.subject == subject, W.c.window == window)
                     .values(tokens=W.c.tokens + tokens)
                 )
+
+    def _take_holds(self, conn: sa.Connection, request_ids: list[str]) -> set[str]:
+        """Delete these requests' holds; the ids that had one (whoever deletes a hold
+        settles it: one ``DELETE ... RETURNING`` per 500, so a sweep cannot slip between)."""
+        found: set[str] = set()
+        if not self.engine.dialect.delete_returning:
+            for request_id in request_ids:
+                if conn.execute(H.delete().where(H.c.request_id == request_id)).rowcount:
+                    found.add(request_id)
+            return found
+        for i in range(0, len(request_ids), 500):
+            chunk = request_ids[i : i + 500]
+            found.update(conn.execute(_TAKE_HOLDS, {"ids": chunk}).scalars())
+        return found
 
     def expire_holds(self, now: float | None = None, limit: int = 500) -> int:
         """Charge up to ``limit`` requests' holds that expired (see the module docstring);

@@ -160,7 +160,9 @@ def m0004_reservations(op: Operations) -> None:
         sa.Column("subject_id", sa.String(64), primary_key=True),
         sa.Column("period", sa.String(16), nullable=False),
         sa.Column("amount_nusd", sa.BigInteger, nullable=False),
-        sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),  # Unix seconds
+        # Unix seconds. Not indexed: the table holds only requests in flight (a scan is short),
+        # and an index would cost every reservation one more b-tree insert.
+        sa.Column("expires_at", sa.BigInteger, nullable=False),
     )
 
 
