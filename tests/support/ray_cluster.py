@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -47,7 +48,7 @@ def ray_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "PYTHONPATH": str(REPO / "src") + os.pathsep + str(REPO),
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_DEDUP_LOGS": "0",
-        # Ray's own "serve" CLI and workers must not wait long on a cluster that is gone.
+        # A client or worker gives up on a GCS that is gone after 10 s, not Ray's 60.
         "RAY_gcs_rpc_server_reconnect_timeout_s": "10",
         **(extra or {}),
     }
@@ -94,6 +95,7 @@ def running_ray_cluster(
     finally:
         _stop_group(proc)
         log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)  # the session's logs and sockets
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
