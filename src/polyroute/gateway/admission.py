@@ -104,12 +104,8 @@ class Admission:
         self.shared_limits = shared_limits
         self.metrics = metrics
         auth = config.auth
-        self.default_max_tokens = (
-            auth.default_max_tokens
-            if isinstance(auth, AuthConfig)
-            else AuthConfig().default_max_tokens
-        )
         auth_config = auth if isinstance(auth, AuthConfig) else AuthConfig()
+        self.default_max_tokens = auth_config.default_max_tokens
         self.reservation_ttl_s = auth_config.reservation_ttl_s
         # Settlements wait here a moment and go to the store together (they only add).
         self._holds: dict[str, Hold] = {}  # by request: what it reserved and what it cost
