@@ -13,8 +13,9 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install --upgrade pip
 
 extras="local"
-# postgres: psycopg, so the store tests run against PostgreSQL as well as SQLite.
-[ "${1:-}" = "dev" ] && extras="local,dev,plot,otel,postgres"
+# postgres: psycopg, so the store tests run against PostgreSQL as well as SQLite; ray: the
+# Ray Serve deployment and its tests (the dev extra lists it too).
+[ "${1:-}" = "dev" ] && extras="local,dev,plot,otel,postgres,ray"
 
 # llama-cpp-python compiles llama.cpp from source (about 7 minutes on 2 cores, once: pip
 # caches the wheel). LLAVA is not needed and costs a minute. Not -march=native: on CPUs with

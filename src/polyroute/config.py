@@ -161,6 +161,10 @@ class AuthConfig(_Strict):
     #: A budgeted key's request that sets no max_tokens, on a model whose context window is
     #: not known, is sent with this max_tokens, so that its worst case is known and reserved.
     default_max_tokens: int = Field(4096, gt=0)
+    #: Seconds a request's budget reservation is held for it: one its gateway never settled
+    #: (the process was killed) is charged at its worst case after this. Keep it above the
+    #: longest request: a request that outlives it is charged its worst case too.
+    reservation_ttl_s: float = Field(900.0, gt=0)
 
 
 _warned: set[str] = set()

@@ -34,6 +34,7 @@ _COMMAND_MODULES = (
     "polyroute.cli.weights",
     "polyroute.cli.router",
     "polyroute.cli.keys",
+    "polyroute.cli.ray",
 )
 
 

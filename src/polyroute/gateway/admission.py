@@ -6,6 +6,8 @@ service's observer hook hands each finished request to ``finished``, which settl
 reservation to the real cost (or releases it on failure) off the request path. A request
 that ends without reaching the observer (cancelled, or a bug) is settled by ``release`` when
 its response is done, at its reservation, so a reservation never leaks and never undercounts.
+A gateway killed mid-request settles nothing: its reservations are held in the store with an
+expiry (``auth.reservation_ttl_s``), and every gateway charges the expired ones it finds.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from polyroute.gateway.routing import RouterHub
 from polyroute.providers.pool import ProviderPool
 from polyroute.store import schema
 from polyroute.store.keys import KeyStore
-from polyroute.store.ledger import Charge
+from polyroute.store.ledger import Charge, Hold
 from polyroute.store.recorder import RequestRecord
 
 log = logging.getLogger(__name__)
@@ -103,18 +105,17 @@ class Admission:
         self.shared_limits = shared_limits
         self.metrics = metrics
         auth = config.auth
-        self.default_max_tokens = (
-            auth.default_max_tokens
-            if isinstance(auth, AuthConfig)
-            else AuthConfig().default_max_tokens
-        )
+        auth_config = auth if isinstance(auth, AuthConfig) else AuthConfig()
+        self.default_max_tokens = auth_config.default_max_tokens
+        self.reservation_ttl_s = auth_config.reservation_ttl_s
         # Settlements wait here a moment and go to the store together (they only add).
-        self._deltas: dict[Charge, tuple[int, int]] = {}
+        self._holds: dict[str, Hold] = {}  # by request: what it reserved and what it cost
+        self._expirer: asyncio.Task[None] | None = None
         self._window_tokens: dict[tuple[str, int], int] = {}
         self._watch: set[str] = set()  # keys with a soft alert that spent since the last flush
         self._alerted: set[str] = set()
         # Reservations asked for while one batch is in the store go together in the next.
-        self._asks: list[tuple[list[Charge], int, asyncio.Future[bool]]] = []
+        self._asks: list[tuple[list[Charge], int, str, asyncio.Future[bool]]] = []
         self._reserving = False
         self._open: dict[str, Ticket] = {}
         self._owners: OrderedDict[str, str] = OrderedDict()
@@ -237,7 +238,7 @@ class Admission:
         else:
             out_tokens = self.default_max_tokens
         amount = prompt + out_tokens * per_out * choices
-        if await self._reserve_batched(ticket.charges, amount):
+        if await self._reserve_batched(ticket.charges, amount, ticket.trace_id):
             ticket.reserved = amount
             if asked is None and model.context_window is None:
                 body["max_tokens"] = out_tokens  # the bound the reservation assumed
@@ -251,17 +252,18 @@ class Admission:
             if fits < 1:
                 await self._refuse(ticket, prompt + per_out * choices)
             amount = prompt + fits * per_out * choices
-            if await self._reserve_batched(ticket.charges, amount):
+            if await self._reserve_batched(ticket.charges, amount, ticket.trace_id):
                 ticket.reserved = amount
                 if per_out:
                     body["max_tokens"] = int(fits)
                 return
         await self._refuse(ticket, prompt + per_out * choices)
 
-    async def _reserve_batched(self, charges: list[Charge], amount: int) -> bool:
-        """One reservation, decided by the store in a transaction with others waiting now."""
+    async def _reserve_batched(self, charges: list[Charge], amount: int, request_id: str) -> bool:
+        """One reservation, decided by the store in a transaction with others waiting now,
+        and held for ``request_id`` until settled (or expired)."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._asks.append((charges, amount, future))
+        self._asks.append((charges, amount, request_id, future))
         if not self._reserving:
             self._reserving = True
             asyncio.get_running_loop().create_task(self._reserve_loop())
@@ -273,18 +275,21 @@ class Admission:
                 asks, self._asks = self._asks, []
                 try:
                     results = await asyncio.to_thread(
-                        self.keys.reserve_many, [(c, a) for c, a, _ in asks]
+                        self.keys.reserve_many,
+                        [(c, a) for c, a, _, _ in asks],
+                        [r for _, _, r, _ in asks],
+                        self.reservation_ttl_s,
                     )
                 except Exception as e:
-                    for _, _, f in asks:
+                    for _, _, _, f in asks:
                         if not f.done():
                             f.set_exception(e)
                     continue
-                for (charges, amount, f), ok in zip(asks, results, strict=True):
+                for (charges, amount, request_id, f), ok in zip(asks, results, strict=True):
                     if not f.done():
                         f.set_result(ok)
                     elif ok:  # the request went away while the store decided: give it back
-                        self._credit(charges, amount, 0)
+                        self._credit(charges, amount, 0, request_id)
         finally:
             self._reserving = False
 
@@ -334,15 +339,15 @@ class Admission:
             self.metrics.observe(ticket.key, cost)
 
     def _settle(self, ticket: Ticket, cost: int) -> None:
-        self._credit(ticket.charges, ticket.reserved, cost)
+        self._credit(ticket.charges, ticket.reserved, cost, ticket.trace_id)
         if ticket.key.limits.soft_alert is not None and ticket.key.id not in self._alerted:
             self._watch.add(ticket.key.id)
 
-    def _credit(self, charges: list[Charge], reserved: int, cost: int) -> None:
-        """Queue a settlement: drop ``reserved`` from each subject's reservation, add ``cost``."""
-        for charge in charges:
-            held, spent = self._deltas.get(charge, (0, 0))
-            self._deltas[charge] = (held + reserved, spent + cost)
+    def _credit(self, charges: list[Charge], reserved: int, cost: int, request_id: str) -> None:
+        """Queue a settlement: drop ``reserved`` from each subject's reservation, add ``cost``
+        (in the store only if the request's hold did not expire meanwhile)."""
+        if charges:
+            self._holds[request_id] = Hold(tuple(charges), reserved, cost)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
 
@@ -352,20 +357,20 @@ class Admission:
         while True:
             await asyncio.sleep(SETTLE_DELAY_S)
             await self.flush()
-            if not (self._deltas or self._usage or self._window_tokens or self._watch):
+            if not (self._holds or self._usage or self._window_tokens or self._watch):
                 return
 
     async def flush(self) -> None:
         """Write the pending settlements and usage rows (one transaction)."""
-        deltas, self._deltas = self._deltas, {}
+        holds, self._holds = self._holds, {}
         rows, self._usage = self._usage, []
         windows, self._window_tokens = self._window_tokens, {}
-        if not deltas and not rows and not windows:
+        if not holds and not rows and not windows:
             return
         try:
-            await asyncio.to_thread(self.keys.settle_many, deltas, rows, windows)
+            await asyncio.to_thread(self.keys.settle_many, {}, rows, windows, holds)
         except Exception:
-            log.exception("settling %d budgets and %d usage rows failed", len(deltas), len(rows))
+            log.exception("settling %d requests and %d usage rows failed", len(holds), len(rows))
         watch, self._watch = self._watch, set()
         if watch:
             try:
@@ -397,8 +402,33 @@ class Admission:
         if ticket.charges:
             self._settle(ticket, ticket.reserved)
 
+    def start(self) -> None:
+        """Charge expired holds now and then (every gateway does; each hold once)."""
+        if self._expirer is None:
+            self._expirer = asyncio.get_running_loop().create_task(self._expire_loop())
+
+    async def _expire_loop(self) -> None:
+        interval = min(60.0, self.reservation_ttl_s / 4)
+        while True:
+            try:
+                charged = await asyncio.to_thread(self.keys.expire_holds)
+                if charged:
+                    log.warning(
+                        "charged %d reservations held past auth.reservation_ttl_s (%gs): their "
+                        "gateway ended before settling them",
+                        charged,
+                        self.reservation_ttl_s,
+                    )
+            except Exception:
+                log.exception("charging expired reservations failed")
+            await asyncio.sleep(interval)
+
     async def aclose(self) -> None:
         """Write the pending settlements and usage rows."""
+        if self._expirer is not None:
+            self._expirer.cancel()
+            await asyncio.gather(self._expirer, return_exceptions=True)
+            self._expirer = None
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self.flush()

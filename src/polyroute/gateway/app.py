@@ -179,6 +179,8 @@ class Gateway:
             # Several workers: a scrape adds up every worker's recorder figures, so each
             # worker writes its own now and then, not only when it is the one scraped.
             self._publisher = asyncio.create_task(self._publish_recorder(), name="polyroute-mp")
+        if self.admission is not None:
+            self.admission.start()  # charges reservations a killed replica left held
         await self.pool.start()
         await self.engines.start()  # weights fetched, processes started, ready (bounded)
 

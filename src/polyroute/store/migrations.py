@@ -166,10 +166,27 @@ def m0005_rescued(op: Operations) -> None:
         batch.add_column(sa.Column("rescued", sa.Boolean))
 
 
+def m0006_reservations(op: Operations) -> None:
+    """Each request's reservation, held until settled or, if its gateway ended, until it
+    expires (then charged): a killed replica's reservations cannot hold a budget forever."""
+    op.create_table(
+        "reservations",
+        sa.Column("request_id", sa.String(64), primary_key=True),
+        sa.Column("subject_table", sa.String(16), primary_key=True),  # api_keys | teams
+        sa.Column("subject_id", sa.String(64), primary_key=True),
+        sa.Column("period", sa.String(16), nullable=False),
+        sa.Column("amount_nusd", sa.BigInteger, nullable=False),
+        # Unix seconds. Not indexed: the table holds only requests in flight (a scan is short),
+        # and an index would cost every reservation one more b-tree insert.
+        sa.Column("expires_at", sa.BigInteger, nullable=False),
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[Operations], None]]] = [
     ("0001_requests", m0001_requests),
     ("0002_traces_feedback_state", m0002_traces_feedback_state),
     ("0003_keys", m0003_keys),
     ("0004_tracecontext", m0004_tracecontext),
     ("0005_rescued", m0005_rescued),
+    ("0006_reservations", m0006_reservations),
 ]
