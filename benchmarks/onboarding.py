@@ -36,7 +36,7 @@ mean of the 9 shares and the share of the mean gain.
 Usage::
 
     python benchmarks/onboarding.py                      # test protocol, ~2 min
-    python benchmarks/onboarding.py --protocol cv        # 5 folds, ~10 min on 2 busy cores
+    python benchmarks/onboarding.py --protocol cv        # 5 folds, ~25 min on 2 busy cores
     python benchmarks/onboarding.py --counts 50 --models gemma-2-9b-it
 """
 
