@@ -12,8 +12,13 @@ For each of the 9 models M, with ``mf`` routers:
 - **prior**: *without* plus M from :meth:`MFRouter.add_prior` (no data: the mean vector);
 - **N anchors** (N = 25, 50, 100): *without* plus M from :meth:`MFRouter.add_model` on M's
   true scores on the first N prompts of the anchor pool
-  (:func:`polyroute.routing_eval.anchors.anchor_pool`, ranked on *without*'s predictions);
-- **N random**: the same from N training prompts drawn at random (a control);
+  (:func:`polyroute.routing_eval.anchors.anchor_pool`, ranked on *without*'s predictions),
+  read against the 8 known models' scores on them (the pool keeps them), with the settings
+  that ``polyroute train`` would choose for *without*: simulated onboarding of each of its 8
+  models in turn (:func:`polyroute.routing_eval.onboard_tuning.tune_onboarding`), never M;
+- **N before**: the same anchors, fitted as before that tuning existed (prior strength 3,
+  no offsets): the baseline, measured in the same run;
+- **N random**: as *N anchors* from N training prompts drawn at random (a control);
 - **all data**: *without* plus M fitted on all of M's training scores (frozen tower): what
   onboarding could reach with unlimited anchors.
 
@@ -31,7 +36,7 @@ mean of the 9 shares and the share of the mean gain.
 Usage::
 
     python benchmarks/onboarding.py                      # test protocol, ~2 min
-    python benchmarks/onboarding.py --protocol cv        # 5 folds, ~10 min on 2 busy cores
+    python benchmarks/onboarding.py --protocol cv        # 5 folds, ~25 min on 2 busy cores
     python benchmarks/onboarding.py --counts 50 --models gemma-2-9b-it
 """
 
@@ -58,9 +63,12 @@ from polyroute.routing_eval.anchors import anchor_pool, choose_anchors  # noqa: 
 from polyroute.routing_eval.dataset import RoutingDataset, prompt_key  # noqa: E402
 from polyroute.routing_eval.evaluate import evaluate  # noqa: E402
 from polyroute.routing_eval.importers import import_dataset  # noqa: E402
+from polyroute.routing_eval.onboard_tuning import tune_onboarding  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "llmrouter" / "data"
 Predictions = dict[str, dict[str, FloatArray]]  # variant → left-out model → (n, 9)
+#: (left-out model, prior_strength, prompt_offset_sd) chosen for each 8-model router.
+CHOICES: list[tuple[str, float, float]] = []
 
 
 def load(data: Path) -> tuple[RoutingDataset, RoutingDataset]:
@@ -118,15 +126,33 @@ def leave_one_out(
         # Ranked on the 8-model router's predictions (train_router uses out-of-fold ones).
         seen = without.predict_embeddings(x_train)
         pool = anchor_pool(train.subset_models(others), predicted=seen, seed=seed)
+        pool_rows = [row_of[r["id"]] for r in pool]
+        cols = [models.index(m) for m in others]
+        assert train.costs is not None
+        choice = tune_onboarding(
+            without, x_train, train.scores[:, cols], train.costs[:, cols], pool_rows, seed=seed
+        )
+        assert choice is not None
+        CHOICES.append((name, choice.prior_strength, choice.prompt_offset_sd))
+        tuned = copy.deepcopy(without)
+        tuned.prior_strength, tuned.prompt_offset_sd = (
+            choice.prior_strength,
+            choice.prompt_offset_sd,
+        )
         picks: dict[str, list[int]] = {}
         for n in counts:
             picks[f"{n} anchors"] = [row_of[r["id"]] for r in choose_anchors(pool, n)]
+            picks[f"{n} before"] = picks[f"{n} anchors"]
             if control:
                 picks[f"{n} random"] = [int(i) for i in rng.choice(len(train), n, replace=False)]
         picks["all data"] = list(range(len(train)))
         for variant, rows in picks.items():
-            added = copy.deepcopy(without)
-            added.add_model(name, x_train[rows], train.scores[rows, j])
+            before = variant.endswith("before")
+            added = copy.deepcopy(without if before else tuned)
+            if before:
+                added.prior_strength, added.prompt_offset_sd = 3.0, 0.0
+            known = {m: train.scores[rows, models.index(m)] for m in others}
+            added.add_model(name, x_train[rows], train.scores[rows, j], known=known)
             out.setdefault(variant, {})[name] = in_order(added, models, x_eval)
     return in_order(full, models, x_eval), out
 
@@ -212,6 +238,10 @@ def main() -> None:
             f"{variant:12} {q:7.4f} {aiq:7.4f} {shares_q:12.0%} ({of_mean_q:4.0%}) "
             f"{shares_aiq:5.0%} ({of_mean_aiq:4.0%})"
         )
+    print("\nsettings chosen by simulated onboarding of the 8 known models (strength / offset sd):")
+    for name in names:
+        chosen = [f"{s:g}/{sd:g}" for m, s, sd in CHOICES if m == name]
+        print(f"  {name:32} {', '.join(chosen)}")
     print(f"\n{time.perf_counter() - started:.0f} s in all")
 
 

@@ -16,7 +16,8 @@ random (seeded) within each stratum, and strata take turns in proportion to thei
 (tasks first, then the thirds within the task), so
 that every prefix of the pool is representative of the training data, covers its tasks and
 levels of discrimination, and repeats none. Informativeness is kept in each row (for people,
-and to show the design).
+and to show the design), and so are the known models' own scores on the prompt (``scores``:
+a new model's answers are read against them, :meth:`MFRouter.add_model`).
 
 The pool is saved with the router (``anchors.jsonl``, :func:`polyroute.routing.persist.save_router`)
 so that ``polyroute router anchors`` needs no training data. Where the training prompts came
@@ -88,8 +89,9 @@ def anchor_pool(
     at most ``size``.
 
     ``predicted`` (n, models) is the router's out-of-fold predicted quality (without it, the
-    true scores' spread serves). ``questions`` (from :func:`questions_by_prompt`) attaches
-    grading fields to the rows whose prompt it knows. Rows sharing a prompt text count once.
+    true scores' spread serves). Each row keeps the models' true ``scores`` on its prompt.
+    ``questions`` (from :func:`questions_by_prompt`) attaches grading fields to the rows
+    whose prompt it knows. Rows sharing a prompt text count once.
     """
     spread = informativeness(dataset.scores if predicted is None else predicted)
     rng = np.random.default_rng(seed)
@@ -118,6 +120,11 @@ def anchor_pool(
             "prompt": dataset.prompts[i],
             "task": dataset.tasks[i],
             "informativeness": round(float(spread[i]), 4),
+            "scores": {
+                m: float(v)
+                for m, v in zip(dataset.models, dataset.scores[i], strict=True)
+                if np.isfinite(v)
+            },
         }
         q = (questions or {}).get(prompt_key(dataset.prompts[i]))
         if q is not None:

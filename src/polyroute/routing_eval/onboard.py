@@ -4,7 +4,9 @@ The rows are usually a ``polyroute bench`` results file on the router's anchors.
 id is in the router's anchor pool is embedded from the pool's prompt (the text the router
 was trained on: for a multiple-choice question, the query without the options the bench
 added); any other row from its own prompt. Everything but the new model's vector stays as
-trained (:meth:`polyroute.routing.routers.mf.MFRouter.add_model`).
+trained (:meth:`polyroute.routing.routers.mf.MFRouter.add_model`). The known models' scores
+that the pool keeps for its prompts (routers trained since pools kept them) go with the new
+model's, so its answers are read against theirs.
 """
 
 from __future__ import annotations
@@ -67,12 +69,30 @@ def add_model_from_data(
     rows = np.flatnonzero(np.isfinite(column))
     if len(rows) == 0:
         raise RoutingDataError(f"every score of {model!r} in the data is missing")
-    by_id = {str(r["id"]): str(r["prompt"]) for r in pool or ()}
-    prompts = [by_id.get(dataset.ids[i], dataset.prompts[i]) for i in rows]
+    by_id = {str(r["id"]): r for r in pool or ()}
+    prompts = [str(by_id.get(dataset.ids[i], {}).get("prompt", dataset.prompts[i])) for i in rows]
     from_pool = sum(dataset.ids[i] in by_id for i in rows)
     embeddings = router.embedder.embed(prompts)
     try:
-        used = router.add_model(model, embeddings, column[rows], price=price)
+        used = router.add_model(
+            model,
+            embeddings,
+            column[rows],
+            price=price,
+            known=known_scores(by_id, dataset, list(rows)),
+        )
     except ValueError as e:
         raise RoutingDataError(f"cannot add {model!r}: {e}") from None
     return Added(model, used, from_pool, existing, float(column[rows].mean()))
+
+
+def known_scores(
+    pool: Mapping[str, Mapping[str, Any]], dataset: RoutingDataset, rows: Sequence[int]
+) -> dict[str, Any]:
+    """The pool's own scores of its models on ``dataset``'s ``rows`` (NaN off the pool)."""
+    known: dict[str, Any] = {}
+    for k, i in enumerate(rows):
+        scores = pool.get(dataset.ids[i], {}).get("scores") or {}
+        for m, v in scores.items():
+            known.setdefault(m, np.full(len(rows), np.nan))[k] = float(v)
+    return known

@@ -9,6 +9,9 @@
 4. The final router is fitted on everything, and the knob calibrated.
 5. The anchor pool (:mod:`polyroute.routing_eval.anchors`): the prompts a new model should
    answer to be added later: a sample stratified by task and by the out-of-fold predictions.
+6. For an ``mf`` router, how it will take a new model from those anchors, chosen by
+   simulating it on each training model in turn (:mod:`polyroute.routing_eval.onboard_tuning`),
+   unless ``params`` set it.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from polyroute.routing.knob import Knob
 from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS, PriceTable
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import CalibrationSet, LearnedRouter, price_table
+from polyroute.routing.routers.mf import MFRouter
 from polyroute.routing.tradeoff import FloatArray
 from polyroute.routing_eval.anchors import anchor_pool, questions_by_prompt
 from polyroute.routing_eval.costs import fill_missing_costs, infer_prices
 from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset, prompt_key
+from polyroute.routing_eval.onboard_tuning import tune_onboarding
 
 #: The learned router ``polyroute train`` builds when no kind is named: the best measured on
 #: LLMRouter's data (see docs/routers.md for the figures), and the one that can take a new
@@ -155,6 +160,17 @@ def train_router(
         "prompts": len(anchors),
         "gradable": sum("answer" in row for row in anchors),
     }
+    tuned = {"prior_strength", "prompt_offset_sd"} & set(params or {})
+    costs = dataset.costs if dataset.has_all_costs else None
+    if isinstance(router, MFRouter) and costs is not None and not tuned:
+        progress("choosing how new models are added (simulated on each training model)")
+        row_of = {id_: i for i, id_ in enumerate(dataset.ids)}
+        rows = [row_of[str(r["id"])] for r in anchors]
+        choice = tune_onboarding(router, embeddings, dataset.scores, costs, rows, seed=seed)
+        if choice is not None:
+            router.prior_strength = choice.prior_strength
+            router.prompt_offset_sd = choice.prompt_offset_sd
+            summary["onboarding"] = choice.describe()
     return TrainResult(router, summary, anchors)
 
 

@@ -21,10 +21,20 @@ throw it far; with many it follows the data. :meth:`MFRouter.add_prior` gives a 
 data a prior vector (a price-weighted mix of the known models) and records it in
 :attr:`~polyroute.routing.routers.learned.LearnedRouter.priors`.
 
-``prior_strength`` scales the prior's precision. 3 was chosen on the leave-one-model-out
-cross-validation of ``benchmarks/onboarding.py`` (share of the full router's gain kept with
-50 anchors: 71% at 0.3, 80% at 1 and 2, 86% at 3, 85% at 5, 81% at 10 and 30): with 25-100
-anchors, trusting the known models' spread more than the anchors pays.
+Fifty binary scores say little about a model's overall level (±0.07 of accuracy from the
+draw of prompts alone), and the level is what decides whether a router picks it. So when the
+known models' own scores on the anchors are at hand (the anchor pool keeps them), the fit
+reads the newcomer's answers *against theirs*: each anchor gets an offset, the logit by which
+the known models did better (or worse) on it than the router predicts (the posterior mode
+under N(0, ``prompt_offset_sd``²), :func:`prompt_offsets`), and the newcomer is fitted as
+``σ(z · v + c + offset)``, the offset dropped at serving time. Anchors that happened to be
+easy for everyone then no longer pass for a strong newcomer (a control variate, as in
+paired comparisons of models on shared questions).
+
+``prior_strength`` scales the prior's precision and ``prompt_offset_sd`` the offsets (0: none).
+``polyroute train`` chooses both for the router it builds by simulating onboarding on its own
+training models (:mod:`polyroute.routing_eval.onboard_tuning`); the defaults here are for a
+router built otherwise.
 """
 
 from __future__ import annotations
@@ -55,6 +65,8 @@ from polyroute.routing.tradeoff import FloatArray
 ISOTROPIC_SHARE = 0.05
 #: Newton steps for a new model's vector (it converges in well under ten).
 NEWTON_STEPS = 25
+#: ``prompt_offset_sd`` of a router not built by ``polyroute train`` (which chooses its own).
+DEFAULT_OFFSET_SD = 1.0
 
 
 @ROUTERS.register("mf")
@@ -72,6 +84,7 @@ class MFRouter(LearnedRouter):
         ensemble: int = 3,
         weight_decay: float = 1e-4,
         prior_strength: float = 3.0,
+        prompt_offset_sd: float = DEFAULT_OFFSET_SD,
         seed: int = 0,
         embedder: Embedder | None = None,
     ) -> None:
@@ -80,11 +93,14 @@ class MFRouter(LearnedRouter):
             raise ValueError("hidden, dim and ensemble must be >= 1")
         if not (math.isfinite(prior_strength) and prior_strength > 0):
             raise ValueError(f"prior_strength must be > 0, got {prior_strength}")
+        if not (math.isfinite(prompt_offset_sd) and prompt_offset_sd >= 0):
+            raise ValueError(f"prompt_offset_sd must be >= 0, got {prompt_offset_sd}")
         self.hidden = hidden
         self.dim = dim
         self.ensemble = ensemble
         self.weight_decay = weight_decay
         self.prior_strength = prior_strength
+        self.prompt_offset_sd = prompt_offset_sd
         self.seed = seed
         self._nets: list[dict[str, FloatArray]] = []
 
@@ -95,6 +111,7 @@ class MFRouter(LearnedRouter):
             "ensemble": self.ensemble,
             "weight_decay": self.weight_decay,
             "prior_strength": self.prior_strength,
+            "prompt_offset_sd": self.prompt_offset_sd,
             "seed": self.seed,
         }
 
@@ -135,11 +152,14 @@ class MFRouter(LearnedRouter):
         embeddings: Float32Array,
         scores: FloatArray,
         price: tuple[float, float] | None = None,
+        known: Mapping[str, FloatArray] | None = None,
     ) -> int:
         """Fit ``name``'s vector and bias from its ``scores`` (n,; NaN = unknown) on prompts
         with ``embeddings`` (n, dim), the rest of the router frozen; returns the prompts used.
 
-        A model already known is refitted (a prior becomes a fitted vector). The fit is the
+        ``known`` maps some of the router's models to their own scores on the same prompts
+        (NaN = unknown): the fit then reads ``scores`` against theirs (module doc). A model
+        already known is refitted (a prior becomes a fitted vector). The fit is the
         posterior mode under the known models' prior (module doc), so few prompts move it
         little. The knob's λ is kept: it is in quality points per USD, the same for any model.
         """
@@ -149,23 +169,52 @@ class MFRouter(LearnedRouter):
             raise ValueError("the router is not trained")
         if x.ndim != 2 or x.shape[0] != y.shape[0]:
             raise ValueError(f"embeddings {x.shape} and scores {y.shape} do not match")
-        known = np.isfinite(y)
-        if not known.any():
+        mask = np.isfinite(y)
+        if not mask.any():
             raise ValueError(f"no score for {name}: cannot fit its vector")
-        if (y[known] < 0).any() or (y[known] > 1).any():
+        if (y[mask] < 0).any() or (y[mask] > 1).any():
             raise ValueError("scores must lie in [0, 1]")
-        x, y = x[known], y[known]
         reference = self._reference_columns(exclude=name)
+        peers, peer_scores = self._peer_scores(known or {}, reference, len(y))
         with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
             rows = [
-                fit_vector(_tower(net, x).astype(np.float64), y, *self._prior(u, reference))
-                for net, u in zip(self._nets, self.model_vectors(), strict=True)
+                fit_member(
+                    z,
+                    u,
+                    reference,
+                    y[mask],
+                    peers=peers,
+                    peer_scores=peer_scores[mask],
+                    prior_strength=self.prior_strength,
+                    offset_sd=self.prompt_offset_sd,
+                )
+                for z, u in zip(self.features(x[mask]), self.model_vectors(), strict=True)
             ]
         self._set_column(name, rows)
         self.priors.pop(name, None)
         if price is not None:
             self.prices[name] = (float(price[0]), float(price[1]))
-        return int(known.sum())
+        return int(mask.sum())
+
+    def features(self, embeddings: Float32Array) -> list[FloatArray]:
+        """Per ensemble member, the tower's output on ``embeddings`` (n, dim): what a model's
+        vector is multiplied with."""
+        x = checked_input(self._nets, embeddings)
+        return [np.asarray(_tower(net, x), dtype=np.float64) for net in self._nets]
+
+    def _peer_scores(
+        self, known: Mapping[str, FloatArray], reference: list[int], n: int
+    ) -> tuple[list[int], FloatArray]:
+        """The columns of the reference models ``known`` scores, and those scores (n, k)."""
+        peers = [j for j in reference if self.models[j] in known]
+        columns = []
+        for j in peers:
+            column = np.asarray(known[self.models[j]], dtype=np.float64).reshape(-1)
+            if column.shape != (n,):
+                raise ValueError(f"{self.models[j]}'s known scores do not match the prompts")
+            columns.append(column)
+        table = np.column_stack(columns) if columns else np.empty((n, 0))
+        return peers, table
 
     def add_prior(
         self, name: str, input_price: float | None = None, output_price: float | None = None
@@ -194,17 +243,6 @@ class MFRouter(LearnedRouter):
         if not cols:
             raise ValueError("no model fitted on data to base a new model on")
         return cols
-
-    def _prior(self, u: FloatArray, cols: list[int]) -> tuple[FloatArray, FloatArray]:
-        """(mean, precision) of the Gaussian prior over a new [vector, bias]."""
-        known = u[cols]
-        mean = known.mean(axis=0)
-        width = known.shape[1]
-        one = len(cols) == 1  # no spread to learn from: a unit prior
-        cov = np.eye(width) if one else np.cov(known, rowvar=False).reshape(width, width)
-        scale = max(float(np.trace(cov)) / width, 1e-6)
-        cov = cov + ISOTROPIC_SHARE * scale * np.eye(width)
-        return mean, self.prior_strength * np.linalg.inv(cov)
 
     def _price_weights(
         self, cols: list[int], input_price: float | None, output_price: float | None
@@ -243,6 +281,40 @@ class MFRouter(LearnedRouter):
         self.models.append(name)
 
 
+def gaussian_prior(known: FloatArray, strength: float) -> tuple[FloatArray, FloatArray]:
+    """(mean, precision) of the Gaussian prior over a new [vector, bias], from the ``known``
+    models' rows (k, dim + 1): their mean and covariance, plus a little isotropic variance."""
+    mean = known.mean(axis=0)
+    width = known.shape[1]
+    one = known.shape[0] == 1  # no spread to learn from: a unit prior
+    cov = np.eye(width) if one else np.cov(known, rowvar=False).reshape(width, width)
+    scale = max(float(np.trace(cov)) / width, 1e-6)
+    cov = cov + ISOTROPIC_SHARE * scale * np.eye(width)
+    return mean, strength * np.linalg.inv(cov)
+
+
+def fit_member(
+    z: FloatArray,
+    u: FloatArray,
+    reference: list[int],
+    y: FloatArray,
+    *,
+    peers: list[int],
+    peer_scores: FloatArray,
+    prior_strength: float,
+    offset_sd: float,
+) -> FloatArray:
+    """One ensemble member's [vector, bias] for a new model scoring ``y`` on prompts whose
+    tower output is ``z``: the prior from rows ``reference`` of the member's model matrix
+    ``u``, the prompt offsets (module doc) from the ``peers`` rows and their ``peer_scores``
+    (n, len(peers)) when there are any and ``offset_sd`` > 0."""
+    offset = None
+    if peers and offset_sd > 0:
+        logits = z @ u[peers, :-1].T + u[peers, -1]
+        offset = prompt_offsets(logits, peer_scores, offset_sd)
+    return fit_vector(z, y, *gaussian_prior(u[reference], prior_strength), offset=offset)
+
+
 def _blend(input_price: float, output_price: float) -> float:
     """One price per model, to compare models by: the mean of input and output prices."""
     return (float(input_price) + float(output_price)) / 2
@@ -257,14 +329,43 @@ def _probabilities(net: Mapping[str, NDArray[Any]], z: NDArray[Any]) -> NDArray[
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0))))
 
 
-def fit_vector(z: FloatArray, y: FloatArray, mean: FloatArray, precision: FloatArray) -> FloatArray:
-    """MAP [vector, bias] of a logistic model ``σ(z · v + c)`` for targets ``y`` in [0, 1]
-    under the prior N(mean, precision⁻¹), by damped Newton steps."""
+def prompt_offsets(logits: FloatArray, outcomes: FloatArray, sd: float) -> FloatArray:
+    """Per prompt, the logit ``o`` that best explains the known models' ``outcomes`` (n, k;
+    NaN = unknown) as ``σ(logits + o)``: the posterior mode under N(0, sd²), by Newton steps
+    (0 for a prompt with no outcome).
+
+    A prompt on which every known model beat the router's prediction gets a positive offset:
+    it is easier than the tower thinks, and a newcomer's success there says less."""
+    mask = np.isfinite(outcomes)
+    y = np.where(mask, outcomes, 0.0)
+    o = np.zeros(logits.shape[0])
+    precision = 1.0 / sd**2
+    for _ in range(NEWTON_STEPS):  # concave in o: plain Newton converges
+        p = 1.0 / (1.0 + np.exp(-np.clip(logits + o[:, None], -30.0, 30.0)))
+        grad = ((p - y) * mask).sum(axis=1) + precision * o
+        hess = (p * (1 - p) * mask).sum(axis=1) + precision
+        step = grad / hess
+        o = np.clip(o - step, -10.0, 10.0)
+        if np.abs(step).max() < 1e-8:
+            break
+    return o
+
+
+def fit_vector(
+    z: FloatArray,
+    y: FloatArray,
+    mean: FloatArray,
+    precision: FloatArray,
+    offset: FloatArray | None = None,
+) -> FloatArray:
+    """MAP [vector, bias] of a logistic model ``σ(z · v + c + offset)`` for targets ``y`` in
+    [0, 1] under the prior N(mean, precision⁻¹), by damped Newton steps."""
     a = np.hstack([z, np.ones((z.shape[0], 1))])
+    o = np.zeros(z.shape[0]) if offset is None else np.asarray(offset, dtype=np.float64)
     u = mean.copy()
 
     def objective(w: FloatArray) -> float:
-        t = a @ w
+        t = a @ w + o
         # BCE with logits, written to stay finite: log(1 + e^t) − y·t
         loss = float(np.sum(np.logaddexp(0.0, t) - y * t))
         d = w - mean
@@ -272,7 +373,7 @@ def fit_vector(z: FloatArray, y: FloatArray, mean: FloatArray, precision: FloatA
 
     current = objective(u)
     for _ in range(NEWTON_STEPS):
-        p = 1.0 / (1.0 + np.exp(-np.clip(a @ u, -30.0, 30.0)))
+        p = 1.0 / (1.0 + np.exp(-np.clip(a @ u + o, -30.0, 30.0)))
         grad = a.T @ (p - y) + precision @ (u - mean)
         hess = (a * (p * (1 - p))[:, None]).T @ a + precision
         try:
