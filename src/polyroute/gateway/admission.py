@@ -1,7 +1,9 @@
 """What a chat request must pass before it goes upstream, and what it settles afterwards.
 
 ``admit`` checks the key may use the model, counts the request against its rate limits, and
-reserves its worst-case cost in the store (keys or teams with a budget only). The chat
+reserves its worst-case cost (keys or teams with a budget only): from this process's lease of
+the budget while it has plenty left (:mod:`polyroute.gateway.leases`, no store work), else in
+the store. The chat
 service's observer hook hands each finished request to ``finished``, which settles the
 reservation to the real cost (or releases it on failure) off the request path. A request
 that ends without reaching the observer (cancelled, or a bug) is settled by ``release`` when
@@ -31,6 +33,7 @@ from polyroute.auth.limits import RateLimiter, refused
 from polyroute.auth.metrics import KeyMetrics
 from polyroute.config import AuthConfig, Config, ModelConfig
 from polyroute.errors import BudgetExceeded, InvalidRequest, PermissionDenied
+from polyroute.gateway.leases import IDLE_S, Leases
 from polyroute.gateway.protocol import ChatCompletionRequest
 from polyroute.gateway.routing import RouterHub
 from polyroute.providers.pool import ProviderPool
@@ -61,6 +64,8 @@ class Ticket:
     #: The shared (store) minutes this request was counted in, for its tokens afterwards.
     windows: list[tuple[str, int]] = field(default_factory=list)
     settled: bool = False
+    #: Whether the reservation came from this process's leases (not the store).
+    leased: bool = False
 
 
 def _subjects(key: KeyInfo) -> list[tuple[str, Limits]]:
@@ -119,6 +124,8 @@ class Admission:
         self._owners: OrderedDict[str, str] = OrderedDict()
         self._usage: list[dict[str, Any]] = []  # unbudgeted usage rows, written in batches
         self._flusher: asyncio.Task[None] | None = None
+        self.leases = Leases(keys, self._credit_one)
+        self._keeper: asyncio.Task[None] | None = None
 
     # -- before the upstream ------------------------------------------------------------
 
@@ -234,7 +241,7 @@ class Admission:
         else:
             out_tokens = self.default_max_tokens
         amount = prompt + out_tokens * per_out * choices
-        if await self._reserve_batched(ticket.charges, amount):
+        if await self._reserve_amount(ticket, amount):
             ticket.reserved = amount
             if asked is None and model.context_window is None:
                 body["max_tokens"] = out_tokens  # the bound the reservation assumed
@@ -254,6 +261,28 @@ class Admission:
                     body["max_tokens"] = int(fits)
                 return
         await self._refuse(ticket, prompt + per_out * choices)
+
+    async def _reserve_amount(self, ticket: Ticket, amount: int) -> bool:
+        """From this process's leases when they have room (or can be extended), else in
+        the store for this request alone."""
+        for _ in range(3):  # others waiting on the same extension may take it first
+            if self.leases.take(ticket.charges, amount):
+                ticket.leased = True
+                if self._keeper is None:
+                    self._keeper = asyncio.get_running_loop().create_task(self._keep_leases())
+                return True
+            if not await self.leases.extend(ticket.charges, amount):
+                break
+        return await self._reserve_batched(ticket.charges, amount)
+
+    async def _keep_leases(self) -> None:
+        """Give back what leases hold unused, while any is held."""
+        try:
+            while self.leases:
+                await asyncio.sleep(IDLE_S / 2)
+                self.leases.give_back_idle()
+        finally:
+            self._keeper = None
 
     async def _reserve_batched(self, charges: list[Charge], amount: int) -> bool:
         """One reservation, decided by the store in a transaction with others waiting now."""
@@ -331,7 +360,10 @@ class Admission:
             self.metrics.observe(ticket.key, cost)
 
     def _settle(self, ticket: Ticket, cost: int) -> None:
-        self._credit(ticket.charges, ticket.reserved, cost)
+        if ticket.leased:
+            self.leases.settle(ticket.charges, ticket.reserved, cost)
+        else:
+            self._credit(ticket.charges, ticket.reserved, cost)
         if ticket.key.limits.soft_alert is not None and ticket.key.id not in self._alerted:
             self._watch.add(ticket.key.id)
 
@@ -340,6 +372,12 @@ class Admission:
         for charge in charges:
             held, spent = self._deltas.get(charge, (0, 0))
             self._deltas[charge] = (held + reserved, spent + cost)
+        self._flush_later()  # the usage rows too, when nothing is charged
+
+    def _credit_one(self, charge: Charge, reserved: int, cost: int) -> None:
+        self._credit([charge], reserved, cost)
+
+    def _flush_later(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
 
@@ -395,7 +433,11 @@ class Admission:
             self._settle(ticket, ticket.reserved)
 
     async def aclose(self) -> None:
-        """Write the pending settlements and usage rows."""
+        """Give back the leases; write the pending settlements and usage rows."""
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
+        self.leases.give_back_all()
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self.flush()

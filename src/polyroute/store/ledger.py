@@ -2,7 +2,9 @@
 
 A reservation is a conditional ``UPDATE ... SET reserved = reserved + :amount WHERE spent +
 reserved + :amount <= budget``: the database checks and adds in one step, so the check can
-never go stale between processes (no read-modify-write). A key and its team are updated in
+never go stale between processes (no read-modify-write). A lease (a slice of the budget a
+gateway process then spends request by request, :mod:`polyroute.gateway.leases`) is the same
+statement, asking for more room than it takes. A key and its team are updated in
 one transaction, so one that does not fit leaves the other untouched. Settlements only add
 and subtract, so many can be written together. Calls are blocking: run them off the loop.
 """
@@ -39,18 +41,18 @@ def fresh_spent(t: sa.Table, start: int | sa.BindParameter[int]) -> sa.ColumnEle
 
 
 def _reserve_statement(t: sa.Table) -> sa.Update:
-    start, amount = (
+    """Reserve ``b_amount`` if ``b_need`` (≥ it) fits what is left of the budget."""
+    start, amount, need = (
         sa.bindparam("b_start", type_=sa.BigInteger),
         sa.bindparam("b_amount", type_=sa.BigInteger),
+        sa.bindparam("b_need", type_=sa.BigInteger),
     )
     fresh = fresh_spent(t, start)
     return (
         t.update()
         .where(
             t.c.id == sa.bindparam("b_id"),
-            sa.or_(
-                t.c.budget_nusd.is_(None), fresh + t.c.reserved_nusd + amount <= t.c.budget_nusd
-            ),
+            sa.or_(t.c.budget_nusd.is_(None), fresh + t.c.reserved_nusd + need <= t.c.budget_nusd),
         )
         .values(
             spent_nusd=fresh,
@@ -100,6 +102,7 @@ class Ledger:
                         params = {
                             "b_id": c.id,
                             "b_amount": amount,
+                            "b_need": amount,
                             "b_start": period_start(c.period),
                         }
                         sql, args = self._driver_sql("reserve", c.table, params)
@@ -116,6 +119,33 @@ class Ledger:
             finally:
                 cursor.close()
         return out
+
+    def lease(self, charge: Charge, amount: int, room: int) -> bool:
+        """Reserve ``amount`` for a lease if ``room`` (≥ ``amount``) is left unreserved in
+        the subject's budget (or it has none); one conditional update, like a reservation."""
+        params = {
+            "b_id": charge.id,
+            "b_amount": amount,
+            "b_need": room,
+            "b_start": period_start(charge.period),
+        }
+        with self.engine.begin() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(*self._driver_sql("reserve", charge.table, params))
+                return bool(cursor.rowcount == 1)
+            finally:
+                cursor.close()
+
+    def unreserve(self, charge: Charge, amount: int) -> None:
+        """Give back ``amount`` of a subject's reservation (a lease's unused part)."""
+        with self.engine.begin() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                undo = {"b_id": charge.id, "b_amount": amount}
+                cursor.execute(*self._driver_sql("unreserve", charge.table, undo))
+            finally:
+                cursor.close()
 
     def _driver_sql(self, kind: str, table: sa.Table, params: dict[str, Any]) -> tuple[str, Any]:
         """A statement compiled once for this engine's driver, and its arguments."""
