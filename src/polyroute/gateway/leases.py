@@ -40,7 +40,7 @@ LEASE_REQUESTS = 64
 #: Leases grow while they last less than a second, up to this many times LEASE_REQUESTS.
 MAX_SCALE = 16
 #: A lease is granted only while this many of it would still be left unreserved.
-HEADROOM = 4
+HEADROOM = 8
 #: A lease unused this long goes back to the store.
 IDLE_S = 1.0
 #: After a lease is refused (the budget is low), requests reserve one by one this long.
