@@ -7,11 +7,13 @@ store: for each request the gate finds the key (``Gate.check``), ``Admission.adm
 counts it against the rate limits and reserves its worst case, a yield stands in for the
 upstream, and ``Admission.finished`` settles it. The figure is the process's CPU time (every
 thread: the store's work runs on worker threads) per request, auth on minus the same loop
-with auth off, measured in the same run, rounds alternating:
+with auth off, measured in the same run, rounds alternating; with a budget, also auth on
+without budget leases (every request reserved in the store, as before them):
 
     python benchmarks/auth_hot_path.py                      # a key with a budget and limits
     python benchmarks/auth_hot_path.py --key limits         # rate limits only
     python benchmarks/auth_hot_path.py --profile            # cProfile's top entries, auth on
+    python benchmarks/auth_hot_path.py --rate-limits redis --redis-url redis://127.0.0.1:6379
 """
 
 from __future__ import annotations
@@ -26,23 +28,29 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 
 from polyroute.auth.keys import KEY_SCOPE
+from polyroute.auth.metrics import KeyMetrics
 from polyroute.auth.spec import KeySpec
-from polyroute.config import Config
+from polyroute.config import AuthConfig, Config
 from polyroute.gateway.admission import Admission
 from polyroute.gateway.auth import Gate
+from polyroute.gateway.leases import Leases
 from polyroute.gateway.protocol import ChatCompletionRequest
+from polyroute.gateway.windows import shared_windows
 from polyroute.providers.pool import ProviderPool
 from polyroute.store import Store
 from polyroute.store.keys import KeyStore
+from polyroute.store.ledger import Charge
 from polyroute.store.recorder import RequestRecord
 
 ADMIN_KEY = "bench-admin-key-0123456789"
@@ -63,11 +71,11 @@ class Parts:
     secret: str
 
 
-def config(db_url: str) -> Config:
+def config(db_url: str, rate_limits: str = "memory", redis_url: str | None = None) -> Config:
     return Config.model_validate(
         {
             "store": {"database_url": db_url},
-            "auth": {"rate_limits": "memory"},
+            "auth": {"rate_limits": rate_limits, "redis_url": redis_url},
             "providers": {"up": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
             "models": [
                 {"name": "echo", "provider": "up", "input_price": 0.01, "output_price": 0.01}
@@ -86,7 +94,11 @@ def build(cfg: Config, store: Store, *, auth: bool, budget: bool) -> Parts:
         spec["budget_usd"] = 1_000_000
     _, secret = keys.create_key(KeySpec.model_validate(spec))
     gate = Gate(cfg, keys)
-    return Parts(gate, Admission(cfg, keys, ProviderPool(cfg), None), secret)
+    metrics = KeyMetrics(CollectorRegistry())  # as the gateway has them with /metrics on
+    assert isinstance(cfg.auth, AuthConfig)
+    windows = shared_windows(cfg.auth, keys)
+    admission = Admission(cfg, keys, ProviderPool(cfg), None, metrics=metrics, windows=windows)
+    return Parts(gate, admission, secret)
 
 
 def scope_for(parts: Parts) -> dict[str, Any]:
@@ -146,50 +158,101 @@ async def round_(
     return time.process_time() - cpu
 
 
-async def run(args: argparse.Namespace) -> int:
+class PerRequest(Leases):
+    """No leases: every budgeted request reserved in the store on its own (as before them)."""
+
+    def take(self, charges: Sequence[Charge], amount: int) -> bool:
+        return False
+
+    async def extend(self, charges: Sequence[Charge], amount: int) -> bool:
+        return False
+
+
+async def measure(
+    *,
+    key: str = "budget",
+    requests: int = 5000,
+    concurrency: int = 64,
+    rounds: int = 5,
+    upstream_ms: float = 20.0,
+    database_url: str | None = None,
+    rate_limits: str = "memory",
+    redis_url: str | None = None,
+    profile: bool = False,
+) -> dict[str, list[float]]:
+    """CPU ms per request of each round: auth ``off``, ``on``, and (with a budget)
+    ``per-request`` (on, without leases); rounds alternate between them."""
     with tempfile.TemporaryDirectory(prefix="polyroute-authbench-") as tmp:
-        db_url = args.database_url or f"sqlite:///{Path(tmp) / 'polyroute.db'}"
-        os.environ["POLYROUTE_ADMIN_KEY"] = ADMIN_KEY
-        cfg = config(db_url)
-        up = args.upstream_ms / 1000
+        db_url = database_url or f"sqlite:///{Path(tmp) / 'polyroute.db'}"
+        os.environ.setdefault("POLYROUTE_ADMIN_KEY", ADMIN_KEY)
+        cfg = config(db_url, rate_limits, redis_url)
+        up = upstream_ms / 1000
         store = Store(db_url)
         store.migrate()
-        off = build(cfg, store, auth=False, budget=False)
-        on = build(cfg, store, auth=True, budget=args.key == "budget")
-        await round_(off, 500, args.concurrency, 0, up)  # warm-up: imports, compiled statements
-        await round_(on, 500, args.concurrency, 10**8, up)
-        if args.profile:
-            profile = cProfile.Profile()
-            profile.enable()
-            await round_(on, args.requests, args.concurrency, 2 * 10**8, up)
-            profile.disable()
-            pstats.Stats(profile).sort_stats("tottime").print_stats(25)
-        figures: dict[str, list[float]] = {"off": [], "on": []}
-        for r in range(args.rounds):
-            for name, parts in (("off", off), ("on", on)):
-                start = (3 + r * 2 + (name == "on")) * 10**8
-                cpu = await round_(parts, args.requests, args.concurrency, start, up)
-                figures[name].append(cpu / args.requests * 1000)
+        sides = {
+            "off": build(cfg, store, auth=False, budget=False),
+            "on": build(cfg, store, auth=True, budget=key == "budget"),
+        }
+        if key == "budget":
+            old = sides["per-request"] = build(cfg, store, auth=True, budget=True)
+            assert old.admission is not None
+            old.admission.leases = PerRequest(old.admission.keys, old.admission._credit_one)
+        for n, parts in enumerate(sides.values()):  # warm-up: imports, compiled statements
+            await round_(parts, 500, concurrency, n * 10**8, up)
+        if profile:
+            prof = cProfile.Profile()
+            prof.enable()
+            await round_(sides["on"], requests, concurrency, 9 * 10**8, up)
+            prof.disable()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        figures: dict[str, list[float]] = {name: [] for name in sides}
+        n = 10 * 10**8
+        for _ in range(rounds):
+            for name, parts in sides.items():
+                n += 10**7
+                cpu = await round_(parts, requests, concurrency, n, up)
+                figures[name].append(cpu / requests * 1000)
         store.dispose()
-    a, b = statistics.median(figures["off"]), statistics.median(figures["on"])
-    added = b - a
-    mark = "PASS" if added <= TARGET_MS else "MISS"
+    return figures
+
+
+def summary(figures: dict[str, list[float]]) -> list[str]:
+    """The figures as printed: median round per side, added over auth off, every round."""
+    off = statistics.median(figures["off"])
+    lines = []
+    for name, rounds in figures.items():
+        median = statistics.median(rounds)
+        what = {"off": "auth off", "on": "auth on", "per-request": "auth on, no leases"}[name]
+        added = "" if name == "off" else f", added {median - off:.3f} ms"
+        mark = ""
+        if name == "on":
+            mark = f"  [{'PASS' if median - off <= TARGET_MS else 'MISS'}] ≤ {TARGET_MS} ms"
+        each = " ".join(f"{x:.3f}" for x in rounds)
+        lines.append(f"  {what:<20} {median:.3f} ms/request{added}{mark}   (rounds: {each})")
+    return lines
+
+
+async def run(args: argparse.Namespace) -> int:
+    figures = await measure(
+        key=args.key,
+        requests=args.requests,
+        concurrency=args.concurrency,
+        rounds=args.rounds,
+        upstream_ms=args.upstream_ms,
+        database_url=args.database_url,
+        rate_limits=args.rate_limits,
+        redis_url=args.redis_url,
+        profile=args.profile,
+    )
     what = "a budget and rate limits" if args.key == "budget" else "rate limits"
     where = "PostgreSQL" if args.database_url else "SQLite"
+    if args.rate_limits != "memory":
+        where += f"; RPM and TPM shared through {args.rate_limits}"
     print(
-        f"auth hot path in process ({what}; {args.requests} requests a round at concurrency "
-        f"{args.concurrency}, {args.rounds} rounds; {where})"
+        f"auth hot path in process, CPU per request, median round ({what}; {args.requests} "
+        f"requests a round at concurrency {args.concurrency}, {args.rounds} rounds; {where})"
     )
-    print(
-        f"  CPU per request, median round: auth off {a:.3f} ms, auth on {b:.3f} ms, "
-        f"added {added:.3f} ms  [{mark}] ≤ {TARGET_MS} ms"
-    )
-    print(
-        "  rounds (ms/request): off "
-        + " ".join(f"{x:.3f}" for x in figures["off"])
-        + "; on "
-        + " ".join(f"{x:.3f}" for x in figures["on"])
-    )
+    print("\n".join(summary(figures)))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"  load average {load}")
     print(f"\nReproduce: {shlex.join(['python', 'benchmarks/auth_hot_path.py', *sys.argv[1:]])}")
@@ -206,6 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--key", choices=("budget", "limits"), default="budget", help="[budget]")
     p.add_argument("--database-url", help="a PostgreSQL URL instead of a temporary SQLite file")
+    p.add_argument(
+        "--rate-limits",
+        choices=("memory", "database", "redis"),
+        default="memory",
+        help="auth.rate_limits: where RPM and TPM are also counted [memory]",
+    )
+    p.add_argument("--redis-url", help="with --rate-limits redis: e.g. redis://127.0.0.1:6379/0")
     p.add_argument("--profile", action="store_true", help="print cProfile's top entries first")
     args = p.parse_args(argv)
     return asyncio.run(run(args))

@@ -48,7 +48,8 @@ const fmt = {
     const a = Math.abs(v);
     if (a >= 100) return "$" + v.toFixed(0);
     if (a >= 1) return "$" + v.toFixed(2);
-    return "$" + v.toPrecision(2).replace(/0+$/, "");
+    // Two significant digits; 0.99998 rounds to "1.0", shown as "$1" (not "$1.").
+    return "$" + v.toPrecision(2).replace(/\.?0+$/, "");
   },
   time(iso) {
     const d = new Date(iso);
