@@ -101,6 +101,7 @@ def test_keys_panel_for_the_admin_and_own_traces_for_a_dashboard_key(
         assert "Teams: research $" in page.inner_text("#keys")
         assert page.locator("#traces tbody tr.clickable").count() == 5
         assert page.inner_text("#cards .card:first-child .value") == "5"
+        assert all(t.is_visible() for t in page.locator(".totals").all())
         panel.screenshot(path=str(shots / "dashboard-keys.png"))
         assert problems == []
         context.close()
@@ -108,6 +109,9 @@ def test_keys_panel_for_the_admin_and_own_traces_for_a_dashboard_key(
         # A dashboard key: its own two traces, no keys panel and no totals.
         context, page, problems = _open(chromium, f"{root}/ui?key={viewer['secret']}")
         assert page.locator("#keys-panel").is_hidden()
+        # The panels of everyone's totals are hidden, not left empty.
+        assert page.locator("#cards").is_hidden() and page.locator(".totals").count() == 4
+        assert all(not t.is_visible() for t in page.locator(".totals").all())
         own = page.locator("#traces tbody tr.clickable")
         assert own.count() == 2
         ids = {own.nth(i).get_attribute("data-id") for i in range(own.count())}

@@ -3,11 +3,11 @@
 ``admit`` checks the key may use the model, counts the request against its rate limits, and
 reserves its worst-case cost (keys or teams with a budget only): from this process's lease of
 the budget while it has plenty left (:mod:`polyroute.gateway.leases`, no store work), else in
-the store. The chat
-service's observer hook hands each finished request to ``finished``, which settles the
-reservation to the real cost (or releases it on failure) off the request path. A request
-that ends without reaching the observer (cancelled, or a bug) is settled by ``release`` when
-its response is done, at its reservation, so a reservation never leaks and never undercounts.
+the store. The chat service's observer hook hands each finished request to ``finished``,
+which settles the reservation to the real cost (or releases it on failure) off the request
+path. A request that ends without reaching the observer (cancelled, or a bug) is settled by
+``release`` when its response is done, at its reservation, so a reservation never leaks and
+never undercounts.
 """
 
 from __future__ import annotations

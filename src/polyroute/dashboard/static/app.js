@@ -387,6 +387,9 @@ async function refresh() {
       api("summary", w), api("timeseries", w), api("model-mix", w), api("feedback", w),
       api("routers"), api("leaderboard"), api("keys"),
     ].map(allowed));
+    // A key with the dashboard permission may read its own traces, not everyone's totals
+    // (403): its page shows the trace explorer alone.
+    for (const el of document.querySelectorAll(".totals")) el.hidden = summary === null;
     if (summary) {
       for (const m of summary.models.slice().sort()) colorFor(m);
       renderCards(summary);
