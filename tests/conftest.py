@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from hypothesis import settings
 from tests.support.echo_upstream import EchoUpstream, running_echo_upstream
 from tests.support.postgres import postgres_server, postgres_url, store_url  # noqa: F401
+from tests.support.redis import redis_server, redis_url  # noqa: F401
 
 from polyroute.config import Config
 from polyroute.gateway import create_app

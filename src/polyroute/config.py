@@ -156,8 +156,11 @@ class AuthConfig(_Strict):
     #: takes effect on every replica within this time (keep it under 5).
     cache_ttl_s: float = Field(2.0, gt=0, le=5)
     #: Where RPM and TPM are counted: this process only, or also the store's database (shared
-    #: by every replica on the same PostgreSQL). ``parallel`` is always per process.
-    rate_limits: Literal["memory", "database"] = "memory"
+    #: by every replica on the same PostgreSQL), or Redis (``redis_url``, shared by every
+    #: replica using it). ``parallel`` is always per process.
+    rate_limits: Literal["memory", "database", "redis"] = "memory"
+    #: The Redis server for ``rate_limits: redis``, e.g. ``redis://127.0.0.1:6379/0``.
+    redis_url: str | None = None
     #: A budgeted key's request that sets no max_tokens, on a model whose context window is
     #: not known, is sent with this max_tokens, so that its worst case is known and reserved.
     default_max_tokens: int = Field(4096, gt=0)
@@ -165,6 +168,14 @@ class AuthConfig(_Strict):
     #: (the process was killed) is charged at its worst case after this. Keep it above the
     #: longest request: a request that outlives it is charged its worst case too.
     reservation_ttl_s: float = Field(900.0, gt=0)
+
+    @model_validator(mode="after")
+    def _redis_has_a_url(self) -> AuthConfig:
+        if self.rate_limits == "redis" and not self.redis_url:
+            raise ValueError(
+                "auth.rate_limits: redis needs auth.redis_url (e.g. redis://127.0.0.1:6379/0)"
+            )
+        return self
 
 
 _warned: set[str] = set()

@@ -7,6 +7,8 @@ first ``MAX_KEYS`` keys seen get their own label, later ones share ``other``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter
 
 from polyroute.auth.keys import KeyInfo
@@ -31,16 +33,20 @@ class KeyMetrics:
             ["key", "team"],
             registry=registry,
         )
-        self._labels: dict[str, tuple[str, str]] = {}
+        # Each key's two counter children, found once: ``labels()`` costs a lock and a
+        # lookup a request otherwise.
+        self._children: dict[str, tuple[Any, Any]] = {}
 
     def observe(self, key: KeyInfo, cost_nusd: int) -> None:
-        labels = self._labels.get(key.id)
-        if labels is None:
-            if len(self._labels) >= MAX_KEYS:
+        children = self._children.get(key.id)
+        if children is None:
+            if len(self._children) >= MAX_KEYS:
                 labels = (OTHER, OTHER)
             else:
                 labels = (key.alias or key.id, key.team_id or "")
-                self._labels[key.id] = labels
-        self.requests.labels(*labels).inc()
+            children = (self.requests.labels(*labels), self.cost.labels(*labels))
+            if len(self._children) < MAX_KEYS:
+                self._children[key.id] = children
+        children[0].inc()
         if cost_nusd > 0:
-            self.cost.labels(*labels).inc(cost_nusd / 1e9)
+            children[1].inc(cost_nusd / 1e9)

@@ -36,6 +36,7 @@ from polyroute.config import AuthConfig, Config, ModelConfig
 from polyroute.errors import BudgetExceeded, InvalidRequest, PermissionDenied
 from polyroute.gateway.protocol import ChatCompletionRequest
 from polyroute.gateway.routing import RouterHub
+from polyroute.gateway.windows import SharedWindows
 from polyroute.providers.pool import ProviderPool
 from polyroute.store import schema
 from polyroute.store.keys import KeyStore
@@ -94,7 +95,7 @@ class Admission:
         pool: ProviderPool,
         routers: RouterHub | None,
         *,
-        shared_limits: bool = False,
+        windows: SharedWindows | None = None,
         metrics: KeyMetrics | None = None,
     ) -> None:
         self.config = config
@@ -102,7 +103,7 @@ class Admission:
         self.pool = pool
         self.routers = routers
         self.limiter = RateLimiter()
-        self.shared_limits = shared_limits
+        self.windows = windows  # RPM and TPM shared by replicas (the store or Redis)
         self.metrics = metrics
         auth = config.auth
         auth_config = auth if isinstance(auth, AuthConfig) else AuthConfig()
@@ -145,8 +146,8 @@ class Admission:
         if key.limits.rpm is not None or key.limits.tpm is not None:
             ticket.headers = self.limiter.headers(subjects[0][0], key.limits)
         try:
-            if self.shared_limits:
-                await self._shared_limits(ticket)
+            if self.windows is not None:
+                await self._shared_limits(ticket, self.windows)
             if ticket.charges:
                 await self._reserve(ticket, chat, body)
         except BaseException:
@@ -158,19 +159,16 @@ class Admission:
         self._own(trace_id, key.id)
         return ticket
 
-    async def _shared_limits(self, ticket: Ticket) -> None:
-        """RPM and TPM counted in the store, per calendar minute, shared by every replica."""
+    async def _shared_limits(self, ticket: Ticket, shared: SharedWindows) -> None:
+        """RPM and TPM counted per calendar minute where every replica sees them."""
         minute = int(time.time() // 60)
         for subject, limits in ticket.subjects:
             if limits.rpm is None and limits.tpm is None:
                 continue
-            counted = await asyncio.to_thread(
-                self.keys.hit_window, subject, minute, limits.rpm, limits.tpm
-            )
-            if counted is not None:
+            counted, requests, tokens = await shared.hit(subject, minute, limits.rpm, limits.tpm)
+            if counted:
                 ticket.windows.append((subject, minute))
                 continue
-            requests, tokens = await asyncio.to_thread(self.keys.window_usage, subject, minute)
             wait = 60 - time.time() % 60
             headers = {}
             if limits.rpm is not None:
@@ -368,9 +366,15 @@ class Admission:
         if not holds and not rows and not windows:
             return
         try:
-            await asyncio.to_thread(self.keys.settle_many, {}, rows, windows, holds)
+            if holds or rows:
+                await asyncio.to_thread(self.keys.settle_many, {}, rows, None, holds)
         except Exception:
             log.exception("settling %d requests and %d usage rows failed", len(holds), len(rows))
+        if windows and self.windows is not None:
+            try:
+                await self.windows.add_tokens(windows)
+            except Exception:
+                log.exception("counting the tokens of %d shared minutes failed", len(windows))
         watch, self._watch = self._watch, set()
         if watch:
             try:
@@ -432,6 +436,8 @@ class Admission:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self.flush()
+        if self.windows is not None:
+            await self.windows.aclose()
 
     # -- who made a trace ---------------------------------------------------------------
 

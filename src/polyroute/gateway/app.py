@@ -45,6 +45,7 @@ from polyroute.gateway.learning import OnlineLearning, RecentTraces
 from polyroute.gateway.messages import CountTokensService, MessagesService
 from polyroute.gateway.protocol import ChatCompletionRequest, openapi_body
 from polyroute.gateway.routing import AUTO, build_router_hub
+from polyroute.gateway.windows import shared_windows
 from polyroute.providers.pool import ProviderPool
 from polyroute.store import Recorder, Store
 from polyroute.store.keys import KeyStore
@@ -93,8 +94,9 @@ class Gateway:
                 self.keys,
                 self.pool,
                 self.routers,
-                shared_limits=isinstance(config.auth, AuthConfig)
-                and config.auth.rate_limits == "database",
+                windows=shared_windows(config.auth, self.keys)
+                if isinstance(config.auth, AuthConfig)
+                else None,
                 metrics=KeyMetrics(self.telemetry.metrics.registry)
                 if self.telemetry.metrics is not None
                 else None,

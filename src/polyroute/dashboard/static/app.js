@@ -48,7 +48,8 @@ const fmt = {
     const a = Math.abs(v);
     if (a >= 100) return "$" + v.toFixed(0);
     if (a >= 1) return "$" + v.toFixed(2);
-    return "$" + v.toPrecision(2).replace(/0+$/, "");
+    // Two significant digits; 0.99998 rounds to "1.0", shown as "$1" (not "$1.").
+    return "$" + v.toPrecision(2).replace(/\.?0+$/, "");
   },
   time(iso) {
     const d = new Date(iso);
@@ -387,6 +388,9 @@ async function refresh() {
       api("summary", w), api("timeseries", w), api("model-mix", w), api("feedback", w),
       api("routers"), api("leaderboard"), api("keys"),
     ].map(allowed));
+    // A key with the dashboard permission may read its own traces, not everyone's totals
+    // (403): its page shows the trace explorer alone.
+    for (const el of document.querySelectorAll(".totals")) el.hidden = summary === null;
     if (summary) {
       for (const m of summary.models.slice().sort()) colorFor(m);
       renderCards(summary);
