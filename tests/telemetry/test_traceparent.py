@@ -67,6 +67,9 @@ def test_with_tracing_on_the_gateway_span_joins_the_callers_trace(
     echo_upstream: EchoUpstream, db_url: str
 ) -> None:
     seen = echo_upstream.stats.trace_headers
+    # The session's upstream records only its first 1000 requests: start this test's count.
+    echo_upstream.stats.bodies.clear()
+    seen.clear()
     first = len(seen)
     with running_otlp_receiver() as collector:
         config = app_config(echo_upstream.base_url, db_url, otlp_endpoint=collector.url)
@@ -122,6 +125,9 @@ def test_with_tracing_off_a_traceparent_passes_through_unchanged(
     echo_upstream: EchoUpstream, db_url: str
 ) -> None:
     seen = echo_upstream.stats.trace_headers
+    # The session's upstream records only its first 1000 requests: start this test's count.
+    echo_upstream.stats.bodies.clear()
+    seen.clear()
     first = len(seen)
     with client_for(app_config(echo_upstream.base_url, db_url)) as client:
         passed = client.chat.completions.create(
