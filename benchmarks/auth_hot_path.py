@@ -72,7 +72,7 @@ def config(db_url: str, rate_limits: str = "memory", redis_url: str | None = Non
         {
             "store": {"database_url": db_url},
             "auth": {"rate_limits": rate_limits, "redis_url": redis_url},
-            "providers": {"up": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+            "providers": {"up": {"api": "openai", "base_url": "http://127.0.0.1:9/v1"}},
             "models": [
                 {"name": "echo", "provider": "up", "input_price": 0.01, "output_price": 0.01}
             ],

@@ -349,7 +349,7 @@ def throughput_phase(servers: dict[str, Server], args: argparse.Namespace) -> Ru
             plan.append(("litellm", 32))  # the figure
         for r in range(args.rounds):
             for name, conc in plan:
-                profile = args.profile if name == "polyroute" and r == 0 else None
+                profile = args.profile if name.startswith("polyroute") and r == 0 else None
                 label = f"{name}-{'stream' if stream else 'json'}-c{conc}"
                 with py_spy(profile, servers[name].pid, label, args.duration):
                     t = throughput_run(

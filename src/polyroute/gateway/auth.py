@@ -11,7 +11,9 @@ The gate runs ahead of everything else (the chat fast path included), once per r
 - CORS headers only for the configured origins; security headers on ``/ui``.
 
 A key is looked up once and then trusted for ``auth.cache_ttl_s`` seconds (≤ 5), so a
-revocation reaches every replica within that time without a database read per request.
+revocation reaches every replica within that time without a database read per request;
+requests that miss together (as every request in flight does when an entry expires under
+load) share one read.
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ class Gate:
         self.metrics_token = os.environ.get(token_env) if token_env else None
         self.ttl = self.auth.cache_ttl_s
         self._cache: dict[str, tuple[KeyInfo | None, float]] = {}
+        self._loading: dict[str, asyncio.Future[KeyInfo | None]] = {}
 
     # -- the Host header ----------------------------------------------------------------
 
@@ -169,18 +172,30 @@ class Gate:
         """The usable key this secret belongs to, or None (unknown, revoked, expired)."""
         if self.admin is not None and hmac.compare_digest(secret, self.admin):
             return ADMIN
-        now = time.monotonic()
         cached = self._cache.get(secret)
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > time.monotonic():
             key = cached[0]
         else:
-            key = await self._load(secret)
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
-            self._cache[secret] = (key, now + self.ttl)
+            # One read per secret however many requests miss together: when an entry
+            # expires under load, every request in flight with that key misses at once.
+            loading = self._loading.get(secret)
+            if loading is None:
+                loading = asyncio.ensure_future(self._load_into_cache(secret))
+                self._loading[secret] = loading
+            key = await asyncio.shield(loading)  # one waiter cancelled: the read goes on
         if key is None or key.why_unusable() is not None:
             return None
         return key
+
+    async def _load_into_cache(self, secret: str) -> KeyInfo | None:
+        try:
+            key = await self._load(secret)
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[secret] = (key, time.monotonic() + self.ttl)
+            return key
+        finally:
+            del self._loading[secret]
 
     async def _load(self, secret: str) -> KeyInfo | None:
         key_id = secrets.key_id_of(secret)

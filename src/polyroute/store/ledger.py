@@ -133,6 +133,7 @@ class Ledger:
         (:meth:`settle_many`'s ``holds``) or ``ttl_s`` passes (:meth:`expire_holds`).
         """
         out: list[bool] = []
+        holds: list[tuple[str, Any]] = []
         expires = int(time.time() + ttl_s)
         with self.engine.begin() as conn:
             # The driver's own cursor, in SQLAlchemy's transaction: these statements are the
@@ -163,8 +164,10 @@ class Ledger:
                             hold = {"b_request": held_for[len(out)], "b_table": c.table.name,
                                     "b_id": c.id, "b_period": c.period, "b_amount": amount,
                                     "b_expires": expires}  # fmt: skip
-                            cursor.execute(*self._driver_sql("hold", H, hold))
+                            holds.append(self._driver_sql("hold", H, hold))
                     out.append(ok)
+                if holds:  # one statement for the batch's holds (they decide nothing)
+                    cursor.executemany(holds[0][0], [args for _, args in holds])
             finally:
                 cursor.close()
         return out
