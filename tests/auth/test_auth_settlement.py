@@ -61,3 +61,35 @@ async def test_a_request_finishing_during_a_flush_is_written_by_the_next(db_url:
     assert keys.spend(key.id)["by_model"]["echo"]["requests"] == 2
     await admission.aclose()
     store.dispose()
+
+
+class FlakyKeyStore(KeyStore):
+    """Its first two settlements fail, as a store that is briefly locked would."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.calls = 0
+
+    def settle_many(self, *args: Any) -> None:
+        self.calls += 1
+        if self.calls <= 2:
+            raise RuntimeError("database is locked")
+        super().settle_many(*args)
+
+
+async def test_a_failed_settlement_is_tried_again_not_dropped(db_url: str) -> None:
+    store = Store(db_url)
+    store.migrate()
+    keys = FlakyKeyStore(store.engine)
+    config = auth_config("http://127.0.0.1:9/v1", db_url)
+    admission = Admission(config, keys, ProviderPool(config), None)
+    key, _ = keys.create_key(KeySpec())
+    _finish(admission, key, "chatcmpl-a")
+    for _ in range(200):  # bounded: 10 s
+        if keys.spend(key.id)["by_model"].get("echo", {}).get("requests") == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert keys.calls == 3
+    assert keys.spend(key.id)["by_model"]["echo"]["requests"] == 1
+    await admission.aclose()
+    store.dispose()

@@ -22,7 +22,7 @@ from tests.support.otlp_receiver import ReceivedSpan, running_otlp_receiver
 from polyroute.config import Config
 from polyroute.gateway import create_app
 from polyroute.store import rows
-from polyroute.telemetry.propagation import parse_traceparent
+from polyroute.telemetry.propagation import begin_request, parse_traceparent
 
 USER = [{"role": "user", "content": "hello there"}]
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -190,3 +190,32 @@ def test_a_journal_line_from_before_migration_0004_is_still_read() -> None:
     assert request[0] == "chatcmpl-old" and request[-2:] == [None, None]
     with pytest.raises(ValueError, match="number of request columns"):
         rows.decode_line(line.replace(b",null,null,null,null],[]]", b"],[]]"))
+
+
+def test_trace_headers_that_are_not_ascii_are_dropped_not_forwarded() -> None:
+    """An HTTP client cannot encode them on the upstream call: forwarding one would fail
+    the request; W3C trace context is ASCII."""
+    import contextvars
+    from datetime import UTC, datetime
+
+    from polyroute.providers.trace_headers import UPSTREAM_TRACE_HEADERS
+    from polyroute.store.recorder import RequestRecord
+
+    parent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    def carried(headers: list[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+        def run() -> tuple[tuple[str, str], ...]:
+            record = RequestRecord(
+                id="chatcmpl-x", created_at=datetime.now(UTC), requested_model="m", stream=False
+            )
+            begin_request(None, headers, record)  # tracing off: passed through
+            return tuple(UPSTREAM_TRACE_HEADERS.get())
+
+        return contextvars.copy_context().run(run)
+
+    assert carried([(b"traceparent", parent), (b"tracestate", "rojo=\xe9".encode("latin-1"))]) == (
+        ("traceparent", parent.decode()),
+    )
+    assert carried([(b"traceparent", parent + "\xe9".encode("latin-1"))]) == ()
+    both = carried([(b"traceparent", parent), (b"tracestate", b"rojo=00f067aa0ba902b7")])
+    assert both == (("traceparent", parent.decode()), ("tracestate", "rojo=00f067aa0ba902b7"))

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 TICKET_SCOPE = "polyroute.ticket"
 #: How long settlements wait to be written together: a reservation is held this much longer.
 SETTLE_DELAY_S = 0.05
+#: Failed settlement flushes in a row that are tried again (backing off, up to 5 s apart).
+SETTLE_RETRIES = 10
 _OWNERS = 50_000  # recent trace → key, for feedback checks without a database read
 
 
@@ -122,6 +124,7 @@ class Admission:
         self._owners: OrderedDict[str, str] = OrderedDict()
         self._usage: list[dict[str, Any]] = []  # unbudgeted usage rows, written in batches
         self._flusher: asyncio.Task[None] | None = None
+        self._failed_flushes = 0  # in a row
 
     # -- before the upstream ------------------------------------------------------------
 
@@ -353,7 +356,7 @@ class Admission:
         # Until nothing is pending: what arrived while a flush was in the store goes next
         # (a credit only starts a flusher when none is running).
         while True:
-            await asyncio.sleep(SETTLE_DELAY_S)
+            await asyncio.sleep(min(5.0, SETTLE_DELAY_S * 2**self._failed_flushes))
             await self.flush()
             if not (self._holds or self._usage or self._window_tokens or self._watch):
                 return
@@ -368,8 +371,31 @@ class Admission:
         try:
             if holds or rows:
                 await asyncio.to_thread(self.keys.settle_many, {}, rows, None, holds)
+            self._failed_flushes = 0
         except Exception:
-            log.exception("settling %d requests and %d usage rows failed", len(holds), len(rows))
+            # The transaction rolled back: put the work back for the next flush (a hold left
+            # in the store would be charged its worst case once it expires, and the usage
+            # rows would be lost). Past SETTLE_RETRIES failures in a row, give up loudly.
+            self._failed_flushes += 1
+            if self._failed_flushes <= SETTLE_RETRIES:
+                log.warning(
+                    "settling %d requests failed (%d of %d tries); trying again",
+                    len(holds),
+                    self._failed_flushes,
+                    SETTLE_RETRIES,
+                    exc_info=True,
+                )
+                self._holds = {**holds, **self._holds}
+                self._usage[:0] = rows
+            else:
+                self._failed_flushes = 0
+                log.exception(
+                    "settling %d requests and %d usage rows failed %d times: their holds "
+                    "will be charged at their reservation after auth.reservation_ttl_s",
+                    len(holds),
+                    len(rows),
+                    SETTLE_RETRIES + 1,
+                )
         if windows and self.windows is not None:
             try:
                 await self.windows.add_tokens(windows)

@@ -73,10 +73,12 @@ def begin_request(
     """
     parent = state = None
     for name, value in raw_headers:
-        if name == b"traceparent":
-            parent = value.decode("latin-1")
-        elif name == b"tracestate":
-            state = value.decode("latin-1")
+        # W3C trace context is ASCII; anything else is dropped, never forwarded (an HTTP
+        # client would fail to encode it on the upstream call).
+        if name == b"traceparent" and value.isascii():
+            parent = value.decode("ascii")
+        elif name == b"tracestate" and value.isascii():
+            state = value.decode("ascii")
     if begin is not None:
         carried = begin(parent, state, record)
     elif parent is not None:
