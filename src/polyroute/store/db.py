@@ -17,6 +17,9 @@ from polyroute.store.learning import LearningStore
 from polyroute.store.migrations import MIGRATIONS
 from polyroute.store.traces import TraceStore
 
+#: The PostgreSQL advisory lock that serialises migrations ("poly" in ASCII).
+_MIGRATE_LOCK = 0x706F6C79
+
 
 class Store(TraceStore, LearningStore):
     """A SQLAlchemy engine with polyroute's schema. Calls are blocking: run them off the loop.
@@ -62,6 +65,10 @@ class Store(TraceStore, LearningStore):
         """Apply the migrations not yet applied, in order; return their names."""
         applied_now: list[str] = []
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Replicas (Ray Serve, a Deployment) start together on one database: one
+                # migrates, the others wait here and then find it done. Released at commit.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
             schema.schema_migrations.create(conn, checkfirst=True)
             done = set(conn.scalars(sa.select(schema.schema_migrations.c.name)))
             ops = Operations(MigrationContext.configure(conn))
