@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.auth.support import auth_config
 
@@ -43,12 +43,20 @@ def _finish(admission: Admission, key: KeyInfo, trace_id: str) -> None:
     admission.finished(record)
 
 
-async def test_a_request_finishing_during_a_flush_is_written_by_the_next(db_url: str) -> None:
+K = TypeVar("K", bound=KeyStore)
+
+
+def _parts(db_url: str, keys_type: type[K]) -> tuple[Store, K, Admission]:
+    """A migrated store, its keys (of ``keys_type``) and the admission that settles them."""
     store = Store(db_url)
     store.migrate()
-    keys = SlowKeyStore(store.engine)
+    keys = keys_type(store.engine)
     config = auth_config("http://127.0.0.1:9/v1", db_url)
-    admission = Admission(config, keys, ProviderPool(config), None)
+    return store, keys, Admission(config, keys, ProviderPool(config), None)
+
+
+async def test_a_request_finishing_during_a_flush_is_written_by_the_next(db_url: str) -> None:
+    store, keys, admission = _parts(db_url, SlowKeyStore)
     key, _ = keys.create_key(KeySpec())
     _finish(admission, key, "chatcmpl-a")
     await asyncio.to_thread(keys.entered.wait, 10)  # the first flush is in the store now
@@ -78,11 +86,7 @@ class FlakyKeyStore(KeyStore):
 
 
 async def test_a_failed_settlement_is_tried_again_not_dropped(db_url: str) -> None:
-    store = Store(db_url)
-    store.migrate()
-    keys = FlakyKeyStore(store.engine)
-    config = auth_config("http://127.0.0.1:9/v1", db_url)
-    admission = Admission(config, keys, ProviderPool(config), None)
+    store, keys, admission = _parts(db_url, FlakyKeyStore)
     key, _ = keys.create_key(KeySpec())
     _finish(admission, key, "chatcmpl-a")
     for _ in range(200):  # bounded: 10 s

@@ -56,6 +56,14 @@ def stored(db_url: str, request_id: str) -> tuple[str | None, str | None]:
     return row[0], row[1]
 
 
+def fresh_trace_headers(echo_upstream: EchoUpstream) -> list[dict[str, str]]:
+    """The upstream's record of trace headers, emptied: the session's upstream records only
+    its first 1000 requests, so a test starts its own count."""
+    echo_upstream.stats.bodies.clear()
+    echo_upstream.stats.trace_headers.clear()
+    return echo_upstream.stats.trace_headers
+
+
 def wait_for(spans: list[ReceivedSpan], n: int) -> None:
     for _ in range(100):  # the exporter's last POST may land just after shutdown
         if len(spans) >= n:
@@ -66,10 +74,7 @@ def wait_for(spans: list[ReceivedSpan], n: int) -> None:
 def test_with_tracing_on_the_gateway_span_joins_the_callers_trace(
     echo_upstream: EchoUpstream, db_url: str
 ) -> None:
-    seen = echo_upstream.stats.trace_headers
-    # The session's upstream records only its first 1000 requests: start this test's count.
-    echo_upstream.stats.bodies.clear()
-    seen.clear()
+    seen = fresh_trace_headers(echo_upstream)
     first = len(seen)
     with running_otlp_receiver() as collector:
         config = app_config(echo_upstream.base_url, db_url, otlp_endpoint=collector.url)
@@ -124,10 +129,7 @@ def test_with_tracing_on_the_gateway_span_joins_the_callers_trace(
 def test_with_tracing_off_a_traceparent_passes_through_unchanged(
     echo_upstream: EchoUpstream, db_url: str
 ) -> None:
-    seen = echo_upstream.stats.trace_headers
-    # The session's upstream records only its first 1000 requests: start this test's count.
-    echo_upstream.stats.bodies.clear()
-    seen.clear()
+    seen = fresh_trace_headers(echo_upstream)
     first = len(seen)
     with client_for(app_config(echo_upstream.base_url, db_url)) as client:
         passed = client.chat.completions.create(

@@ -52,6 +52,22 @@ def fresh_spent(t: sa.Table, start: int | sa.BindParameter[int]) -> sa.ColumnEle
     return sa.case((t.c.period_start < start, 0), else_=t.c.spent_nusd)
 
 
+def _charge(conn: sa.Connection, c: Charge, reserved: int, cost: int) -> None:
+    """Drop ``reserved`` from a subject's reservation and add ``cost`` to its spend (in the
+    current period: one that has ended starts again from zero). Only adds: never stale."""
+    start = period_start(c.period)
+    t = c.table
+    conn.execute(
+        t.update()
+        .where(t.c.id == c.id)
+        .values(
+            spent_nusd=fresh_spent(t, start) + cost,
+            period_start=sa.case((t.c.period_start < start, start), else_=t.c.period_start),
+            reserved_nusd=t.c.reserved_nusd - reserved,
+        )
+    )
+
+
 def _reserve_statement(t: sa.Table) -> sa.Update:
     start, amount = (
         sa.bindparam("b_start", type_=sa.BigInteger),
@@ -235,21 +251,9 @@ class Ledger:
                     deltas[c] = (held + hold.reserved, spent + hold.cost)
             if gone:
                 usage = [row for row in usage if row["request_id"] not in gone]
-            for c, (reserved, cost) in deltas.items():
-                start = period_start(c.period)
-                fresh = fresh_spent(c.table, start)
-                conn.execute(
-                    c.table.update()
-                    .where(c.table.c.id == c.id)
-                    .values(
-                        spent_nusd=fresh + cost,
-                        period_start=sa.case(
-                            (c.table.c.period_start < start, start),
-                            else_=c.table.c.period_start,
-                        ),
-                        reserved_nusd=c.table.c.reserved_nusd - reserved,
-                    )
-                )
+            # In one order (table, id): two replicas settling the same keys cannot deadlock.
+            for c in sorted(deltas, key=lambda c: (c.table.name, c.id)):
+                _charge(conn, c, *deltas[c])
             if usage:
                 conn.execute(U.insert(), list(usage))
             for (subject, window), tokens in (window_tokens or {}).items():
@@ -294,20 +298,9 @@ class Ledger:
                 if not rows or deleted != len(rows):
                     continue  # another gateway charged it (or it was settled) meanwhile
                 subjects = {r.subject_table: r.subject_id for r in rows}
-                for r in rows:
-                    t = _TABLES[r.subject_table]
-                    start = period_start(r.period)
-                    conn.execute(
-                        t.update()
-                        .where(t.c.id == r.subject_id)
-                        .values(
-                            spent_nusd=fresh_spent(t, start) + r.amount_nusd,
-                            period_start=sa.case(
-                                (t.c.period_start < start, start), else_=t.c.period_start
-                            ),
-                            reserved_nusd=t.c.reserved_nusd - r.amount_nusd,
-                        )
-                    )
+                for r in sorted(rows, key=lambda r: (r.subject_table, r.subject_id)):
+                    held = Charge(_TABLES[r.subject_table], r.subject_id, r.period)
+                    _charge(conn, held, r.amount_nusd, r.amount_nusd)  # at its reservation
                 if "api_keys" in subjects:
                     conn.execute(
                         U.insert().values(
