@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 # What a running gateway must never load: training/eval/import code and the bench runner.
 OFFLINE = ("polyroute.routing_eval", "polyroute.bench", "polyroute.cli")
@@ -45,3 +47,24 @@ def test_the_gateway_and_the_cli_do_not_import_ray() -> None:
         [sys.executable, "-c", _RAY_PROBE], capture_output=True, text=True, check=True, timeout=120
     ).stdout.split()
     assert out == []
+
+
+def _imports_ray(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        if any(n == "ray" or n.startswith("ray.") for n in names):
+            return True
+    return False
+
+
+def test_only_deploy_ray_imports_ray() -> None:
+    """Every use of Ray goes through polyroute/deploy/ray.py (the CLI calls its deploy() and
+    delete()), however lazily another module would import it."""
+    src = Path(__file__).resolve().parents[1] / "src" / "polyroute"
+    importers = sorted(str(p.relative_to(src)) for p in src.rglob("*.py") if _imports_ray(p))
+    assert importers == ["deploy/ray.py"]

@@ -27,6 +27,7 @@
     ├── HostNotAllowed                   421 host_not_allowed (Host header not on the allow-list)
     ├── BudgetExceeded                   429 budget_exceeded (with the remaining budget)
     ├── KeyRateLimited                   429 rate_limit_exceeded (a key's/team's RPM, TPM, parallel)
+    ├── ReplicaLost                      502 replica_lost (Ray Serve: the replica died mid-request)
     └── UpstreamError                    502 upstream_error
         ├── UpstreamTimeout              504 upstream_timeout
         ├── UpstreamUnreachable          502 upstream_unreachable
@@ -189,6 +190,19 @@ class KeyRateLimited(PolyrouteError):
     status_code = 429
     error_type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class ReplicaLost(PolyrouteError):
+    """The gateway replica that had the request stopped before it answered (Ray Serve's
+    proxy got no response: the replica was killed, ran out of memory or lost its node).
+
+    Sent by the proxy, not by a gateway (:mod:`polyroute.deploy.ray_proxy`). The request may
+    have reached the upstream; a retry reaches a live replica.
+    """
+
+    status_code = 502
+    error_type = "server_error"
+    code = "replica_lost"
 
 
 # An upstream that echoes the key it was sent ("Incorrect API key provided: sk-...") must not

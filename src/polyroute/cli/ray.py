@@ -6,7 +6,6 @@ command runs, so the rest of the command line works without it.
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
@@ -39,6 +38,21 @@ def serve_on_ray(
     target_ongoing_requests: float = typer.Option(
         32.0, help="Requests in flight per replica that autoscaling aims for."
     ),
+    upscale_delay_s: float = typer.Option(
+        30.0, help="Seconds demand stays above the target before a replica is added."
+    ),
+    downscale_delay_s: float = typer.Option(
+        600.0, help="Seconds demand stays below it before a replica is removed."
+    ),
+    look_back_period_s: float = typer.Option(
+        30.0, help="The window Serve averages requests in flight over."
+    ),
+    num_cpus: float = typer.Option(1.0, help="CPUs Ray reserves for each replica."),
+    metrics_dir: Path | None = typer.Option(
+        None,
+        help="Node-local directory for the replicas' Prometheus counters [default: a fresh "
+        "one under the temp directory].",
+    ),
     address: str | None = typer.Option(
         None, help="The Ray cluster (host:port of its GCS) [default: RAY_ADDRESS, else local]."
     ),
@@ -67,10 +81,7 @@ def serve_on_ray(
     except ConfigError as e:
         raise _fail(e.message) from None
     try:
-        import ray
-        from ray import serve
-
-        from polyroute.deploy.ray import RayServeOptions, build_app
+        from polyroute.deploy.ray import RayServeOptions, delete, deploy
     except ImportError as e:
         raise _fail(f"Ray Serve is not installed ({e}): pip install 'polyroute[ray]'") from None
     try:
@@ -81,14 +92,17 @@ def serve_on_ray(
             min_replicas=min_replicas,
             max_replicas=max_replicas,
             target_ongoing_requests=target_ongoing_requests,
+            upscale_delay_s=upscale_delay_s,
+            downscale_delay_s=downscale_delay_s,
+            look_back_period_s=look_back_period_s,
+            num_cpus=num_cpus,
+            metrics_dir=metrics_dir,
         )
     except ValidationError as e:
         raise _fail(str(e.errors()[0]["msg"])) from None
     bind_host, bind_port = host or cfg.server.host, port or cfg.server.port
-    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-    serve.start(http_options={"host": bind_host, "port": bind_port})
     try:
-        serve.run(build_app(options), name=name, route_prefix=options.route_prefix)
+        metrics = deploy(options, address=address, host=bind_host, port=bind_port)
     except ConfigError as e:
         raise _fail(e.message) from None
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
@@ -100,7 +114,7 @@ def serve_on_ray(
             time.sleep(3600)
     except KeyboardInterrupt:
         err.print(f"deleting application {name!r}")
-        serve.delete(name)
+        delete(name, metrics)
 
 
 def register(app: typer.Typer) -> None:
