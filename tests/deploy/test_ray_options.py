@@ -33,10 +33,12 @@ def test_replicas_fix_the_count_else_autoscaling_aims_at_ongoing_requests() -> N
     assert fixed["num_replicas"] == 2
     assert "autoscaling_config" not in fixed
     scaled = ray_deploy.RayServeOptions(
-        min_replicas=2, max_replicas=6, target_ongoing_requests=16
-    ).deployment_options({"A": "1"})
+        min_replicas=2, max_replicas=6, target_ongoing_requests=16, upscale_delay_s=1,
+        downscale_delay_s=5, look_back_period_s=12,
+    ).deployment_options({"A": "1"})  # fmt: skip
     auto = scaled["autoscaling_config"]
     assert (auto.min_replicas, auto.max_replicas, auto.target_ongoing_requests) == (2, 6, 16)
+    assert (auto.upscale_delay_s, auto.downscale_delay_s, auto.look_back_period_s) == (1, 5, 12)
     assert scaled["ray_actor_options"]["runtime_env"] == {"env_vars": {"A": "1"}}
     with pytest.raises(ValidationError, match="min_replicas"):
         ray_deploy.RayServeOptions(min_replicas=5, max_replicas=2)
@@ -54,6 +56,13 @@ def test_replicas_get_the_polyroute_and_provider_key_variables_only(
     options = ray_deploy.RayServeOptions(forward_env=["EXTRA"])
     env = ray_deploy.replica_env(options, config)
     assert env == {"EXTRA": "x", "POLYROUTE_ADMIN_KEY": "admin", "UP_KEY": "secret"}
+
+
+def test_replicas_on_a_node_share_a_metrics_directory_fresh_per_deploy(tmp_path: Path) -> None:
+    given = ray_deploy.RayServeOptions(metrics_dir=tmp_path / "m")
+    assert ray_deploy.metrics_dir(given) == tmp_path / "m"
+    first, second = (ray_deploy.metrics_dir(ray_deploy.RayServeOptions()) for _ in range(2))
+    assert first != second and first.name.startswith("polyroute-metrics-polyroute-")
 
 
 def test_serve_run_entry_point_reads_polyroute_config(
