@@ -35,11 +35,11 @@ def test_from_config_passes_the_options() -> None:
 @pytest.mark.parametrize(
     ("kind", "options", "message"),
     [
-        ("ucb1", {"lamda": 1}, r"unknown option\(s\) lamda; known: exploration, lambda"),
-        ("ucb1", {"lambda": "cheap"}, r"routers\.r\.lambda must be a number, got 'cheap'"),
-        ("thompson", {"seed": True}, r"routers\.r\.seed must be an integer or null"),
-        ("ucb1", {"lambda": -1}, r"routers\.r: lam must be a finite number >= 0"),
-        ("linucb", {"dim": 0}, r"routers\.r: dim must be >= 1"),
+        ("ucb1", {"lamda": 1}, r"routers\.r\.lamda: unknown field"),
+        ("ucb1", {"lambda": "cheap"}, r"routers\.r\.lambda: Input should be a valid number"),
+        ("thompson", {"seed": True}, r"routers\.r\.seed: Input should be a valid integer"),
+        ("ucb1", {"lambda": -1}, r"routers\.r\.lambda: Input should be greater than or equal to 0"),
+        ("linucb", {"dim": 0}, r"routers\.r\.dim: Input should be greater than 0"),
         ("linucb", {"prior": 7}, r"routers\.r\.prior must be a directory path"),
     ],
 )

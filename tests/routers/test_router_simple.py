@@ -39,7 +39,7 @@ def test_random_is_roughly_uniform_and_falls_back_to_the_others() -> None:
 
 def test_random_from_config_rejects_unknown_options() -> None:
     assert RandomRouter.from_config("r", {"seed": 3}).seed == 3
-    with pytest.raises(ConfigError, match="unknown option"):
+    with pytest.raises(ConfigError, match=r"routers\.r\.sead: unknown field"):
         RandomRouter.from_config("r", {"sead": 3})
     with pytest.raises(ConfigError, match="integer"):
         RandomRouter.from_config("r", {"seed": "x"})
@@ -70,8 +70,12 @@ def test_wrr_validates_weights() -> None:
         WeightedRoundRobinRouter(weights={"a": 0})
     with pytest.raises(ConfigError, match="weights"):
         WeightedRoundRobinRouter.from_config("w", {"weights": ["a"]})
-    with pytest.raises(ConfigError, match="must be a number"):
+    with pytest.raises(
+        ConfigError, match=r"routers\.w\.weights\.a: Input should be a valid number"
+    ):
         WeightedRoundRobinRouter.from_config("w", {"weights": {"a": "heavy"}})
+    with pytest.raises(ConfigError, match=r"routers\.w: weight of 'a' must be > 0"):
+        WeightedRoundRobinRouter.from_config("w", {"weights": {"a": -1}})
     router = WeightedRoundRobinRouter.from_config("w", {"weights": {"a": 2}})
     assert router.models == ["a"]
     assert "weight 2" in router.route(REQ, ABC).reason

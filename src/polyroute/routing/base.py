@@ -95,10 +95,22 @@ class Router(ABC):
     def from_config(cls, name: str, options: dict[str, Any]) -> Router:
         """Build the router named ``name`` from its config section (minus ``kind``).
 
-        The default passes the options as keyword arguments; routers that load a trained
-        artefact (``path: DIR``) override this.
+        The default validates them with the kind's :attr:`Options` model, where it declares
+        one (errors name ``routers.NAME.FIELD``, as when the config file loads), and passes
+        the options that were set as keyword arguments, so the constructor's defaults hold
+        for the rest; a ``ValueError`` from the constructor becomes a :class:`ConfigError`.
+        Routers that load a trained artefact (``path: DIR``) override this.
         """
-        return cls(name, **options)
+        kwargs = dict(options)
+        if cls.Options is not None:
+            from polyroute.options import parse_options
+
+            parsed = parse_options(cls.Options, options, f"routers.{name}")
+            kwargs = parsed.model_dump(exclude_unset=True, exclude={"models"})
+        try:
+            return cls(name, **kwargs)
+        except ValueError as e:
+            raise ConfigError(f"routers.{name}: {e}") from None
 
     @abstractmethod
     def route(self, request: RouteRequest, candidates: Sequence[Candidate]) -> Decision:

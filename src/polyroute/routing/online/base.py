@@ -26,35 +26,18 @@ import threading
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 
-from polyroute.errors import ConfigError, UnknownPrice
-from polyroute.routing.base import Candidate, Decision, Router, RouteRequest, check_options
+from polyroute.errors import UnknownPrice
+from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
 from polyroute.routing.options import OnlineOptions
 from polyroute.routing.pricing import prompt_cost
 from polyroute.routing.tradeoff import FloatArray, select
 
 #: Bumped when a router's state layout changes; older states are refused, never guessed at.
 STATE_VERSION = 1
-
-Option = Literal["number", "integer", "integer or null", "text"]
-_WORDS = {
-    "number": "a number",
-    "integer": "an integer",
-    "integer or null": "an integer or null",
-    "text": "a string",
-}
-
-
-def _is(value: Any, want: Option) -> bool:
-    if want == "text":
-        return isinstance(value, str)
-    if want == "integer or null" and value is None:
-        return True
-    types = (int, float) if want == "number" else (int,)
-    return isinstance(value, types) and not isinstance(value, bool)
 
 
 def candidate_cost(candidate: Candidate, request: RouteRequest) -> float | None:
@@ -122,8 +105,6 @@ class OnlineRouter(Router):
     Options = OnlineOptions
     #: Words for the index in reasons ("UCB", "sampled mean", ...).
     index_name: ClassVar[str] = "index"
-    #: Config option → (constructor keyword, what it must be): see :meth:`from_config`.
-    config_options: ClassVar[Mapping[str, tuple[str, Option]]] = {"lambda": ("lam", "number")}
 
     def __init__(self, name: str, *, lam: float = 0.0) -> None:
         super().__init__(name)
@@ -131,21 +112,6 @@ class OnlineRouter(Router):
             raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
         self.lam = float(lam)
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_config(cls, name: str, options: Mapping[str, Any]) -> OnlineRouter:
-        """Config: ``routers: {NAME: {kind: KIND, lambda: λ, ...}}``; options per kind."""
-        check_options(name, options, cls.config_options)
-        kwargs: dict[str, Any] = {}
-        for key, value in options.items():
-            keyword, want = cls.config_options[key]
-            if not _is(value, want):
-                raise ConfigError(f"routers.{name}.{key} must be {_WORDS[want]}, got {value!r}")
-            kwargs[keyword] = value
-        try:
-            return cls(name, **kwargs)
-        except ValueError as e:
-            raise ConfigError(f"routers.{name}: {e}") from None
 
     # -- the public surface ---------------------------------------------------------------
 

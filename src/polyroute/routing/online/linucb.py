@@ -48,7 +48,7 @@ from polyroute.embeddings.minilm import DIM
 from polyroute.embeddings.registry import embedding_choice, get_embedder
 from polyroute.errors import ConfigError
 from polyroute.routing.base import RouteRequest
-from polyroute.routing.online.base import ArmScores, OnlineRouter, Option, arms_of
+from polyroute.routing.online.base import ArmScores, OnlineRouter, arms_of
 from polyroute.routing.options import LinUCBOptions
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import LearnedRouter
@@ -125,16 +125,6 @@ class LinUCBRouter(OnlineRouter):
     Options = LinUCBOptions
     index_name: ClassVar[str] = "upper bound"
     blocking: ClassVar[bool] = True
-    config_options: ClassVar[Mapping[str, tuple[str, Option]]] = {
-        **OnlineRouter.config_options,
-        "alpha": ("alpha", "number"),
-        "dim": ("dim", "integer or null"),
-        "ridge": ("ridge", "number"),
-        "seed": ("seed", "integer"),
-        "baseline": ("baseline", "number"),
-        # A trained learned router's directory (``polyroute train --out``): the prior.
-        "prior": ("prior", "text"),
-    }
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from polyroute.routing.online.base import ArmScores, OnlineRouter, Option, shift_counts
+from polyroute.routing.online.base import ArmScores, OnlineRouter, shift_counts
 from polyroute.routing.options import ThompsonOptions
 from polyroute.routing.registry import ROUTERS
 
@@ -32,10 +32,6 @@ class ThompsonRouter(OnlineRouter):
     kind: ClassVar[str] = "thompson"
     Options = ThompsonOptions
     index_name: ClassVar[str] = "sampled quality"
-    config_options: ClassVar[Mapping[str, tuple[str, Option]]] = {
-        **OnlineRouter.config_options,
-        "seed": ("seed", "integer or null"),
-    }
 
     def __init__(
         self, name: str = "thompson", *, lam: float = 0.0, seed: int | None = None

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from polyroute.routing.online.base import ArmScores, OnlineRouter, Option, shift_counts
+from polyroute.routing.online.base import ArmScores, OnlineRouter, shift_counts
 from polyroute.routing.options import Ucb1Options
 from polyroute.routing.registry import ROUTERS
 
@@ -29,10 +29,6 @@ class UCB1Router(OnlineRouter):
     kind: ClassVar[str] = "ucb1"
     Options = Ucb1Options
     index_name: ClassVar[str] = "UCB"
-    config_options: ClassVar[Mapping[str, tuple[str, Option]]] = {
-        **OnlineRouter.config_options,
-        "exploration": ("exploration", "number"),
-    }
 
     def __init__(self, name: str = "ucb1", *, lam: float = 0.0, exploration: float = 1.0) -> None:
         super().__init__(name, lam=lam)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,7 +24,7 @@ from numpy.typing import NDArray
 from polyroute.embeddings.base import Embedder, Float32Array
 from polyroute.embeddings.registry import default_embedder
 from polyroute.errors import ConfigError, NoEligibleModel, PolyrouteError, UnknownPrice
-from polyroute.routing.base import Candidate, Decision, Router, RouteRequest, check_options
+from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
 from polyroute.routing.knob import Calibration, Knob, calibrate
 from polyroute.routing.options import LearnedOptions
 from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS, PriceTable, prompt_cost
@@ -178,19 +177,16 @@ class LearnedRouter(Router):
     def from_config(cls, name: str, options: Mapping[str, Any]) -> Router:
         """Config: ``{kind: knn, path: DIR}`` plus at most one of ``lambda``,
         ``max_cost_fraction`` or ``min_quality_fraction`` to override the stored knob."""
+        from polyroute.options import parse_options
         from polyroute.routing.persist import load_router
 
-        check_options(
-            name, options, ["path", "lambda", "max_cost_fraction", "min_quality_fraction"]
-        )
-        path = options.get("path")
-        if not isinstance(path, str | Path):
-            raise ConfigError(f"routers.{name}.path: the trained router's directory is required")
+        parsed = parse_options(LearnedOptions, options, f"routers.{name}")
+        path = parsed.path
         try:
             knob = Knob(
-                lam=options.get("lambda"),
-                max_cost_fraction=options.get("max_cost_fraction"),
-                min_quality_fraction=options.get("min_quality_fraction"),
+                lam=parsed.lam,
+                max_cost_fraction=parsed.max_cost_fraction,
+                min_quality_fraction=parsed.min_quality_fraction,
             )
         except (TypeError, ValueError) as e:
             raise ConfigError(f"routers.{name}: {e}") from None

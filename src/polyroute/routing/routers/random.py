@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
-from polyroute.errors import ConfigError
-from polyroute.routing.base import Candidate, Decision, Router, RouteRequest, check_options
+from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
 from polyroute.routing.options import RandomOptions
 from polyroute.routing.registry import ROUTERS
 
@@ -26,14 +24,6 @@ class RandomRouter(Router):
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_config(cls, name: str, options: Mapping[str, Any]) -> RandomRouter:
-        check_options(name, options, ["seed"])
-        seed = options.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ConfigError(f"routers.{name}.seed must be an integer, got {seed!r}")
-        return cls(name, seed=seed)
 
     def route(self, request: RouteRequest, candidates: Sequence[Candidate]) -> Decision:
         with self._lock:

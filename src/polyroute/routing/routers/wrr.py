@@ -12,10 +12,9 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from polyroute.errors import ConfigError, NoEligibleModel
-from polyroute.routing.base import Candidate, Decision, Router, RouteRequest, check_options
+from polyroute.errors import NoEligibleModel
+from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
 from polyroute.routing.options import WrrOptions
 from polyroute.routing.registry import ROUTERS
 
@@ -41,17 +40,6 @@ class WeightedRoundRobinRouter(Router):
         self.models = list(self.weights)
         self._current = dict.fromkeys(self.weights, 0.0)
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_config(cls, name: str, options: Mapping[str, Any]) -> WeightedRoundRobinRouter:
-        check_options(name, options, ["weights"])
-        weights = options.get("weights")
-        if not isinstance(weights, Mapping):
-            raise ConfigError(f"routers.{name}.weights must be a mapping {{model: weight}}")
-        try:
-            return cls(name, weights=weights)
-        except ValueError as e:
-            raise ConfigError(f"routers.{name}.weights: {e}") from None
 
     def route(self, request: RouteRequest, candidates: Sequence[Candidate]) -> Decision:
         names = [c.name for c in candidates if c.name in self.weights]
