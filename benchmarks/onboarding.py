@@ -13,11 +13,14 @@ For each of the 9 models M, with ``mf`` routers:
 - **N anchors** (N = 25, 50, 100): *without* plus M from :meth:`MFRouter.add_model` on M's
   true scores on the first N prompts of the anchor pool
   (:func:`polyroute.routing_eval.anchors.anchor_pool`, ranked on *without*'s predictions),
-  read against the 8 known models' scores on them (the pool keeps them), with the settings
-  that ``polyroute train`` would choose for *without*: simulated onboarding of each of its 8
-  models in turn (:func:`polyroute.routing_eval.onboard_tuning.tune_onboarding`), never M;
-- **N before**: the same anchors, fitted as before that tuning existed (prior strength 3,
-  no offsets): the baseline, measured in the same run;
+  read against the 8 known models' scores on them (the pool keeps them; the offsets' sd
+  estimated from them), with the prior strength that ``polyroute train`` would choose for
+  *without*: simulated onboarding of each of its 8 models in turn into a router trained
+  without it (:func:`polyroute.routing_eval.onboard_tuning.tune_onboarding`), never M;
+- **N s=3**: the same with the strength fixed at 3 (the default of a router not built by
+  ``polyroute train``), to show what the simulated choice gains or loses;
+- **N before**: the same anchors, fitted as before offsets existed (prior strength 3, no
+  offsets): the baseline, measured in the same run;
 - **N random**: as *N anchors* from N training prompts drawn at random (a control);
 - **all data**: *without* plus M fitted on all of M's training scores (frozen tower): what
   onboarding could reach with unlimited anchors.
@@ -36,7 +39,7 @@ mean of the 9 shares and the share of the mean gain.
 Usage::
 
     python benchmarks/onboarding.py                      # test protocol, ~2 min
-    python benchmarks/onboarding.py --protocol cv        # 5 folds, ~25 min on 2 busy cores
+    python benchmarks/onboarding.py --protocol cv        # 5 folds, ~30 min on 2 busy cores
     python benchmarks/onboarding.py --counts 50 --models gemma-2-9b-it
 """
 
@@ -67,8 +70,8 @@ from polyroute.routing_eval.onboard_tuning import tune_onboarding  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "llmrouter" / "data"
 Predictions = dict[str, dict[str, FloatArray]]  # variant → left-out model → (n, 9)
-#: (left-out model, prior_strength, prompt_offset_sd) chosen for each 8-model router.
-CHOICES: list[tuple[str, float, float]] = []
+#: (left-out model, prior_strength) chosen for each 8-model router.
+CHOICES: list[tuple[str, float]] = []
 
 
 def load(data: Path) -> tuple[RoutingDataset, RoutingDataset]:
@@ -112,6 +115,15 @@ def leave_one_out(
     out: Predictions = {}
     rng = np.random.default_rng(seed)
     row_of = {id_: i for i, id_ in enumerate(train.ids)}
+    lesser: dict[frozenset[str], MFRouter] = {}  # 7-model routers, shared by two 8-model ones
+
+    def trained_without(left: frozenset[str]) -> MFRouter:
+        if left not in lesser:
+            keep = [m for m in models if m not in left]
+            lesser[left] = MFRouter(seed=seed)
+            lesser[left].fit(x_train, train.scores[:, [models.index(m) for m in keep]], keep)
+        return lesser[left]
+
     for name in names:
         j = models.index(name)
         others = [m for m in models if m != name]
@@ -130,25 +142,24 @@ def leave_one_out(
         cols = [models.index(m) for m in others]
         assert train.costs is not None
         choice = tune_onboarding(
-            without, x_train, train.scores[:, cols], train.costs[:, cols], pool_rows, seed=seed
-        )
+            without, x_train, train.scores[:, cols], train.costs[:, cols], pool_rows,
+            seed=seed, without=lambda k, n=name, o=others: trained_without(frozenset((n, o[k]))),
+        )  # fmt: skip
         assert choice is not None
-        CHOICES.append((name, choice.prior_strength, choice.prompt_offset_sd))
+        CHOICES.append((name, choice.prior_strength))
         tuned = copy.deepcopy(without)
-        tuned.prior_strength, tuned.prompt_offset_sd = (
-            choice.prior_strength,
-            choice.prompt_offset_sd,
-        )
+        tuned.prior_strength = choice.prior_strength
         picks: dict[str, list[int]] = {}
         for n in counts:
             picks[f"{n} anchors"] = [row_of[r["id"]] for r in choose_anchors(pool, n)]
+            picks[f"{n} s=3"] = picks[f"{n} anchors"]
             picks[f"{n} before"] = picks[f"{n} anchors"]
             if control:
                 picks[f"{n} random"] = [int(i) for i in rng.choice(len(train), n, replace=False)]
         picks["all data"] = list(range(len(train)))
         for variant, rows in picks.items():
             before = variant.endswith("before")
-            added = copy.deepcopy(without if before else tuned)
+            added = copy.deepcopy(without if before or variant.endswith("s=3") else tuned)
             if before:
                 added.prior_strength, added.prompt_offset_sd = 3.0, 0.0
             known = {m: train.scores[rows, models.index(m)] for m in others}
@@ -238,9 +249,9 @@ def main() -> None:
             f"{variant:12} {q:7.4f} {aiq:7.4f} {shares_q:12.0%} ({of_mean_q:4.0%}) "
             f"{shares_aiq:5.0%} ({of_mean_aiq:4.0%})"
         )
-    print("\nsettings chosen by simulated onboarding of the 8 known models (strength / offset sd):")
+    print("\nprior strength chosen by simulated onboarding of the 8 known models, per fold:")
     for name in names:
-        chosen = [f"{s:g}/{sd:g}" for m, s, sd in CHOICES if m == name]
+        chosen = [f"{s:g}" for m, s in CHOICES if m == name]
         print(f"  {name:32} {', '.join(chosen)}")
     print(f"\n{time.perf_counter() - started:.0f} s in all")
 

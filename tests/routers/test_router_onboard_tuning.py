@@ -13,10 +13,15 @@ from tests.routers.router_fakes import TopicEmbedder
 from tests.routers.test_router_mf import PRICES, specialist_data, topic_prompts
 
 from polyroute.routing.persist import load_router, read_anchor_pool, save_router
-from polyroute.routing.routers.mf import MFRouter, prompt_offsets
+from polyroute.routing.routers.mf import (
+    OFFSET_SD_GRID,
+    MFRouter,
+    offset_sd_by_evidence,
+    prompt_offsets,
+)
 from polyroute.routing_eval.dataset import RoutingDataset
 from polyroute.routing_eval.onboard import add_model_from_data
-from polyroute.routing_eval.onboard_tuning import OFFSET_SDS, STRENGTHS, tune_onboarding
+from polyroute.routing_eval.onboard_tuning import STRENGTHS, tune_onboarding
 from polyroute.routing_eval.train import train_router
 
 
@@ -31,6 +36,19 @@ def test_an_offset_says_how_much_better_the_known_models_did_than_predicted() ->
     assert abs(o[1]) < abs(o[0])  # three outcomes say less than four
     # a tighter prior allows less
     assert 0 < prompt_offsets(logits, outcomes, sd=0.5)[0] < o[0]
+
+
+def test_the_offsets_sd_is_the_one_that_makes_the_known_models_scores_most_likely() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0.0, 1.0, (400, 6))
+    explained = (rng.random(logits.shape) < 1 / (1 + np.exp(-logits))).astype(float)
+    assert offset_sd_by_evidence(logits, explained) <= 0.25  # the logits say it all
+    effect = rng.normal(0.0, 2.0, (400, 1))  # each prompt easier or harder for everyone
+    shared = (rng.random(logits.shape) < 1 / (1 + np.exp(-(logits + effect)))).astype(float)
+    sd = offset_sd_by_evidence(logits, shared)
+    assert sd in OFFSET_SD_GRID and 1.0 <= sd <= 3.0
+    shared[:, 3:] = np.nan  # half the scores unknown: still read off the rest
+    assert 1.0 <= offset_sd_by_evidence(logits, shared) <= 3.0
 
 
 def varied_data(n_per_topic: int = 40, seed: int = 0) -> RoutingDataset:
@@ -104,15 +122,29 @@ def test_the_simulation_picks_a_setting_of_its_grid_and_says_what_each_kept(
     router = MFRouter(hidden=16, dim=4, ensemble=1, embedder=embedder)
     router.fit(x, data.scores, data.models)
     assert data.costs is not None
-    rows = list(range(0, len(data), 3))  # 40 anchors, every topic
-    choice = tune_onboarding(router, x, data.scores, data.costs, rows, anchors=30)
+    rows = list(range(0, len(data), 2))  # 60 anchors, every topic
+    built: list[int] = []
+
+    def without(k: int) -> MFRouter:  # the simulated newcomer's router never saw it
+        built.append(k)
+        keep = [j for j in range(len(data.models)) if j != k]
+        lesser = MFRouter(hidden=16, dim=4, ensemble=1, embedder=embedder)
+        lesser.fit(x, data.scores[:, keep], [data.models[j] for j in keep])
+        return lesser
+
+    choice = tune_onboarding(router, x, data.scores, data.costs, rows, anchors=30, without=without)
     assert choice is not None
-    assert choice.prior_strength in STRENGTHS and choice.prompt_offset_sd in OFFSET_SDS
-    assert len(choice.kept) == len(STRENGTHS) * len(OFFSET_SDS)
-    best = max(choice.kept.values())
-    assert choice.kept[f"{choice.prior_strength:g}/{choice.prompt_offset_sd:g}"] == best
+    assert built == [0, 1, 2, 3, 4]
+    assert choice.prior_strength in STRENGTHS and choice.draws == 2
+    assert len(choice.kept) == len(STRENGTHS)
+    assert choice.kept[f"{choice.prior_strength:g}"] == max(choice.kept.values())
     assert len(set(choice.kept.values())) > 1  # the settings are told apart
     assert choice.describe()["simulated"].startswith("each of 5 training models")
+    # by default it trains those routers itself, with the router's settings
+    assert tune_onboarding(router, x, data.scores, data.costs, rows, anchors=30) is not None
+    with pytest.raises(ValueError, match="less that one"):
+        tune_onboarding(router, x, data.scores, data.costs, rows, anchors=30,
+                        without=lambda k: router)  # fmt: skip
     # too little to simulate with: no choice
     assert tune_onboarding(router, x, data.scores, data.costs, rows[:5]) is None
     two = MFRouter(hidden=8, dim=2, ensemble=1, embedder=embedder)
@@ -129,10 +161,8 @@ def test_train_chooses_the_onboarding_settings_and_the_pool_keeps_the_scores(
     router = result.router
     assert isinstance(router, MFRouter)
     onboarding = result.summary["onboarding"]
-    assert (router.prior_strength, router.prompt_offset_sd) == (
-        onboarding["prior_strength"],
-        onboarding["prompt_offset_sd"],
-    )
+    assert router.prior_strength == onboarding["prior_strength"]
+    assert router.prompt_offset_sd is None  # estimated when a model is added
     row = result.anchors[0]
     i = data.ids.index(row["id"])
     assert row["scores"] == dict(zip(data.models, data.scores[i].tolist(), strict=True))

@@ -160,7 +160,7 @@ def train_router(
         "prompts": len(anchors),
         "gradable": sum("answer" in row for row in anchors),
     }
-    tuned = {"prior_strength", "prompt_offset_sd"} & set(params or {})
+    tuned = "prior_strength" in (params or {})
     costs = dataset.costs if dataset.has_all_costs else None
     if isinstance(router, MFRouter) and costs is not None and not tuned:
         progress("choosing how new models are added (simulated on each training model)")
@@ -169,7 +169,6 @@ def train_router(
         choice = tune_onboarding(router, embeddings, dataset.scores, costs, rows, seed=seed)
         if choice is not None:
             router.prior_strength = choice.prior_strength
-            router.prompt_offset_sd = choice.prompt_offset_sd
             summary["onboarding"] = choice.describe()
     return TrainResult(router, summary, anchors)
 

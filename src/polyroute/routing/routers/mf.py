@@ -26,15 +26,18 @@ draw of prompts alone), and the level is what decides whether a router picks it.
 known models' own scores on the anchors are at hand (the anchor pool keeps them), the fit
 reads the newcomer's answers *against theirs*: each anchor gets an offset, the logit by which
 the known models did better (or worse) on it than the router predicts (the posterior mode
-under N(0, ``prompt_offset_sd``²), :func:`prompt_offsets`), and the newcomer is fitted as
+under N(0, sd²), :func:`prompt_offsets`), and the newcomer is fitted as
 ``σ(z · v + c + offset)``, the offset dropped at serving time. Anchors that happened to be
 easy for everyone then no longer pass for a strong newcomer (a control variate, as in
-paired comparisons of models on shared questions).
+paired comparisons of models on shared questions). How large the offsets may be is not a
+setting to tune: the known models' scores on the anchors say it, as the sd that makes them
+most likely (the marginal likelihood of a per-prompt random effect, :func:`offset_sd_by_evidence`;
+about 1.5 on LLMRouter's data).
 
-``prior_strength`` scales the prior's precision and ``prompt_offset_sd`` the offsets (0: none).
-``polyroute train`` chooses both for the router it builds by simulating onboarding on its own
-training models (:mod:`polyroute.routing_eval.onboard_tuning`); the defaults here are for a
-router built otherwise.
+``prior_strength`` scales the prior's precision. ``polyroute train`` chooses it for the router
+it builds by simulating onboarding on its own training models
+(:mod:`polyroute.routing_eval.onboard_tuning`); the default here is for a router built
+otherwise. ``prompt_offset_sd`` fixes the offsets' sd instead of estimating it (0: none).
 """
 
 from __future__ import annotations
@@ -65,8 +68,8 @@ from polyroute.routing.tradeoff import FloatArray
 ISOTROPIC_SHARE = 0.05
 #: Newton steps for a new model's vector (it converges in well under ten).
 NEWTON_STEPS = 25
-#: ``prompt_offset_sd`` of a router not built by ``polyroute train`` (which chooses its own).
-DEFAULT_OFFSET_SD = 1.0
+#: The sds :func:`offset_sd_by_evidence` chooses among (0: no offsets).
+OFFSET_SD_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 
 
 @ROUTERS.register("mf")
@@ -84,7 +87,7 @@ class MFRouter(LearnedRouter):
         ensemble: int = 3,
         weight_decay: float = 1e-4,
         prior_strength: float = 3.0,
-        prompt_offset_sd: float = DEFAULT_OFFSET_SD,
+        prompt_offset_sd: float | None = None,
         seed: int = 0,
         embedder: Embedder | None = None,
     ) -> None:
@@ -93,7 +96,9 @@ class MFRouter(LearnedRouter):
             raise ValueError("hidden, dim and ensemble must be >= 1")
         if not (math.isfinite(prior_strength) and prior_strength > 0):
             raise ValueError(f"prior_strength must be > 0, got {prior_strength}")
-        if not (math.isfinite(prompt_offset_sd) and prompt_offset_sd >= 0):
+        if prompt_offset_sd is not None and not (
+            math.isfinite(prompt_offset_sd) and prompt_offset_sd >= 0
+        ):
             raise ValueError(f"prompt_offset_sd must be >= 0, got {prompt_offset_sd}")
         self.hidden = hidden
         self.dim = dim
@@ -302,16 +307,17 @@ def fit_member(
     peers: list[int],
     peer_scores: FloatArray,
     prior_strength: float,
-    offset_sd: float,
+    offset_sd: float | None,
 ) -> FloatArray:
     """One ensemble member's [vector, bias] for a new model scoring ``y`` on prompts whose
     tower output is ``z``: the prior from rows ``reference`` of the member's model matrix
     ``u``, the prompt offsets (module doc) from the ``peers`` rows and their ``peer_scores``
-    (n, len(peers)) when there are any and ``offset_sd`` > 0."""
+    (n, len(peers)) when there are any, with ``offset_sd`` (None: the most likely one)."""
     offset = None
-    if peers and offset_sd > 0:
+    if peers and (offset_sd is None or offset_sd > 0):
         logits = z @ u[peers, :-1].T + u[peers, -1]
-        offset = prompt_offsets(logits, peer_scores, offset_sd)
+        sd = offset_sd_by_evidence(logits, peer_scores) if offset_sd is None else offset_sd
+        offset = prompt_offsets(logits, peer_scores, sd) if sd > 0 else None
     return fit_vector(z, y, *gaussian_prior(u[reference], prior_strength), offset=offset)
 
 
@@ -349,6 +355,30 @@ def prompt_offsets(logits: FloatArray, outcomes: FloatArray, sd: float) -> Float
         if np.abs(step).max() < 1e-8:
             break
     return o
+
+
+def offset_sd_by_evidence(logits: FloatArray, outcomes: FloatArray) -> float:
+    """The sd of :func:`prompt_offsets` under which the known models' ``outcomes`` (n, k;
+    NaN = unknown) are most likely, of :data:`OFFSET_SD_GRID`.
+
+    Each prompt's offset is a random effect shared by the models; the marginal likelihood of
+    its outcomes is taken by Laplace's approximation around the offset's posterior mode:
+    ``log p(y | ô) − ô²/2sd² − ½ log(1 + sd² Σ p(1−p))``. With outcomes that the router's
+    logits already explain, it is largest at 0 (no offsets)."""
+    mask = np.isfinite(outcomes)
+    y = np.where(mask, outcomes, 0.0)
+    best, best_sd = -math.inf, 0.0
+    for sd in OFFSET_SD_GRID:
+        o = prompt_offsets(logits, outcomes, sd) if sd > 0 else np.zeros(logits.shape[0])
+        t = logits + o[:, None]
+        value = float(np.sum(mask * (y * t - np.logaddexp(0.0, t))))
+        if sd > 0:
+            p = 1.0 / (1.0 + np.exp(-np.clip(t, -30.0, 30.0)))
+            curvature = (p * (1 - p) * mask).sum(axis=1)
+            value -= float(o @ o) / (2 * sd**2) + 0.5 * float(np.log1p(sd**2 * curvature).sum())
+        if value > best:
+            best, best_sd = value, sd
+    return best_sd
 
 
 def fit_vector(
