@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -100,3 +102,43 @@ def test_periods_and_expiry_parse() -> None:
 def test_the_prompt_bound_is_never_below_the_bytes() -> None:
     body = {"messages": [{"role": "user", "content": "héllo wörld"}]}
     assert prompt_tokens_upper(body) >= len("héllo wörld".encode())
+
+
+def test_a_batch_locks_its_keys_in_id_order_on_postgresql(postgres_url: str) -> None:
+    """Two replicas whose batches hold the same keys in opposite orders would each wait for
+    the other (a deadlock PostgreSQL breaks by failing one batch): a batch locks its keys
+    in id order first. Here the batch asks for the later key first while another
+    transaction holds it: the earlier key is locked all the same, before the wait."""
+    store = Store(postgres_url)
+    store.migrate()
+    keys = KeyStore(store.engine)
+    a, b = sorted(
+        (keys.create_key(KeySpec(budget_usd=1e-6))[0] for _ in range(2)), key=lambda k: k.id
+    )
+    charge = {k.id: (Charge(schema.api_keys, k.id, "total"),) for k in (a, b)}
+    by_id = schema.api_keys.c.id
+    holder = store.engine.connect()
+    holder.begin()
+    holder.execute(sa.select(by_id).where(by_id == b.id).with_for_update())
+    answers: list[list[bool]] = []
+    batch = [Ask("later", b.id, charge[b.id], 10), Ask("earlier", a.id, charge[a.id], 10)]
+    worker = threading.Thread(target=lambda: answers.append(keys.reserve_many(batch)))
+    worker.start()
+
+    def earlier_is_locked() -> bool:
+        with store.engine.connect() as probe:
+            try:
+                probe.execute(sa.select(by_id).where(by_id == a.id).with_for_update(nowait=True))
+            except sa.exc.OperationalError:
+                return True
+            return False
+
+    deadline = time.monotonic() + 10
+    while not earlier_is_locked() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert earlier_is_locked()  # taken in order, while the batch waits for the later key
+    holder.rollback()
+    holder.close()
+    worker.join(10)
+    assert answers == [[True, True]]
+    store.dispose()
