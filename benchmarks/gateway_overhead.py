@@ -571,9 +571,12 @@ def measure(args: argparse.Namespace) -> Measured:
     db = workdir / "polyroute.db"
     up_port = free_port()
     config = workdir / "polyroute.yaml"
+    # With --auth both gateways price the model (a budget needs prices), so that the two
+    # differ in auth alone: pricing each answer is not auth's cost.
+    prices = ", input_price: 0.01, output_price: 0.01" if args.auth else ""
     config.write_text(
         f"providers:\n  up: {{api: openai, base_url: 'http://127.0.0.1:{up_port}/v1'}}\n"
-        f"models:\n  - {{name: echo, provider: up}}\n"
+        f"models:\n  - {{name: echo, provider: up{prices}}}\n"
         f"store: {{database_url: 'sqlite:///{db}'}}\n"
     )
     gw_port = free_port()
@@ -605,12 +608,6 @@ def measure(args: argparse.Namespace) -> Measured:
         auth_config.write_text(
             config.read_text().replace(str(db), str(workdir / "polyroute-auth.db"))
             + "auth: {rate_limits: memory}\n"
-        )
-        auth_config.write_text(
-            auth_config.read_text().replace(
-                "{name: echo, provider: up}",
-                "{name: echo, provider: up, input_price: 0.01, output_price: 0.01}",
-            )
         )
         servers["polyroute-auth"] = Server(
             "polyroute-auth",

@@ -246,42 +246,56 @@ class Ledger:
 
         Each is one conditional update per subject; a request whose team does not fit has
         its key's share taken back in the same transaction. Batching only saves commits:
-        every decision is still the database's, so it stays exact across processes.
+        every decision is still the database's, so it stays exact across processes. A batch
+        whose asks share their subjects first tries their sum at once: when it fits, each
+        ask in turn would have fitted too (amounts are never negative), so all are granted
+        with one update per subject.
         """
-        out: list[bool] = []
-        holds: list[Any] = []
-        expires = int(time.time() + ttl_s)
         with self._cursor(connection) as cursor:
             self._lock_in_order(cursor, asks)
-            for ask in asks:
-                taken: list[Charge] = []
-                for c in ask.charges:
-                    params = {"b_id": c.id, "b_amount": ask.amount, "b_start": _start(c.period)}
-                    if self._execute(cursor, f"reserve:{c.table.name}", params).rowcount != 1:
-                        break
-                    taken.append(c)
-                ok = len(taken) == len(ask.charges)
-                if not ok:
-                    for c in taken:
-                        undo = {"b_id": c.id, "b_amount": ask.amount}
-                        self._execute(cursor, f"unreserve:{c.table.name}", undo)
-                else:
-                    key = team = None
-                    for c in ask.charges:
-                        if c.table is K:
-                            key = c
-                        else:
-                            team = c
-                    hold = {"b_request_id": ask.request_id, "b_key_id": ask.key_id,
-                            "b_team_id": team.id if team else None,
-                            "b_key_period": key.period if key else None,
-                            "b_team_period": team.period if team else None,
-                            "b_amount_nusd": ask.amount, "b_expires_at": expires}  # fmt: skip
-                    holds.append(self._sql("hold").args(hold))
-                out.append(ok)
+            charges = asks[0].charges if asks else ()
+            if len(asks) > 1 and all(ask.charges == charges for ask in asks):
+                out = [self._take(cursor, charges, sum(ask.amount for ask in asks))] * len(asks)
+            else:
+                out = [False] * len(asks)
+            if not out or not out[0]:
+                out = [self._take(cursor, ask.charges, ask.amount) for ask in asks]
+            holds = [self._hold(ask, ttl_s) for ask, ok in zip(asks, out, strict=True) if ok]
             if holds:  # one statement for the batch's holds (they decide nothing)
                 cursor.executemany(self._sql("hold").sql, holds)
         return out
+
+    def _take(self, cursor: Any, charges: Sequence[Charge], amount: int) -> bool:
+        """Reserve ``amount`` on every subject if it fits each budget; else on none."""
+        taken: list[Charge] = []
+        for c in charges:
+            params = {"b_id": c.id, "b_amount": amount, "b_start": _start(c.period)}
+            if self._execute(cursor, f"reserve:{c.table.name}", params).rowcount != 1:
+                for t in taken:
+                    self._execute(cursor, f"unreserve:{t.table.name}", params | {"b_id": t.id})
+                return False
+            taken.append(c)
+        return True
+
+    def _hold(self, ask: Ask, ttl_s: float) -> Any:
+        """The driver's arguments for ``ask``'s row of ``holds``."""
+        key = team = None
+        for c in ask.charges:
+            if c.table is K:
+                key = c
+            else:
+                team = c
+        return self._sql("hold").args(
+            {
+                "b_request_id": ask.request_id,
+                "b_key_id": ask.key_id,
+                "b_team_id": team.id if team else None,
+                "b_key_period": key.period if key else None,
+                "b_team_period": team.period if team else None,
+                "b_amount_nusd": ask.amount,
+                "b_expires_at": int(time.time() + ttl_s),
+            }
+        )
 
     def _lock_in_order(self, cursor: Any, asks: Sequence[Ask]) -> None:
         """On PostgreSQL, lock a batch's subjects in one order, (table, id), before its
