@@ -27,7 +27,6 @@ Exits 1 when any request failed, and 2 with ``--strict`` when a target is missed
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import platform
@@ -698,9 +697,9 @@ def auth_verdict(runs: Runs, args: argparse.Namespace) -> None:
         )
     # The servers' CPU moves with the neighbours by as much as auth adds: the same parts
     # driven in this process, on a real SQLite store, give the steadier figure.
-    from auth_hot_path import measure, summary
+    from auth_hot_path import measure, run_on, summary
 
-    figures = asyncio.run(measure(key=args.auth_key, rounds=3))
+    figures = run_on("auto", measure(key=args.auth_key, rounds=3))
     print(
         f"  in process (benchmarks/auth_hot_path.py --key {args.auth_key} --rounds 3), CPU per "
         "request, median round:"

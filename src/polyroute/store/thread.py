@@ -62,30 +62,37 @@ class StoreThread:
     def __init__(self, engine: sa.Engine, name: str = "polyroute-store") -> None:
         self.engine = engine
         self.name = name
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        # The running thread's queue; each thread has its own, ended by a None. Taken under
+        # the lock: a batch on the thread queues the next one while the loop may be closing.
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Item | None] | None = None
         self._thread: threading.Thread | None = None
 
     async def call(self, fn: Callable[[Any], R]) -> R:
         """``fn(connection)``'s result, or its exception, once the calls before it ran."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            self._thread.start()
-        self._queue.put((fn, loop, future))
+        self._put((fn, loop, future))
         return await future
 
     def submit(self, fn: Callable[[Any], object]) -> None:
         """Run ``fn(connection)`` after the calls queued before, answering nobody (``fn``
         hands its results back itself); callable from any thread."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            self._thread.start()
-        self._queue.put((fn, None, None))
+        self._put((fn, None, None))
 
-    def _run(self) -> None:
+    def _put(self, item: _Item) -> None:
+        with self._lock:
+            if self._queue is None:  # the first call, or the first since aclose
+                self._queue = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._queue,), name=self.name, daemon=True
+                )
+                self._thread.start()
+            self._queue.put(item)
+
+    def _run(self, calls: queue.SimpleQueue[_Item | None]) -> None:
         connection: Any = None
-        while (item := self._queue.get()) is not None:
+        while (item := calls.get()) is not None:
             fn, loop, future = item
             try:
                 if connection is None:
@@ -107,10 +114,14 @@ class StoreThread:
             connection.close()
 
     async def aclose(self) -> None:
-        """End the thread once the calls queued before have run; give back its connection."""
-        thread, self._thread = self._thread, None
+        """End the thread once the calls queued before have run; give back its connection.
+        A call after this starts a new thread."""
+        with self._lock:
+            calls, thread = self._queue, self._thread
+            self._queue = self._thread = None
+            if calls is not None:
+                calls.put(None)
         if thread is not None:
-            self._queue.put(None)
             await asyncio.to_thread(thread.join, 10)
 
 
