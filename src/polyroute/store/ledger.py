@@ -47,6 +47,10 @@ EXPIRED_STATUS = 0
 _TAKE_CHUNK = 512
 
 
+class _HoldsGone(Exception):
+    """Some holds a settlement meant to delete were gone (charged by expire_holds)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Charge:
     """One subject's (key or team) share of a reservation or settlement."""
@@ -137,6 +141,8 @@ def _statement(name: str) -> sa.ClauseElement:
         return U.insert().values({c.name: sa.bindparam(f"b_{c.name}", type_=c.type) for c in U.c})
     if kind == "take":  # ``take:n``: delete n holds (ids padded, see _take_holds)
         return H.delete().where(H.c.request_id.in_(_ids(int(arg)))).returning(H.c.request_id)
+    if kind == "drop":  # ``drop:n``: the same, counted only
+        return H.delete().where(H.c.request_id.in_(_ids(int(arg))))
     if kind == "take1":
         return H.delete().where(H.c.request_id == sa.bindparam("b_0"))
     table, _, count = arg.partition(":")
@@ -322,8 +328,20 @@ class Ledger:
         in one transaction. A hold still there is deleted and its subjects charged its cost
         (each update adds, never overwrites, in (table, id) order); one gone already was
         charged by :meth:`expire_holds`, so it is skipped, with its usage row."""
+        try:
+            self._settle(holds, usage, connection, which=False)
+        except _HoldsGone:  # rolled back: find out which, row by row
+            self._settle(holds, usage, connection, which=True)
+
+    def _settle(
+        self,
+        holds: Mapping[str, Hold],
+        usage: Sequence[Mapping[str, Any]],
+        connection: Any | None,
+        which: bool,
+    ) -> None:
         with self._cursor(connection) as cursor:
-            present = self._take_holds(cursor, list(holds))
+            present = self._take_holds(cursor, list(holds), which)
             deltas: dict[Charge, tuple[int, int]] = {}
             for request_id in present:
                 hold = holds[request_id]
@@ -350,20 +368,29 @@ class Ledger:
                     [insert.args({n: row.get(n[2:]) for n in names}) for row in usage],
                 )
 
-    def _take_holds(self, cursor: Any, request_ids: list[str]) -> set[str]:
+    def _take_holds(self, cursor: Any, request_ids: list[str], which: bool) -> set[str]:
         """Delete these requests' holds; the ids that had one (whoever deletes a hold
-        settles it: one ``DELETE ... RETURNING`` per chunk, so a sweep cannot slip between)."""
+        settles it, so a sweep cannot slip between). Without ``which``, one ``DELETE`` per
+        chunk whose count says whether every hold was there (nearly always); if not, it
+        raises :class:`_HoldsGone`, and the caller tries again with ``which``: one
+        ``DELETE ... RETURNING`` per chunk, each row read back."""
         found: set[str] = set()
-        if not self.engine.dialect.delete_returning:
+        if which and not self.engine.dialect.delete_returning:
             for request_id in request_ids:
                 if self._execute(cursor, "take1:1", {"b_0": request_id}).rowcount:
                     found.add(request_id)
             return found
+        deleted = 0
         for i in range(0, len(request_ids), _TAKE_CHUNK):
             params = _padded(request_ids[i : i + _TAKE_CHUNK])
-            rows = self._execute(cursor, f"take:{len(params)}", params).fetchall()
-            found.update(r[0] for r in rows)
-        return found
+            if which:
+                rows = self._execute(cursor, f"take:{len(params)}", params).fetchall()
+                found.update(r[0] for r in rows)
+            else:
+                deleted += self._execute(cursor, f"drop:{len(params)}", params).rowcount
+        if not which and deleted != len(request_ids):
+            raise _HoldsGone
+        return found if which else set(request_ids)
 
     def expire_holds(self, now: float | None = None, limit: int = 500) -> int:
         """Charge up to ``limit`` requests' holds that expired (see the module docstring);
