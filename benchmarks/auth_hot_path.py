@@ -13,6 +13,9 @@ with auth off, measured in the same run, rounds alternating:
     python benchmarks/auth_hot_path.py --key limits         # rate limits only
     python benchmarks/auth_hot_path.py --profile            # cProfile's top entries, auth on
     python benchmarks/auth_hot_path.py --rate-limits redis --redis-url redis://127.0.0.1:6379
+
+It runs on uvloop when installed, as ``polyroute serve`` does (uvicorn picks it): the store's
+work is handed between the loop and a thread, whose cost depends on the loop.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from prometheus_client import CollectorRegistry
@@ -49,6 +53,7 @@ from polyroute.store import Store
 from polyroute.store.keys import KeyStore
 from polyroute.store.recorder import RequestRecord
 
+T = TypeVar("T")
 ADMIN_KEY = "bench-admin-key-0123456789"
 TARGET_MS = 0.2
 BODY = orjson.dumps(
@@ -231,7 +236,8 @@ async def run(args: argparse.Namespace) -> int:
         where += f"; RPM and TPM shared through {args.rate_limits}"
     print(
         f"auth hot path in process, CPU per request, median round ({what}; {args.requests} "
-        f"requests a round at concurrency {args.concurrency}, {args.rounds} rounds; {where})"
+        f"requests a round at concurrency {args.concurrency}, {args.rounds} rounds; {where}; "
+        f"{type(asyncio.get_running_loop()).__module__.split('.')[0]} loop)"
     )
     print("\n".join(summary(figures)))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -258,8 +264,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--redis-url", help="with --rate-limits redis: e.g. redis://127.0.0.1:6379/0")
     p.add_argument("--profile", action="store_true", help="print cProfile's top entries first")
+    p.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="[auto: uvloop if installed]",
+    )
     args = p.parse_args(argv)
-    return asyncio.run(run(args))
+    return run_on(args.loop, run(args))
+
+
+def run_on(loop: str, main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on the loop the gateway would use: uvloop when installed (``auto``)."""
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ModuleNotFoundError:
+            if loop == "uvloop":
+                raise SystemExit("--loop uvloop: uvloop is not installed") from None
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
 
 
 if __name__ == "__main__":

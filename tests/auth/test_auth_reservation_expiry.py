@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from polyroute.auth.spec import KeySpec, TeamSpec
 from polyroute.store import Store, schema
 from polyroute.store.keys import KeyStore
-from polyroute.store.ledger import EXPIRED_STATUS, Charge, Hold
+from polyroute.store.ledger import EXPIRED_STATUS, Ask, Charge, Hold
 
 
 @pytest.fixture
@@ -39,21 +39,22 @@ def _usage(keys: KeyStore) -> list[tuple[str, int, int]]:
     return sorted((r[0], int(r[1]), int(r[2])) for r in rows)
 
 
-def _charges(keys: KeyStore) -> tuple[str, list[Charge]]:
+def _charges(keys: KeyStore) -> tuple[str, tuple[Charge, ...]]:
     keys.set_team("t", TeamSpec(budget_usd=1000e-9))
     key, _ = keys.create_key(KeySpec(budget_usd=1000e-9, team="t"))
-    return key.id, [Charge(schema.api_keys, key.id, "total"), Charge(schema.teams, "t", "total")]
+    return key.id, (Charge(schema.api_keys, key.id, "total"), Charge(schema.teams, "t", "total"))
 
 
 def test_an_expired_hold_is_charged_once_and_its_late_settlement_skipped(keys: KeyStore) -> None:
     key_id, charges = _charges(keys)
-    assert keys.reserve_many([(charges, 300), (charges, 200)], ["dead", "live"], ttl_s=60)
+    asks = [Ask("dead", key_id, charges, 300), Ask("live", key_id, charges, 200)]
+    assert keys.reserve_many(asks, ttl_s=60) == [True, True]
     assert _money(keys, schema.api_keys, key_id) == (0, 500)
     assert keys.expire_holds() == 0  # not expired yet: nothing happens
     assert _money(keys, schema.api_keys, key_id) == (0, 500)
 
     # "live" settles in time at 120; "dead" never does (its gateway was killed).
-    keys.settle_many({}, [], None, {"live": Hold(tuple(charges), 200, 120)})
+    keys.settle({"live": Hold(charges, 200, 120)})
     assert _money(keys, schema.api_keys, key_id) == (120, 300)
 
     later = time.time() + 61
@@ -67,7 +68,7 @@ def test_an_expired_hold_is_charged_once_and_its_late_settlement_skipped(keys: K
     # and its usage row is not written twice.
     late_row = {"request_id": "dead", "key_id": key_id, "team_id": "t", "status": 200,
                 "created_at": sa.func.now(), "cost_nusd": 10}  # fmt: skip
-    keys.settle_many({}, [late_row], None, {"dead": Hold(tuple(charges), 300, 10)})
+    keys.settle({"dead": Hold(charges, 300, 10)}, [late_row])
     assert _money(keys, schema.api_keys, key_id) == (420, 0)
     assert _usage(keys) == [("dead", EXPIRED_STATUS, 300)]
     # The budget left is exact: 1000 - 420.
@@ -76,10 +77,21 @@ def test_an_expired_hold_is_charged_once_and_its_late_settlement_skipped(keys: K
 
 def test_a_refused_reservation_holds_nothing(keys: KeyStore) -> None:
     key_id, charges = _charges(keys)
-    assert keys.reserve_many([(charges, 900), (charges, 200)], ["a", "b"], ttl_s=1) == [
-        True,
-        False,
-    ]
+    asks = [Ask("a", key_id, charges, 900), Ask("b", key_id, charges, 200)]
+    assert keys.reserve_many(asks, ttl_s=1) == [True, False]
     assert keys.expire_holds(now=time.time() + 5) == 1  # "a" only: "b" was never held
     assert _money(keys, schema.api_keys, key_id) == (900, 0)
     assert [r[0] for r in _usage(keys)] == ["a"]
+
+
+def test_an_expired_hold_on_a_team_budget_alone_is_recorded_under_its_key(
+    keys: KeyStore,
+) -> None:
+    keys.set_team("t", TeamSpec(budget_usd=1000e-9))
+    key, _ = keys.create_key(KeySpec(team="t"))  # no budget of its own
+    team = (Charge(schema.teams, "t", "total"),)
+    assert keys.reserve_many([Ask("gone", key.id, team, 250)], ttl_s=1) == [True]
+    assert keys.expire_holds(now=time.time() + 5) == 1
+    assert _money(keys, schema.teams, "t") == (250, 0)
+    assert _usage(keys) == [("gone", EXPIRED_STATUS, 250)]
+    assert keys.owner("gone") == key.id

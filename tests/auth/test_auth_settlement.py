@@ -26,12 +26,12 @@ class SlowKeyStore(KeyStore):
         self.entered, self.go = threading.Event(), threading.Event()
         self.calls = 0
 
-    def settle_many(self, *args: Any) -> None:
+    def settle(self, *args: Any) -> None:
         self.calls += 1
         if self.calls == 1:
             self.entered.set()
             self.go.wait(10)
-        super().settle_many(*args)
+        super().settle(*args)
 
 
 def _finish(admission: Admission, key: KeyInfo, trace_id: str) -> None:
@@ -78,11 +78,11 @@ class FlakyKeyStore(KeyStore):
         super().__init__(*args)
         self.calls = 0
 
-    def settle_many(self, *args: Any) -> None:
+    def settle(self, *args: Any) -> None:
         self.calls += 1
         if self.calls <= 2:
             raise RuntimeError("database is locked")
-        super().settle_many(*args)
+        super().settle(*args)
 
 
 async def test_a_failed_settlement_is_tried_again_not_dropped(db_url: str) -> None:

@@ -372,7 +372,7 @@ def test_a_replica_killed_under_load_loses_no_trace_and_holds_no_budget(
 
     def held() -> int:
         with engine.connect() as conn:
-            return int(conn.scalar(sa.text("SELECT count(DISTINCT request_id) FROM reservations")))
+            return int(conn.scalar(sa.text("SELECT count(*) FROM holds")))
 
     async def load_and_kill() -> list[Outcome]:
         burst = asyncio.ensure_future(_burst(deployment.root, key["secret"], "slow-exact", 30))

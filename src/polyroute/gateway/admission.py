@@ -40,8 +40,9 @@ from polyroute.gateway.windows import SharedWindows
 from polyroute.providers.pool import ProviderPool
 from polyroute.store import schema
 from polyroute.store.keys import KeyStore
-from polyroute.store.ledger import Charge, Hold
+from polyroute.store.ledger import Ask, Charge, Hold
 from polyroute.store.recorder import RequestRecord
+from polyroute.store.thread import GroupCommit, StoreThread
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class Ticket:
 
     key: KeyInfo
     subjects: list[tuple[str, Limits]]
-    charges: list[Charge]
+    charges: tuple[Charge, ...]
     reserved: int = 0
     trace_id: str = ""
     #: OpenAI's ``x-ratelimit-*`` headers for the key, as of this request's admission.
@@ -69,14 +70,21 @@ class Ticket:
     settled: bool = False
 
 
+def _limited(limits: Limits) -> bool:
+    return limits.rpm is not None or limits.tpm is not None or limits.parallel is not None
+
+
 def _subjects(key: KeyInfo) -> list[tuple[str, Limits]]:
-    out = [(f"key:{key.id}", key.limits)]
-    if key.team_id is not None and key.team_limits is not None:
+    """The subjects with a rate limit (the key first): one without any counts nothing."""
+    out = []
+    if _limited(key.limits):
+        out.append((f"key:{key.id}", key.limits))
+    if key.team_id is not None and key.team_limits is not None and _limited(key.team_limits):
         out.append((f"team:{key.team_id}", key.team_limits))
     return out
 
 
-def _charges(key: KeyInfo) -> list[Charge]:
+def _charges(key: KeyInfo) -> tuple[Charge, ...]:
     """The subjects whose budget this request must fit (none without a budget)."""
     out: list[Charge] = []
     if key.limits.budget_nusd is not None and not key.is_admin:
@@ -84,7 +92,7 @@ def _charges(key: KeyInfo) -> list[Charge]:
     team = key.team_limits
     if key.team_id is not None and team is not None and team.budget_nusd is not None:
         out.append(Charge(schema.teams, key.team_id, team.period))
-    return out
+    return tuple(out)
 
 
 class Admission:
@@ -117,11 +125,18 @@ class Admission:
         self._window_tokens: dict[tuple[str, int], int] = {}
         self._watch: set[str] = set()  # keys with a soft alert that spent since the last flush
         self._alerted: set[str] = set()
+        # Reservations and settlements run on a thread of their own, in order (the per-request
+        # store work: asyncio.to_thread would cost more CPU than SQLite takes to run them).
+        self._store = StoreThread(keys.engine, "polyroute-ledger")
         # Reservations asked for while one batch is in the store go together in the next.
-        self._asks: list[tuple[list[Charge], int, str, asyncio.Future[bool]]] = []
-        self._reserving = False
+        ttl = self.reservation_ttl_s
+        self._reservations: GroupCommit[Ask, bool] = GroupCommit(
+            self._store, lambda conn, asks: keys.reserve_many(asks, ttl, conn), self._orphaned
+        )
         self._open: dict[str, Ticket] = {}
         self._owners: OrderedDict[str, str] = OrderedDict()
+        # Each key's subjects and charges, worked out once per key read from the store.
+        self._plans: dict[str, tuple[KeyInfo, list[tuple[str, Limits]], tuple[Charge, ...]]] = {}
         self._usage: list[dict[str, Any]] = []  # unbudgeted usage rows, written in batches
         self._flusher: asyncio.Task[None] | None = None
         self._failed_flushes = 0  # in a row
@@ -139,13 +154,13 @@ class Admission:
         if not key.may_use(chat.model, is_router):
             kind = "router" if is_router else "model"
             raise PermissionDenied(f"This key may not use the {kind} {chat.model!r}", param="model")
-        subjects = _subjects(key)
+        subjects, charges = self._plan(key)
         # Check and count with no await in between: exact within this process.
         for subject, limits in subjects:
             self.limiter.check(subject, limits)
         for subject, limits in subjects:
             self.limiter.take(subject, limits)
-        ticket = Ticket(key, subjects, _charges(key), trace_id=trace_id)
+        ticket = Ticket(key, subjects, charges, trace_id=trace_id)
         if key.limits.rpm is not None or key.limits.tpm is not None:
             ticket.headers = self.limiter.headers(subjects[0][0], key.limits)
         try:
@@ -161,6 +176,16 @@ class Admission:
         request.scope[TICKET_SCOPE] = ticket
         self._own(trace_id, key.id)
         return ticket
+
+    def _plan(self, key: KeyInfo) -> tuple[list[tuple[str, Limits]], tuple[Charge, ...]]:
+        """The key's rate-limited subjects and budget charges (the same lists for every
+        request until the gate reads the key again)."""
+        plan = self._plans.get(key.id)
+        if plan is None or plan[0] is not key:
+            if len(self._plans) >= _OWNERS:
+                self._plans.clear()
+            plan = self._plans[key.id] = (key, _subjects(key), _charges(key))
+        return plan[1], plan[2]
 
     async def _shared_limits(self, ticket: Ticket, shared: SharedWindows) -> None:
         """RPM and TPM counted per calendar minute where every replica sees them."""
@@ -239,7 +264,7 @@ class Admission:
         else:
             out_tokens = self.default_max_tokens
         amount = prompt + out_tokens * per_out * choices
-        if await self._reserve_batched(ticket.charges, amount, ticket.trace_id):
+        if await self._reserve_batched(ticket, amount):
             ticket.reserved = amount
             if asked is None and model.context_window is None:
                 body["max_tokens"] = out_tokens  # the bound the reservation assumed
@@ -253,46 +278,23 @@ class Admission:
             if fits < 1:
                 await self._refuse(ticket, prompt + per_out * choices)
             amount = prompt + fits * per_out * choices
-            if await self._reserve_batched(ticket.charges, amount, ticket.trace_id):
+            if await self._reserve_batched(ticket, amount):
                 ticket.reserved = amount
                 if per_out:
                     body["max_tokens"] = int(fits)
                 return
         await self._refuse(ticket, prompt + per_out * choices)
 
-    async def _reserve_batched(self, charges: list[Charge], amount: int, request_id: str) -> bool:
+    async def _reserve_batched(self, ticket: Ticket, amount: int) -> bool:
         """One reservation, decided by the store in a transaction with others waiting now,
-        and held for ``request_id`` until settled (or expired)."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._asks.append((charges, amount, request_id, future))
-        if not self._reserving:
-            self._reserving = True
-            asyncio.get_running_loop().create_task(self._reserve_loop())
-        return await future
+        and held for the ticket's request until settled (or expired)."""
+        ask = Ask(ticket.trace_id, ticket.key.id, ticket.charges, amount)
+        return await self._reservations.ask(ask)
 
-    async def _reserve_loop(self) -> None:
-        try:
-            while self._asks:
-                asks, self._asks = self._asks, []
-                try:
-                    results = await asyncio.to_thread(
-                        self.keys.reserve_many,
-                        [(c, a) for c, a, _, _ in asks],
-                        [r for _, _, r, _ in asks],
-                        self.reservation_ttl_s,
-                    )
-                except Exception as e:
-                    for _, _, _, f in asks:
-                        if not f.done():
-                            f.set_exception(e)
-                    continue
-                for (charges, amount, request_id, f), ok in zip(asks, results, strict=True):
-                    if not f.done():
-                        f.set_result(ok)
-                    elif ok:  # the request went away while the store decided: give it back
-                        self._credit(charges, amount, 0, request_id)
-        finally:
-            self._reserving = False
+    def _orphaned(self, ask: Ask, granted: bool) -> None:
+        """The request went away while the store decided: give its reservation back."""
+        if granted:
+            self._credit(ask.charges, ask.amount, 0, ask.request_id)
 
     async def _refuse(self, ticket: Ticket, needed: int) -> None:
         left = await asyncio.to_thread(self.keys.remaining, ticket.charges) or 0
@@ -321,18 +323,20 @@ class Admission:
             cost = ticket.reserved  # answered without a known cost: charge the worst case
         else:
             cost = 0  # refused or failed before any answer: release
-        usage = {
-            "request_id": record.id,
-            "key_id": ticket.key.id,
-            "team_id": ticket.key.team_id,
-            "created_at": record.created_at,
-            "model": record.model,
-            "router": record.router,
-            "status": record.status,
-            "input_tokens": record.input_tokens,
-            "output_tokens": record.output_tokens,
-        }
-        self._usage.append({**usage, "cost_nusd": cost})
+        self._usage.append(
+            {
+                "request_id": record.id,
+                "key_id": ticket.key.id,
+                "team_id": ticket.key.team_id,
+                "created_at": record.created_at,
+                "model": record.model,
+                "router": record.router,
+                "status": record.status,
+                "input_tokens": record.input_tokens,
+                "output_tokens": record.output_tokens,
+                "cost_nusd": cost,
+            }
+        )
         for window in ticket.windows:
             self._window_tokens[window] = self._window_tokens.get(window, 0) + tokens
         self._settle(ticket, cost)
@@ -344,11 +348,13 @@ class Admission:
         if ticket.key.limits.soft_alert is not None and ticket.key.id not in self._alerted:
             self._watch.add(ticket.key.id)
 
-    def _credit(self, charges: list[Charge], reserved: int, cost: int, request_id: str) -> None:
+    def _credit(
+        self, charges: tuple[Charge, ...], reserved: int, cost: int, request_id: str
+    ) -> None:
         """Queue a settlement: drop ``reserved`` from each subject's reservation, add ``cost``
         (in the store only if the request's hold did not expire meanwhile)."""
         if charges:
-            self._holds[request_id] = Hold(tuple(charges), reserved, cost)
+            self._holds[request_id] = Hold(charges, reserved, cost)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
 
@@ -370,7 +376,7 @@ class Admission:
             return
         try:
             if holds or rows:
-                await asyncio.to_thread(self.keys.settle_many, {}, rows, None, holds)
+                await self._store.call(lambda conn: self.keys.settle(holds, rows, conn))
             self._failed_flushes = 0
         except Exception:
             # The transaction rolled back: put the work back for the next flush (a hold left
@@ -462,6 +468,7 @@ class Admission:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self.flush()
+        await self._store.aclose()
         if self.windows is not None:
             await self.windows.aclose()
 

@@ -56,7 +56,7 @@ class StoreWindows:
 
     async def add_tokens(self, tokens: dict[tuple[str, int], int]) -> None:
         if tokens:
-            await asyncio.to_thread(self.ledger.settle_many, {}, [], tokens)
+            await asyncio.to_thread(self.ledger.add_window_tokens, tokens)
 
     async def aclose(self) -> None:
         return None

@@ -69,8 +69,7 @@ class KeyStore(Ledger):
     """The key tables over one engine (the gateway's store, or the CLI's)."""
 
     def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        self._compiled: dict[tuple[str, str], tuple[str, list[str] | None, dict[str, Any]]] = {}
+        super().__init__(engine)
 
     # -- keys ---------------------------------------------------------------------------
 

@@ -182,6 +182,49 @@ def m0006_reservations(op: Operations) -> None:
     )
 
 
+def m0007_holds(op: Operations) -> None:
+    """One hold per request instead of one per subject, naming the request's key (so an
+    expired hold on a team's budget alone is still recorded under its key), without a rowid
+    on SQLite: each reservation then writes one b-tree, not a table and its key's index."""
+    op.create_table(
+        "holds",
+        sa.Column("request_id", sa.String(64), primary_key=True),
+        sa.Column("key_id", sa.String(32)),  # NULL only on holds copied from 0006 without one
+        sa.Column("team_id", sa.String(64)),
+        # The period of each subject charged; NULL: that subject has no share in the hold.
+        sa.Column("key_period", sa.String(16)),
+        sa.Column("team_period", sa.String(16)),
+        sa.Column("amount_nusd", sa.BigInteger, nullable=False),
+        sa.Column("expires_at", sa.BigInteger, nullable=False),  # Unix seconds; not indexed
+        sqlite_with_rowid=False,
+    )
+    # Holds in flight while the gateway upgrades: one row per request, as the new table has.
+    old = sa.table(
+        "reservations",
+        *(sa.column(c) for c in ("request_id", "subject_table", "subject_id", "period")),
+        sa.column("amount_nusd", sa.BigInteger),
+        sa.column("expires_at", sa.BigInteger),
+    )
+    conn = op.get_bind()
+    held: dict[str, dict[str, Any]] = {}
+    for r in conn.execute(sa.select(old)):
+        row = held.setdefault(
+            r.request_id,
+            {"request_id": r.request_id, "key_id": None, "team_id": None, "key_period": None,
+             "team_period": None, "amount_nusd": r.amount_nusd, "expires_at": r.expires_at},
+        )  # fmt: skip
+        if r.subject_table == "api_keys":
+            row.update(key_id=r.subject_id, key_period=r.period)
+        else:
+            row.update(team_id=r.subject_id, team_period=r.period)
+    if held:
+        op.bulk_insert(
+            sa.table("holds", *(sa.column(c) for c in next(iter(held.values())))),
+            list(held.values()),
+        )
+    op.drop_table("reservations")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Operations], None]]] = [
     ("0001_requests", m0001_requests),
     ("0002_traces_feedback_state", m0002_traces_feedback_state),
@@ -189,4 +232,5 @@ MIGRATIONS: list[tuple[str, Callable[[Operations], None]]] = [
     ("0004_tracecontext", m0004_tracecontext),
     ("0005_rescued", m0005_rescued),
     ("0006_reservations", m0006_reservations),
+    ("0007_holds", m0007_holds),
 ]

@@ -143,15 +143,17 @@ key_usage = sa.Table(
     sa.Column("cost_nusd", sa.BigInteger, nullable=False),
 )
 
-reservations = sa.Table(
-    "reservations",
+holds = sa.Table(
+    "holds",
     metadata,
     sa.Column("request_id", sa.String(64), primary_key=True),
-    sa.Column("subject_table", sa.String(16), primary_key=True),
-    sa.Column("subject_id", sa.String(64), primary_key=True),
-    sa.Column("period", sa.String(16), nullable=False),
+    sa.Column("key_id", sa.String(32)),
+    sa.Column("team_id", sa.String(64)),
+    sa.Column("key_period", sa.String(16)),
+    sa.Column("team_period", sa.String(16)),
     sa.Column("amount_nusd", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 rate_windows = sa.Table(
