@@ -94,3 +94,21 @@ def test_a_bad_config_is_refused_before_any_replica_starts(tmp_path: Path) -> No
     )  # fmt: skip
     assert r.exit_code == 2
     assert "min_replicas (3) is above max_replicas (1)" in r.output
+
+
+def test_a_cluster_that_cannot_deploy_is_a_message_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def unreachable(*args: object, **kwargs: object) -> None:
+        # What ray.init raises when no cluster answers at the address.
+        raise ConnectionError("could not connect to the GCS at 10.9.9.9:6379")
+
+    monkeypatch.setattr(ray_deploy, "deploy", unreachable)
+    r = CliRunner().invoke(
+        cli, ["ray", "serve", "--config", str(_config(tmp_path)), "--address", "10.9.9.9:6379"]
+    )
+    assert r.exit_code == 2
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert "Ray Serve could not deploy on the Ray cluster at 10.9.9.9:6379" in r.output
+    assert "ConnectionError" in r.output and "ray status" in r.output
+    assert "Traceback" not in r.output

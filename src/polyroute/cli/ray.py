@@ -105,6 +105,12 @@ def serve_on_ray(
         metrics = deploy(options, address=address, host=bind_host, port=bind_port)
     except ConfigError as e:
         raise _fail(e.message) from None
+    except Exception as e:  # Ray's own errors (no cluster, a port taken): a message, not a trace
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise _fail(
+            f"Ray Serve could not deploy on {where}: {type(e).__name__}: {e}. "
+            "Check the cluster with `ray status` (and --address), or the port with --port"
+        ) from None
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     err.print(f"polyroute on Ray Serve at http://{shown}:{bind_port}/v1 (application {name!r})")
     if detach:

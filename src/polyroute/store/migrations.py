@@ -206,6 +206,11 @@ def m0007_holds(op: Operations) -> None:
         sa.column("expires_at", sa.BigInteger),
     )
     conn = op.get_bind()
+    if conn.dialect.name == "postgresql":
+        # A replica of the old version could insert a hold between the read and the drop;
+        # that hold would never be copied nor expire. Locked, it waits and then fails (the
+        # old replicas must be drained before an upgrade: docs/keys.md).
+        conn.execute(sa.text("LOCK TABLE reservations IN ACCESS EXCLUSIVE MODE"))
     held: dict[str, dict[str, Any]] = {}
     for r in conn.execute(sa.select(old)):
         row = held.setdefault(
