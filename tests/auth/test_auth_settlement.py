@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import pytest
 from tests.auth.support import auth_config
 
 from polyroute.auth.keys import KeyInfo
@@ -96,4 +98,86 @@ async def test_a_failed_settlement_is_tried_again_not_dropped(db_url: str) -> No
     assert keys.calls == 3
     assert keys.spend(key.id)["by_model"]["echo"]["requests"] == 1
     await admission.aclose()
+    store.dispose()
+
+
+class LostCommitKeyStore(KeyStore):
+    """Its first settlement is written, but reported failed (the connection lost during the
+    commit), so the gateway tries it again."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.calls = 0
+
+    def settle(self, *args: Any) -> None:
+        self.calls += 1
+        super().settle(*args)
+        if self.calls == 1:
+            raise RuntimeError("server closed the connection unexpectedly")
+
+
+async def test_a_settlement_tried_again_after_a_lost_commit_is_written_once(db_url: str) -> None:
+    store, keys, admission = _parts(db_url, LostCommitKeyStore)
+    key, _ = keys.create_key(KeySpec())
+    _finish(admission, key, "chatcmpl-a")
+    for _ in range(200):  # bounded: 10 s
+        if keys.calls >= 2 and not admission._usage and not admission._failed_flushes:
+            break
+        await asyncio.sleep(0.05)
+    assert keys.calls == 2  # the second try went through: its row was there already
+    assert admission._usage == [] and admission._failed_flushes == 0
+    assert keys.spend(key.id)["by_model"]["echo"]["requests"] == 1
+    await admission.aclose()
+    store.dispose()
+
+
+class PoisonKeyStore(KeyStore):
+    """Refuses every settlement that has the request ``chatcmpl-poison`` in it."""
+
+    def settle(self, holds: Any, usage: Any = (), connection: Any = None) -> None:
+        if any(row["request_id"] == "chatcmpl-poison" for row in usage):
+            raise RuntimeError("value out of range")
+        super().settle(holds, usage, connection)
+
+
+async def test_one_request_the_store_refuses_does_not_sink_those_settled_with_it(
+    db_url: str,
+) -> None:
+    store, keys, admission = _parts(db_url, PoisonKeyStore)
+    key, _ = keys.create_key(KeySpec())
+    _finish(admission, key, "chatcmpl-poison")
+    _finish(admission, key, "chatcmpl-good")
+    for _ in range(200):  # bounded: 10 s
+        if keys.spend(key.id)["by_model"].get("echo", {}).get("requests") == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert keys.spend(key.id)["by_model"]["echo"]["requests"] == 1  # the good one
+    assert [row["request_id"] for row in admission._usage] == ["chatcmpl-poison"]
+    await admission.aclose(wait_s=0)
+    store.dispose()
+
+
+async def test_closing_waits_for_the_requests_in_flight_and_settles_them(db_url: str) -> None:
+    store, keys, admission = _parts(db_url, KeyStore)
+    key, _ = keys.create_key(KeySpec())
+    admission._open["chatcmpl-late"] = Ticket(key, [], [], trace_id="chatcmpl-late")
+    closing = asyncio.ensure_future(admission.aclose())
+    await asyncio.sleep(0.2)
+    assert not closing.done()  # waiting for the request in flight
+    _finish(admission, key, "chatcmpl-late")
+    await asyncio.wait_for(closing, 10)
+    assert keys.spend(key.id)["by_model"]["echo"]["requests"] == 1  # written before it returned
+    assert admission._store._queue is None  # and no store thread started after
+    store.dispose()
+
+
+async def test_closing_says_how_many_reservations_are_left_to_expire(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, keys, admission = _parts(db_url, KeyStore)
+    key, _ = keys.create_key(KeySpec())
+    admission._open["chatcmpl-stuck"] = Ticket(key, [], [], reserved=5, trace_id="chatcmpl-stuck")
+    with caplog.at_level(logging.ERROR, logger="polyroute.gateway.admission"):
+        await asyncio.wait_for(admission.aclose(wait_s=0.1), 10)
+    assert any("closing with 1 reservations not settled" in r.getMessage() for r in caplog.records)
     store.dispose()

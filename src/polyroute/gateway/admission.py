@@ -6,13 +6,17 @@ service's observer hook hands each finished request to ``finished``, which settl
 reservation to the real cost (or releases it on failure) off the request path. A request
 that ends without reaching the observer (cancelled, or a bug) is settled by ``release`` when
 its response is done, at its reservation, so a reservation never leaks and never undercounts.
-A gateway killed mid-request settles nothing: its reservations are held in the store with an
-expiry (``auth.reservation_ttl_s``), and every gateway charges the expired ones it finds.
+A gateway that closes waits a while (``CLOSE_WAIT_S``) for the requests in flight and writes
+what they settle before it lets the store go. A gateway killed mid-request settles nothing:
+its reservations are held in the store with an expiry (``auth.reservation_ttl_s``), and every
+gateway charges the expired ones it finds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -51,6 +55,12 @@ TICKET_SCOPE = "polyroute.ticket"
 SETTLE_DELAY_S = 0.05
 #: Failed settlement flushes in a row that are tried again (backing off, up to 5 s apart).
 SETTLE_RETRIES = 10
+#: Failed flushes in a row after which each request is settled in a transaction of its own,
+#: so that one whose rows the store refuses cannot sink the others merged with it.
+SETTLE_APART_AFTER = 3
+#: How long closing waits for the requests in flight to finish and their settlements to be
+#: written (the server's graceful shutdown gives them as long).
+CLOSE_WAIT_S = 10.0
 _OWNERS = 50_000  # recent trace → key, for feedback checks without a database read
 
 
@@ -140,6 +150,9 @@ class Admission:
         self._usage: list[dict[str, Any]] = []  # unbudgeted usage rows, written in batches
         self._flusher: asyncio.Task[None] | None = None
         self._failed_flushes = 0  # in a row
+        # Closing: aclose writes what is pending, no flusher starts; closed: nobody will.
+        self._closing = self._closed = False
+        self._wake = asyncio.Event()  # set by aclose: a flusher waiting to flush returns
 
     # -- before the upstream ------------------------------------------------------------
 
@@ -355,51 +368,77 @@ class Admission:
         (in the store only if the request's hold did not expire meanwhile)."""
         if charges:
             self._holds[request_id] = Hold(charges, reserved, cost)
+        if self._closed:
+            log.error(
+                "request %s settled after the gateway closed: its hold is charged at its "
+                "reservation after auth.reservation_ttl_s",
+                request_id,
+            )
+            return
+        if self._closing:
+            return  # aclose writes it
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
 
+    def _pending(self) -> bool:
+        return bool(self._holds or self._usage or self._window_tokens or self._watch)
+
     async def _flush_soon(self) -> None:
         # Until nothing is pending: what arrived while a flush was in the store goes next
-        # (a credit only starts a flusher when none is running).
-        while True:
-            await asyncio.sleep(min(5.0, SETTLE_DELAY_S * 2**self._failed_flushes))
+        # (a credit only starts a flusher when none is running). Closing, aclose takes over.
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                delay = min(5.0, SETTLE_DELAY_S * 2**self._failed_flushes)
+                await asyncio.wait_for(self._wake.wait(), delay)
+            if self._closing:
+                return
             await self.flush()
-            if not (self._holds or self._usage or self._window_tokens or self._watch):
+            if not self._pending():
                 return
 
     async def flush(self) -> None:
-        """Write the pending settlements and usage rows (one transaction)."""
+        """Write the pending settlements and usage rows (one transaction; after
+        ``SETTLE_APART_AFTER`` failures in a row, one per request)."""
         holds, self._holds = self._holds, {}
         rows, self._usage = self._usage, []
         windows, self._window_tokens = self._window_tokens, {}
         if not holds and not rows and not windows:
             return
-        try:
-            if holds or rows:
-                await self._store.call(lambda conn: self.keys.settle(holds, rows, conn))
+        failed_holds: dict[str, Hold] = {}
+        failed_rows: list[dict[str, Any]] = []
+        if holds or rows:
+            if self._failed_flushes < SETTLE_APART_AFTER:
+                try:
+                    await self._store.call(lambda conn: self.keys.settle(holds, rows, conn))
+                except Exception:
+                    failed_holds, failed_rows = holds, rows
+                    log.warning("settling %d requests failed", len(holds), exc_info=True)
+            else:
+                failed_holds, failed_rows = await self._settle_apart(holds, rows)
+        if not failed_holds and not failed_rows:
             self._failed_flushes = 0
-        except Exception:
+        else:
             # The transaction rolled back: put the work back for the next flush (a hold left
             # in the store would be charged its worst case once it expires, and the usage
             # rows would be lost). Past SETTLE_RETRIES failures in a row, give up loudly.
             self._failed_flushes += 1
             if self._failed_flushes <= SETTLE_RETRIES:
                 log.warning(
-                    "settling %d requests failed (%d of %d tries); trying again",
-                    len(holds),
+                    "settling %d requests and %d usage rows failed (%d of %d tries); trying again",
+                    len(failed_holds),
+                    len(failed_rows),
                     self._failed_flushes,
                     SETTLE_RETRIES,
-                    exc_info=True,
                 )
-                self._holds = {**holds, **self._holds}
-                self._usage[:0] = rows
+                self._holds = {**failed_holds, **self._holds}
+                self._usage[:0] = failed_rows
             else:
                 self._failed_flushes = 0
-                log.exception(
+                log.error(
                     "settling %d requests and %d usage rows failed %d times: their holds "
                     "will be charged at their reservation after auth.reservation_ttl_s",
-                    len(holds),
-                    len(rows),
+                    len(failed_holds),
+                    len(failed_rows),
                     SETTLE_RETRIES + 1,
                 )
         if windows and self.windows is not None:
@@ -424,6 +463,27 @@ class Admission:
                     key.limits.period,
                     (key.limits.budget_nusd or 0) / 1e9,
                 )
+
+    async def _settle_apart(
+        self, holds: dict[str, Hold], rows: list[dict[str, Any]]
+    ) -> tuple[dict[str, Hold], list[dict[str, Any]]]:
+        """Settle each request (its hold and its usage row) in a transaction of its own;
+        the holds and rows of those that failed."""
+        by_request: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_request.setdefault(row["request_id"], []).append(row)
+        failed_holds: dict[str, Hold] = {}
+        failed_rows: list[dict[str, Any]] = []
+        for request_id in {**dict.fromkeys(holds), **dict.fromkeys(by_request)}:
+            one = {request_id: holds[request_id]} if request_id in holds else {}
+            its_rows = by_request.get(request_id, [])
+            try:
+                await self._store.call(functools.partial(self.keys.settle, one, its_rows))
+            except Exception:
+                log.warning("settling request %s failed", request_id, exc_info=True)
+                failed_holds.update(one)
+                failed_rows += its_rows
+        return failed_holds, failed_rows
 
     def release(self, scope: MutableMapping[str, Any]) -> None:
         """A response is done and nothing settled it (the request was cancelled, or a bug):
@@ -459,18 +519,40 @@ class Admission:
                 log.exception("charging expired reservations failed")
             await asyncio.sleep(interval)
 
-    async def aclose(self) -> None:
-        """Write the pending settlements and usage rows."""
+    async def aclose(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Let the requests in flight finish (up to ``wait_s``), write their settlements
+        and every one pending, then close. What is still held after that is charged at its
+        reservation once ``auth.reservation_ttl_s`` passes (by any gateway's sweep)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        self._closing = True
+        self._wake.set()
         if self._expirer is not None:
             self._expirer.cancel()
             await asyncio.gather(self._expirer, return_exceptions=True)
             self._expirer = None
-        if self._flusher is not None:
+        while (self._open or self._reservations.busy) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if self._flusher is not None:  # woken, it returns after the flush it is in, if any
             await asyncio.gather(self._flusher, return_exceptions=True)
-        await self.flush()
+        while True:
+            await self.flush()
+            if not (self._holds or self._usage) or loop.time() >= deadline:
+                break
+            await asyncio.sleep(min(1.0, SETTLE_DELAY_S * 2**self._failed_flushes))
+        self._closed = True
         await self._store.aclose()
         if self.windows is not None:
             await self.windows.aclose()
+        held = len(self._holds) + sum(1 for t in self._open.values() if t.reserved)
+        if held:
+            log.error(
+                "closing with %d reservations not settled (%d requests still in flight after "
+                "%gs): they are charged at their reservation after auth.reservation_ttl_s",
+                held,
+                len(self._open),
+                wait_s,
+            )
 
     # -- who made a trace ---------------------------------------------------------------
 

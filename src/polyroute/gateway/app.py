@@ -199,12 +199,14 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._publisher
             self._publisher = None
+        if self.admission is not None:
+            # First, while the upstreams still answer: the requests in flight finish (for a
+            # while), then every reservation still pending is settled.
+            await self.admission.aclose()
         await self.engines.stop()  # SIGTERM, then SIGKILL after each engine's grace period
         await self.pool.aclose()
         await self.embeddings.aclose()
         await self.recorder.aclose()  # flush every queued record before exit
-        if self.admission is not None:
-            await self.admission.aclose()  # settle every reservation still pending
         await self.learning.aclose()  # and save what the online routers learned
         await self.purger.aclose()
         await self.telemetry.aclose()  # and every queued span (and this worker's live gauges)

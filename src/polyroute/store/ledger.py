@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from polyroute.auth.budget import period_start
 from polyroute.store import schema
@@ -131,14 +132,26 @@ def _ids(n: int) -> list[sa.BindParameter[str]]:
     return [sa.bindparam(f"b_{i}") for i in range(n)]
 
 
-def _statement(name: str) -> sa.ClauseElement:
+def _usage_statement(dialect: str) -> sa.ClauseElement:
+    """Usage rows, each written once: a settlement tried again after a commit that was
+    reported failed but went through (the connection lost meanwhile) finds its rows there,
+    and must not fail on them (``request_id`` is the key) forever."""
+    values = {c.name: sa.bindparam(f"b_{c.name}", type_=c.type) for c in U.c}
+    if dialect == "postgresql":
+        return postgresql.insert(U).values(values).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(U).values(values).on_conflict_do_nothing()
+    return U.insert().values(values)
+
+
+def _statement(name: str, dialect: str = "") -> sa.ClauseElement:
     """The hot path's statements by name (``kind:table`` or ``kind:count``), all with bound
     parameters named ``b_*``."""
     kind, _, arg = name.partition(":")
     if kind == "hold":
         return H.insert().values({c.name: sa.bindparam(f"b_{c.name}", type_=c.type) for c in H.c})
     if kind == "usage":
-        return U.insert().values({c.name: sa.bindparam(f"b_{c.name}", type_=c.type) for c in U.c})
+        return _usage_statement(dialect)
     if kind == "take":  # ``take:n``: delete n holds (ids padded, see _take_holds)
         return H.delete().where(H.c.request_id.in_(_ids(int(arg)))).returning(H.c.request_id)
     if kind == "drop":  # ``drop:n``: the same, counted only
@@ -214,7 +227,8 @@ class Ledger:
         compiled = self._compiled.get(name)
         if compiled is None:
             dialect = self.engine.dialect
-            compiled = _Compiled(_statement(name).compile(dialect=dialect), dialect)
+            statement = _statement(name, dialect.name)
+            compiled = _Compiled(statement.compile(dialect=dialect), dialect)
             self._compiled[name] = compiled
         return compiled
 
