@@ -7,8 +7,10 @@ Redis is Debian's ``redis-server``, started by ``tests/support/redis.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -35,26 +37,32 @@ def _fresh_minute(margin_s: float) -> None:
         time.sleep(60.5 - time.time() % 60)
 
 
-def _two_stores(tmp_path: Path) -> tuple[str, str]:
-    return f"sqlite:///{tmp_path / 'one.db'}", f"sqlite:///{tmp_path / 'two.db'}"
+@contextlib.contextmanager
+def _two_replicas(
+    echo_upstream: EchoUpstream, redis_url: str, tmp_path: Path, **limits: int
+) -> Iterator[tuple[dict[str, str], list[openai.OpenAI]]]:
+    """Two gateways, each with its own SQLite store, sharing only Redis; one key with
+    ``limits`` (made in one store, copied into the other: its id names its Redis counters),
+    and an openai client on each gateway."""
+    urls = f"sqlite:///{tmp_path / 'one.db'}", f"sqlite:///{tmp_path / 'two.db'}"
+    apps = [
+        create_app(auth_config(echo_upstream.base_url, u, rate_limits="redis", redis_url=redis_url))
+        for u in urls
+    ]
+    with serving(apps[0]) as one, serving(apps[1]) as two:
+        key = create_key(one.removesuffix("/v1"), **limits)
+        _copy_key(urls[0], urls[1], key["id"])
+        yield (
+            key,
+            [openai.OpenAI(base_url=u, api_key=key["secret"], max_retries=0) for u in (one, two)],
+        )
 
 
 def test_rpm_is_shared_by_replicas_through_redis(
     echo_upstream: EchoUpstream, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("POLYROUTE_ADMIN_KEY", ADMIN)
-    urls = _two_stores(tmp_path)
-    apps = [
-        create_app(auth_config(echo_upstream.base_url, u, rate_limits="redis", redis_url=redis_url))
-        for u in urls
-    ]
-    with serving(apps[0]) as one, serving(apps[1]) as two:
-        # The same key in both stores (its id names its Redis counters): made in one, copied.
-        key = create_key(one.removesuffix("/v1"), rpm=6)
-        _copy_key(urls[0], urls[1], key["id"])
-        clients = [
-            openai.OpenAI(base_url=u, api_key=key["secret"], max_retries=0) for u in (one, two)
-        ]
+    with _two_replicas(echo_upstream, redis_url, tmp_path, rpm=6) as (_, clients):
         _fresh_minute(6)
         answered = refused = 0
         for i in range(10):
@@ -72,19 +80,9 @@ def test_tpm_is_shared_by_replicas_through_redis(
     echo_upstream: EchoUpstream, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("POLYROUTE_ADMIN_KEY", ADMIN)
-    urls = _two_stores(tmp_path)
-    apps = [
-        create_app(auth_config(echo_upstream.base_url, u, rate_limits="redis", redis_url=redis_url))
-        for u in urls
-    ]
-    with serving(apps[0]) as one, serving(apps[1]) as two:
-        # "hi there" uses 3 prompt + 2 answer tokens: two requests use the minute's 10.
-        key = create_key(one.removesuffix("/v1"), tpm=10)
-        _copy_key(urls[0], urls[1], key["id"])
+    # "hi there" uses 3 prompt + 2 answer tokens: two requests use the minute's 10.
+    with _two_replicas(echo_upstream, redis_url, tmp_path, tpm=10) as (key, clients):
         _fresh_minute(10)
-        clients = [
-            openai.OpenAI(base_url=u, api_key=key["secret"], max_retries=0) for u in (one, two)
-        ]
         r = redis.Redis.from_url(redis_url)
         for n, c in enumerate(clients, 1):
             c.chat.completions.create(model="echo", messages=USER)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,6 @@ from tests.support.echo_upstream import EchoUpstream
 from polyroute.gateway import create_app
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    why = browser.missing()
-    if why is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"the browser test must run in CI: {why}")
-        pytest.skip(why)
-    with browser.chromium() as b:
-        yield b
 
 
 def wait_for(fetch: Any, check: Any, timeout_s: float = 10.0) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +26,6 @@ from polyroute.gateway import create_app
 pytestmark = pytest.mark.e2e
 
 USER = [{"role": "user", "content": "hi there"}]
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    why = browser.missing()
-    if why is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"the browser test must run in CI: {why}")
-        pytest.skip(why)
-    with browser.chromium() as b:
-        yield b
 
 
 def _settled(root: str, traces: int, key_ids: list[str]) -> None:
