@@ -101,7 +101,34 @@ def test_train_without_prices_for_costless_data_says_what_to_pass(
     args = ["train", "--data", str(data[0]), "--out", str(tmp_path / "r")]
     result = runner.invoke(app, [*args, "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 2
-    assert "--prices" in result.output
+    assert "--prices" in result.output and "--lambda 0" in result.output
+    # Quality alone needs no cost: it trains, and says λ was not calibrated on anything.
+    result = runner.invoke(app, [*args, "--cache-dir", str(tmp_path / "cache"), "--lambda", "0"])
+    assert result.exit_code == 0, result.output
+    assert "λ = 0 as given (the data has no costs to calibrate it on)" in result.output
+
+
+def test_train_prices_models_the_catalog_knows_without_a_prices_file(tmp_path: Path) -> None:
+    """Data named as providers name models (as RouteLLM's is): the catalog prices them."""
+    names = {"cheap": "gpt-4o-mini", "coder": "gpt-4o", "strong": "gpt-4-1106-preview"}
+    plain = tmp_path / "plain.jsonl"
+    topic_dataset(n_per_topic=8).with_costs(None).save(plain)  # type: ignore[arg-type]
+    rows = [json.loads(line) for line in plain.read_text().splitlines()]
+    path = tmp_path / "named.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({**r, "scores": {names[m]: v for m, v in r["scores"].items()}}) + "\n"
+            for r in rows
+        )
+    )
+    out = tmp_path / "r"
+    args = ["train", "--data", str(path), "--out", str(out), "--router", "knn"]
+    result = runner.invoke(app, [*args, "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert "prices from the model catalog" in result.output
+    assert "gpt-4-1106-preview = gpt-4-1106-preview at openai (10/30)" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["lambda"] > 0  # calibrated on the costs the catalog's prices give
 
 
 def test_a_router_trained_on_costs_alone_still_routes_with_its_knob(

@@ -41,10 +41,16 @@ def invoke(*args: str | Path) -> tuple[int, str]:
 class FakeRouter:
     """Predicts from a table keyed by prompt: the seam `persist.load_router` returns."""
 
-    def __init__(self, models: list[str], table: dict[str, list[float]]) -> None:
+    def __init__(
+        self,
+        models: list[str],
+        table: dict[str, list[float]],
+        prices: dict[str, tuple[float, float]] | None = None,
+    ) -> None:
         self.models = models
         self.table = table
         self.lam = 0.0  # the λ it was saved with
+        self.prices = prices or {}  # as saved at training: given or inferred
 
     def predict(self, prompts: Sequence[str]) -> np.ndarray:
         return np.array([self.table[p] for p in prompts])
@@ -212,7 +218,20 @@ def test_eval_bad_input_says_what_to_do(
     no_costs = tmp_path / "nc.jsonl"
     no_costs.write_text(json.dumps({"id": "a", "prompt": "p1", "scores": {"weak": 1, "mid": 0}}))
     code, output = invoke("eval", "--router", tmp_path / "r", "--data", no_costs, *args)
-    assert code == 2 and "lacks some costs" in output and "--prices" in output
+    # No cost anywhere (data, router, catalog): quality only, said, never a $0 cost.
+    assert code == 0, output
+    assert "no cost for weak, mid" in output and "quality only" in output and "--prices" in output
+    report = json.loads((tmp_path / "o.json").read_text())
+    assert report["costs_known"] is False and report["router"]["cost"] is None
+    assert report["single_models"] == {
+        "weak": {"quality": 1.0, "cost": None},
+        "mid": {"quality": 0.0, "cost": None},
+    }
+    code, output = invoke(
+        "eval", "--router", tmp_path / "r", "--data", no_costs, *args, "--plot", tmp_path / "c.png"
+    )  # fmt: skip
+    assert code == 2 and "--plot draws cost against quality" in output
+    assert not (tmp_path / "c.png").exists()
     (tmp_path / "p.json").write_text(json.dumps({"weak": [1, 1], "mid": [2, 2]}))
     code, output = invoke(
         "eval",
@@ -291,3 +310,42 @@ def test_split_data_splits_each_task_and_keeps_repeated_prompts_together(tmp_pat
         "--test-fraction", "1",
     )  # fmt: skip
     assert code == 2 and "(0, 1)" in output
+
+
+def _costless(path: Path, names: tuple[str, str]) -> Path:
+    weak, strong = names
+    rows = [
+        {"id": f"r{i}", "prompt": p, "scores": {weak: q[0], strong: q[1]}}
+        for i, (p, q) in enumerate(PAPER)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_eval_prices_missing_costs_from_the_router_then_the_catalog(
+    tmp_path: Path, fake_persist: dict[str, FakeRouter]
+) -> None:
+    out = ["--report", tmp_path / "o.json", "--predictions", tmp_path / "o.jsonl"]
+    # 1. the router's own prices (given or inferred when it was trained)
+    fake_persist["own"] = FakeRouter(
+        ["weak", "strong"], TABLE, prices={"weak": (1.0, 1.0), "strong": (3.0, 3.0)}
+    )
+    (tmp_path / "own").mkdir()
+    data = _costless(tmp_path / "a.jsonl", ("weak", "strong"))
+    code, output = invoke("eval", "--router", tmp_path / "own", "--data", data, *out)
+    assert code == 0, output
+    assert "estimated from the router's own prices" in output
+    report = json.loads((tmp_path / "o.json").read_text())
+    assert report["costs_known"] is True and report["router"]["aiq"] is not None
+    # 2. names the model catalog knows, on a router with no prices
+    names = ("gpt-4o-mini", "gpt-4-1106-preview")
+    fake_persist["named"] = FakeRouter(list(names), TABLE)
+    (tmp_path / "named").mkdir()
+    data = _costless(tmp_path / "b.jsonl", names)
+    code, output = invoke("eval", "--router", tmp_path / "named", "--data", data, *out)
+    assert code == 0, output
+    assert "prices from the model catalog" in output and "gpt-4o-mini = gpt-4o-mini" in output
+    report = json.loads((tmp_path / "o.json").read_text())
+    mini, gpt4 = (report["single_models"][m]["cost"] for m in names)
+    assert report["costs_known"] is True and 0 < mini < gpt4
+    assert report["two_model"]["apgr"] == pytest.approx(1.375)  # the paper case's

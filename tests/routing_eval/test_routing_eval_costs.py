@@ -13,6 +13,7 @@ from polyroute.errors import UnknownPrice
 from polyroute.routing.pricing import prompt_cost
 from polyroute.routing_eval.costs import (
     CharCounter,
+    catalog_prices,
     default_token_counter,
     fill_missing_costs,
     infer_prices,
@@ -127,3 +128,16 @@ def test_prices_come_back_from_costs_made_with_them() -> None:
     for model, (p_in, p_out) in prices.items():
         assert inferred[model] == pytest.approx((p_in, p_out))
     assert infer_prices(ds.with_costs(None)) == {}  # type: ignore[arg-type]
+
+
+def test_catalog_prices_price_provider_names_and_leave_unknown_ones_missing() -> None:
+    found = catalog_prices(
+        ["gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1", "my-own-finetune"]
+    )
+    assert found.missing == ["my-own-finetune"]  # unknown: missing, never $0
+    assert set(found.prices) == {"gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"}
+    assert all(p_in > 0 and p_out > 0 for p_in, p_out in found.prices.values())
+    gpt4_in, gpt4_out = found.prices["gpt-4-1106-preview"]
+    mixtral_in, mixtral_out = found.prices["mistralai/Mixtral-8x7B-Instruct-v0.1"]
+    assert gpt4_in > 5 * mixtral_in and gpt4_out > 5 * mixtral_out
+    assert "mistralai/Mixtral-8x7B-Instruct-v0.1 = mixtral-8x7b-instruct" in found.describe()

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset, Row, from_rows
-from polyroute.routing_eval.evaluate import align_predictions, evaluate, write_report
+from polyroute.routing_eval.evaluate import (
+    align_predictions,
+    evaluate,
+    evaluate_quality,
+    write_report,
+)
 from polyroute.routing_eval.plot import plot_report
 
 Q = [[1.0, 1.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]]
@@ -71,6 +76,25 @@ def test_report_on_the_paper_case(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (tmp_path / "pred.jsonl").read_text().splitlines()]
     assert rows[1] == {"id": "p2", "predicted": {"weak": 0.5, "strong": 0.9}}
     assert len(rows) == 4
+
+
+def test_without_costs_the_report_measures_what_needs_none(tmp_path: Path) -> None:
+    with_costs = evaluate(paper_dataset(), PREDICTED)
+    report = evaluate_quality(
+        paper_dataset(costs=False), PREDICTED, predictions_path=tmp_path / "pred.jsonl"
+    )
+    json.dumps(report, allow_nan=False)
+    assert report["costs_known"] is False and with_costs["costs_known"] is True
+    # APGR is defined on the share of strong calls: the same with or without costs.
+    assert report["two_model"] == with_costs["two_model"]
+    assert report["router"]["quality"] == with_costs["router"]["quality"] == 1.0
+    assert report["router"]["shares"] == {"weak": 0.25, "strong": 0.75}
+    assert report["best_model"] == {"name": "strong", "quality": 0.75, "cost": None}
+    assert report["oracle"]["quality"] == 1.0 and report["oracle"]["cost"] is None
+    costs = [report["router"][k] for k in ("cost", "aiq", "quality_at_best_model_cost")]
+    assert costs == [None, None, None] and report["cost_range"] is None
+    assert all(m["cost"] is None for m in report["single_models"].values())
+    assert len((tmp_path / "pred.jsonl").read_text().splitlines()) == 4
 
 
 def test_more_than_two_models_has_no_two_model_section() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -12,6 +13,9 @@ from rich.table import Table
 
 from polyroute.errors import PolyrouteError
 from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS
+
+if TYPE_CHECKING:
+    from polyroute.routing_eval.dataset import RoutingDataset
 
 out = Console()
 err = Console(stderr=True)
@@ -99,6 +103,7 @@ def train(
     try:
         dataset = RoutingDataset.load(data)
         table = load_prices(prices) if prices is not None else None
+        table = _with_catalog_prices(dataset, table)
         suite = None
         if questions:
             from polyroute.bench.suites import default_data_dir, load_suites
@@ -132,9 +137,36 @@ def train(
         f"{len(r.models)} models in {seconds['total']:.0f} s "
         f"(embedding {seconds['embedding']:.0f} s) → {escape(str(out_dir))}"
     )
-    if r.calibration is not None:
+    if r.calibration is not None and r.calibration.n_prompts > 1:
         out.print(escape(r.calibration.describe()))
+    elif r.calibration is not None:
+        out.print(f"λ = {r.lam:.4g} as given (the data has no costs to calibrate it on)")
     out.print(f'try it: polyroute route --router {escape(str(out_dir))} "a question"')
+
+
+def _with_catalog_prices(
+    dataset: RoutingDataset, table: dict[str, tuple[float, float]] | None
+) -> dict[str, tuple[float, float]] | None:
+    """``table`` plus the catalog's prices of the models whose costs the data lacks and
+    ``table`` does not price (printed, so the user sees where each price came from)."""
+    import numpy as np
+
+    from polyroute.routing_eval.costs import catalog_prices
+
+    if dataset.has_all_costs:
+        return table
+    given = dict(table or {})
+    costs = dataset.costs
+    lacking = [
+        m
+        for j, m in enumerate(dataset.models)
+        if m not in given and (costs is None or np.isnan(costs[:, j]).any())
+    ]
+    found = catalog_prices(lacking) if lacking else None
+    if found is None or not found.prices:
+        return table
+    out.print(escape(found.describe()))
+    return {**found.prices, **given}
 
 
 def route(

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from polyroute.errors import PolyrouteError
-from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS
-from polyroute.routing_eval.costs import fill_missing_costs, load_prices
+from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS, PriceTable
+from polyroute.routing_eval.costs import catalog_prices, fill_missing_costs, load_prices
 from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset
 
 out = Console(soft_wrap=True)
@@ -97,7 +98,12 @@ def eval_router(
     ),
 ) -> None:
     """Evaluate a saved router on a test set: report, predictions and optional plot."""
-    from polyroute.routing_eval.evaluate import align_predictions, evaluate, write_report
+    from polyroute.routing_eval.evaluate import (
+        align_predictions,
+        evaluate,
+        evaluate_quality,
+        write_report,
+    )
 
     try:
         dataset = RoutingDataset.load(data)
@@ -113,16 +119,30 @@ def eval_router(
             raise RoutingDataError(f"{data}: no prompt left after removing duplicates and overlap")
         router = _load_router(router_dir)
         dataset = dataset.subset_models(list(router.models))
-        if not dataset.has_all_costs and prices is not None:
-            dataset, estimate = fill_missing_costs(
-                dataset, load_prices(prices), output_tokens=output_tokens
+        if not dataset.has_all_costs:
+            table = _eval_prices(dataset, router, prices)
+            if table is not None:
+                dataset, estimate = fill_missing_costs(dataset, table, output_tokens=output_tokens)
+                out.print(escape(estimate.describe()))
+        if not dataset.has_all_costs and plot_path is not None:
+            raise RoutingDataError(
+                "--plot draws cost against quality and the data has no costs for some "
+                "models: pass --prices FILE, or leave out --plot"
             )
-            out.print(escape(estimate.describe()))
         predicted = router.predict(dataset.prompts)
         dataset, predicted = align_predictions(dataset, router.models, predicted)
-        report = evaluate(
-            dataset, predicted, predictions_path=predictions_path, strong=strong, lam=router.lam
-        )
+        if dataset.has_all_costs:
+            report = evaluate(
+                dataset,
+                predicted,
+                predictions_path=predictions_path,
+                strong=strong,
+                lam=router.lam,
+            )
+        else:
+            report = evaluate_quality(
+                dataset, predicted, predictions_path=predictions_path, strong=strong
+            )
         report["cost_unit"] = cost_unit
         report["data"] = {
             "path": str(data),
@@ -147,6 +167,37 @@ def eval_router(
         f"--exclude-from removed: evaluated on {len(dataset)}"
     )
     _print_summary(report)
+
+
+def _eval_prices(dataset: RoutingDataset, router: Any, prices: Path | None) -> PriceTable | None:
+    """Prices for the costs the test data lacks, or None where some model has none.
+
+    In order: ``--prices``; else the router's own prices (given or inferred at training);
+    else the model catalog. Where they leave a model unpriced, the evaluation measures
+    what needs no cost (the CLI says so); with ``--prices`` an unpriced model is an error.
+    """
+    lacking = [
+        m
+        for j, m in enumerate(dataset.models)
+        if dataset.costs is None or np.isnan(dataset.costs[:, j]).any()
+    ]
+    if prices is not None:
+        return load_prices(prices)
+    saved = {m: router.prices[m] for m in lacking if m in router.prices}
+    if len(saved) == len(lacking):
+        out.print("costs the data lacks are estimated from the router's own prices")
+        return saved
+    found = catalog_prices([m for m in lacking if m not in saved])
+    if not found.missing:
+        out.print(escape(found.describe()))
+        return {**saved, **found.prices}
+    out.print(
+        "[yellow]note:[/yellow] no cost for "
+        f"{escape(', '.join(found.missing))} (not in the data, the router's prices or the "
+        "model catalog): the report measures quality only (APGR needs no cost); pass "
+        "--prices FILE for the cost figures"
+    )
+    return None
 
 
 def _load_router(path: Path) -> Any:
@@ -179,8 +230,21 @@ def _print_summary(report: dict[str, Any]) -> None:
         ("oracle", report["oracle"]),
     ]
     for name, r in rows:
-        table.add_row(escape(name), f"{r['quality']:.4f}", f"{r['cost']:.3g}")
+        cost = "?" if r["cost"] is None else f"{r['cost']:.3g}"
+        table.add_row(escape(name), f"{r['quality']:.4f}", cost)
     out.print(table)
+    if report.get("costs_known", True):
+        _print_cost_figures(report, unit)
+    two = report["two_model"]
+    if two is not None and two["apgr"] is not None:
+        out.print(
+            f"strong {escape(two['strong'])} / weak {escape(two['weak'])}: APGR "
+            f"{two['apgr']:.4f}, CPT(50%) {two['cpt_50_pct']:.1f}%, "
+            f"CPT(80%) {two['cpt_80_pct']:.1f}%"
+        )
+
+
+def _print_cost_figures(report: dict[str, Any], unit: str) -> None:
     router = report["router"]
     out.print(f"AIQ: router {router['aiq']:.4f}, random mix {report['random']['aiq']:.4f}")
     q_at = router["quality_at_best_model_cost"]
@@ -191,13 +255,6 @@ def _print_summary(report: dict[str, Any]) -> None:
     else:
         saving = router["cost_saving_vs_best_model"]
         out.print(f"matches the best model's quality at {match:.3g} {unit} ({saving:.0%} cheaper)")
-    two = report["two_model"]
-    if two is not None and two["apgr"] is not None:
-        out.print(
-            f"strong {escape(two['strong'])} / weak {escape(two['weak'])}: APGR "
-            f"{two['apgr']:.4f}, CPT(50%) {two['cpt_50_pct']:.1f}%, "
-            f"CPT(80%) {two['cpt_80_pct']:.1f}%"
-        )
 
 
 def split_data(

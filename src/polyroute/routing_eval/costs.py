@@ -166,6 +166,54 @@ def infer_prices(
     return prices
 
 
+@dataclass(frozen=True, slots=True)
+class CatalogPrices:
+    """Prices found in the model catalog for some of a dataset's models, and where."""
+
+    prices: dict[str, tuple[float, float]]
+    #: model → "catalog-id at provider", for the line that says where prices came from.
+    sources: dict[str, str]
+    #: Models the catalog has no (unambiguous, fully priced) entry for.
+    missing: list[str]
+
+    def describe(self) -> str:
+        found = ", ".join(
+            f"{m} = {self.sources[m]} ({p[0]:g}/{p[1]:g})" for m, p in self.prices.items()
+        )
+        return f"prices from the model catalog (USD per 1M input/output tokens): {found}"
+
+
+def catalog_prices(models: Sequence[str]) -> CatalogPrices:
+    """Look ``models`` up in the model catalog (``polyroute models``) for their prices.
+
+    Data imported from RouteLLM or a bench run names models as their providers do
+    (``gpt-4-1106-preview``, ``mistralai/Mixtral-8x7B-Instruct-v0.1``); LiteLLM users expect
+    such names to be priced without a prices file. A name the catalog does not know, knows
+    ambiguously, or knows without both prices stays missing: never $0, never a guess.
+    """
+    from polyroute.catalog.load import bundled_catalog
+    from polyroute.catalog.resolve import resolve
+    from polyroute.errors import PolyrouteError
+
+    catalog = bundled_catalog()
+    prices: dict[str, tuple[float, float]] = {}
+    sources: dict[str, str] = {}
+    missing: list[str] = []
+    for model in models:
+        try:
+            hit = resolve(catalog, model)
+        except PolyrouteError:
+            missing.append(model)
+            continue
+        price = hit.endpoint.prices if hit.endpoint is not None else None
+        if price is None or price.input is None or price.output is None:
+            missing.append(model)
+            continue
+        prices[model] = (float(price.input), float(price.output))
+        sources[model] = f"{hit.model.id} at {hit.provider}"
+    return CatalogPrices(prices, sources, missing)
+
+
 def load_prices(path: str | Path) -> dict[str, tuple[float, float]]:
     """Read prices (USD per 1M tokens) from JSON.
 

@@ -76,6 +76,7 @@ def evaluate(
         "version": REPORT_VERSION,
         "prompts": len(dataset),
         "models": list(models),
+        "costs_known": True,
         "cost_range": [c_min, c_max],
         "router": {
             "quality": quality_first.quality,
@@ -128,6 +129,62 @@ def evaluate(
     return report
 
 
+def evaluate_quality(
+    dataset: RoutingDataset,
+    predicted: FloatArray,
+    *,
+    predictions_path: str | Path | None = None,
+    strong: str | None = None,
+) -> dict[str, Any]:
+    """The report of :func:`evaluate` for data with no costs (and no prices to estimate them).
+
+    What needs no cost is measured as in :func:`evaluate`: the router's quality when it
+    picks on predicted quality alone (λ = 0), every single model's quality, random routing,
+    the oracle (first best model of each prompt, as there is no cheapest) and, for two
+    models, RouteLLM's APGR and CPT, which are defined on the share of strong calls and not
+    on cost (RouteLLM's own evaluation uses no prices). Every cost figure is ``None`` and
+    ``report["costs_known"]`` is false, so no reader takes a missing cost for $0.
+    """
+    q, _, p = _matrices(dataset, predicted, need_costs=False)
+    models = dataset.models
+    rows = np.arange(q.shape[0])
+    pick = np.argmax(p, axis=1)
+    best = int(np.argmax(q.mean(axis=0)))
+    oracle = np.argmax(q, axis=1)
+    report: dict[str, Any] = {
+        "version": REPORT_VERSION,
+        "prompts": len(dataset),
+        "models": list(models),
+        "costs_known": False,
+        "cost_range": None,
+        "router": {
+            "quality": float(q[rows, pick].mean()),
+            "cost": None,
+            "shares": _shares(models, pick),
+            "aiq": None,
+            "curve": [],
+            "hull": [],
+            "quality_at_best_model_cost": None,
+            "cost_to_match_best_model": None,
+            "cost_saving_vs_best_model": None,
+        },
+        "single_models": {
+            m: {"quality": float(q[:, j].mean()), "cost": None} for j, m in enumerate(models)
+        },
+        "best_model": {"name": models[best], "quality": float(q[:, best].mean()), "cost": None},
+        "random": {"quality": float(q.mean()), "cost": None, "curve": [], "aiq": None},
+        "oracle": {
+            "quality": float(q[rows, oracle].mean()),
+            "cost": None,
+            "shares": _shares(models, oracle),
+        },
+        "two_model": _two_model(q, p, models, strong) if len(models) == 2 else None,
+    }
+    if predictions_path is not None:
+        write_predictions(predictions_path, dataset.ids, models, p)
+    return report
+
+
 def write_predictions(
     path: str | Path, ids: Sequence[str], models: Sequence[str], predicted: FloatArray
 ) -> None:
@@ -147,7 +204,7 @@ def write_report(path: str | Path, report: Mapping[str, Any]) -> None:
 
 
 def _matrices(
-    dataset: RoutingDataset, predicted: FloatArray
+    dataset: RoutingDataset, predicted: FloatArray, *, need_costs: bool = True
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     p = np.asarray(predicted, dtype=np.float64)
     if p.shape != dataset.scores.shape:
@@ -162,6 +219,8 @@ def _matrices(
             f"no true score on some prompts for {', '.join(missing)}; evaluate on models "
             "scored on every prompt (RoutingDataset.subset_models)"
         )
+    if not need_costs:
+        return dataset.scores, np.full(dataset.scores.shape, np.nan), p
     if dataset.costs is None or np.isnan(dataset.costs).any():
         raise RoutingDataError(
             "the dataset lacks some costs; estimate them from prices first "
