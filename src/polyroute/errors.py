@@ -28,6 +28,7 @@
     ├── BudgetExceeded                   429 budget_exceeded (with the remaining budget)
     ├── KeyRateLimited                   429 rate_limit_exceeded (a key's/team's RPM, TPM, parallel)
     ├── ReplicaLost                      502 replica_lost (Ray Serve: the replica died mid-request)
+    ├── ShuttingDown                     503 shutting_down (new request while closing; Retry-After)
     └── UpstreamError                    502 upstream_error
         ├── UpstreamTimeout              504 upstream_timeout
         ├── UpstreamUnreachable          502 upstream_unreachable
@@ -203,6 +204,23 @@ class ReplicaLost(PolyrouteError):
     status_code = 502
     error_type = "server_error"
     code = "replica_lost"
+
+
+class ShuttingDown(PolyrouteError):
+    """The gateway has begun to close: requests in flight finish, new ones are refused.
+
+    A request that arrives after closing began would reserve budget that no one is left to
+    settle; refused with 503 and Retry-After, the SDKs send it again (to another replica
+    behind a load balancer, or to this one once restarted).
+    """
+
+    status_code = 503
+    error_type = "server_error"
+    code = "shutting_down"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 # An upstream that echoes the key it was sent ("Incorrect API key provided: sk-...") must not

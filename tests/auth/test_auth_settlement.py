@@ -36,13 +36,17 @@ class SlowKeyStore(KeyStore):
         super().settle(*args)
 
 
-def _finish(admission: Admission, key: KeyInfo, trace_id: str) -> None:
-    admission._open[trace_id] = Ticket(key, [], [], trace_id=trace_id)
+def _record(trace_id: str) -> RequestRecord:
     record = RequestRecord(
         id=trace_id, created_at=datetime.now(UTC), requested_model="echo", stream=False
     )
     record.model, record.cost_usd, record.cost_status = "echo", 1e-6, "known"
-    admission.finished(record)
+    return record
+
+
+def _finish(admission: Admission, key: KeyInfo, trace_id: str) -> None:
+    admission._open[trace_id] = Ticket(key, [], [], trace_id=trace_id)
+    admission.finished(_record(trace_id))
 
 
 K = TypeVar("K", bound=KeyStore)
@@ -180,4 +184,32 @@ async def test_closing_says_how_many_reservations_are_left_to_expire(
     with caplog.at_level(logging.ERROR, logger="polyroute.gateway.admission"):
         await asyncio.wait_for(admission.aclose(wait_s=0.1), 10)
     assert any("closing with 1 reservations not settled" in r.getMessage() for r in caplog.records)
+    store.dispose()
+
+
+async def test_a_request_arriving_after_closing_began_is_refused_with_retry_after(
+    db_url: str,
+) -> None:
+    """Admitted while closing, it would reserve budget no one is left to settle."""
+    from starlette.requests import Request
+
+    from polyroute.auth.keys import KEY_SCOPE
+    from polyroute.errors import ShuttingDown
+    from polyroute.gateway.protocol import ChatCompletionRequest
+
+    store, keys, admission = _parts(db_url, KeyStore)
+    key, _ = keys.create_key(KeySpec(budget_usd=1.0))
+    body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+    chat = ChatCompletionRequest.model_validate(body)
+    request = Request({"type": "http", "method": "POST", "headers": [], KEY_SCOPE: key})
+    ticket = await admission.admit(request, chat, body, "chatcmpl-before")
+    assert ticket is not None and ticket.reserved > 0  # open: admitted and reserved
+    admission.finished(_record("chatcmpl-before"))
+    await admission.aclose()
+    with pytest.raises(ShuttingDown) as refused:
+        await admission.admit(request, chat, body, "chatcmpl-after")
+    assert refused.value.status_code == 503 and refused.value.retry_after_s == 1.0
+    assert "chatcmpl-after" not in admission._open
+    spend = keys.spend(key.id)["by_model"]["echo"]
+    assert spend["requests"] == 1  # only the one admitted before closing
     store.dispose()

@@ -37,7 +37,7 @@ from polyroute.auth.limits import RateLimiter, refused
 from polyroute.auth.metrics import KeyMetrics
 from polyroute.catalog.pricing import priced_at
 from polyroute.config import AuthConfig, Config, ModelConfig
-from polyroute.errors import BudgetExceeded, InvalidRequest, PermissionDenied
+from polyroute.errors import BudgetExceeded, InvalidRequest, PermissionDenied, ShuttingDown
 from polyroute.gateway.protocol import ChatCompletionRequest
 from polyroute.gateway.routing import RouterHub
 from polyroute.gateway.windows import SharedWindows
@@ -163,6 +163,11 @@ class Admission:
         key: KeyInfo | None = request.scope.get(KEY_SCOPE)
         if key is None:
             return None
+        if self._closing:
+            raise ShuttingDown(
+                "This gateway is shutting down and takes no new requests; send it again "
+                "(another replica answers it, or this one once it has restarted)"
+            )
         is_router = self.routers is not None and self.routers.handles(chat.model)
         if not key.may_use(chat.model, is_router):
             kind = "router" if is_router else "model"
