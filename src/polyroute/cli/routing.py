@@ -52,16 +52,7 @@ def train(
     ),
     out_dir: Path = typer.Option(..., "--out", help="Directory to write the router to."),
     router: str | None = typer.Option(
-        None,
-        "--router",
-        help="Learned router kind (mf, mlp, knn), with its default settings [default: mf, its "
-        "settings chosen on the data by cross-validation].",
-    ),
-    no_select: bool = typer.Option(
-        False,
-        "--no-select",
-        help="Without --router: train mf with its default settings instead of choosing them "
-        "among a few by cross-validation (faster).",
+        None, "--router", help="Learned router kind (mf, mlp, knn) [default: the best measured]."
     ),
     prices: Path | None = typer.Option(
         None, "--prices", help="Prices (USD per 1M tokens), for costs the data does not hold."
@@ -97,7 +88,7 @@ def train(
     from polyroute.routing.persist import save_router
     from polyroute.routing_eval.costs import load_prices
     from polyroute.routing_eval.dataset import RoutingDataset
-    from polyroute.routing_eval.train import DEFAULT_KNOB, train_router
+    from polyroute.routing_eval.train import BEST_KIND, DEFAULT_KNOB, train_router
 
     knob = _knob(lam, max_cost_fraction, min_quality_fraction)
     assert isinstance(knob, Knob)
@@ -120,8 +111,7 @@ def train(
         with err.status("training…") as status:
             result = train_router(
                 dataset,
-                kind=router,
-                select=not no_select,
+                kind=router or BEST_KIND,
                 knob=knob if knob.to_dict() else DEFAULT_KNOB,
                 prices=table,
                 output_tokens=output_tokens,
@@ -142,16 +132,6 @@ def train(
         f"{len(r.models)} models in {seconds['total']:.0f} s "
         f"(embedding {seconds['embedding']:.0f} s) → {escape(str(out_dir))}"
     )
-    selection = result.summary.get("selection")
-    if selection is not None:
-        tried = ", ".join(
-            f"{label} {c['log_loss']:.4f}" for label, c in selection["candidates"].items()
-        )
-        out.print(
-            f"settings: {escape(selection['chosen'])} "
-            f"{escape(str(selection['candidates'][selection['chosen']]['params']))}, "
-            f"chosen by out-of-fold log-loss ({escape(tried)}; --no-select skips this)"
-        )
     if r.calibration is not None:
         out.print(escape(r.calibration.describe()))
     out.print(f'try it: polyroute route --router {escape(str(out_dir))} "a question"')

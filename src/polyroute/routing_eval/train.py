@@ -5,8 +5,7 @@
 2. Embeddings of every prompt (cached on disk by the CLI: it is the slow step on a CPU).
 3. Out-of-fold predictions: the router is fitted ``folds`` times, each time predicting the
    fold it did not see (prompts with the same text stay in one fold). These honest
-   predictions are the calibration set of the knob. When no kind is named, they also choose
-   the router's settings among a few candidates (:mod:`polyroute.routing_eval.selection`).
+   predictions are the calibration set of the knob.
 4. The final router is fitted on everything, and the knob calibrated.
 5. The anchor pool (:mod:`polyroute.routing_eval.anchors`): the prompts a new model should
    answer to be added later: a sample stratified by task and by the out-of-fold predictions.
@@ -38,7 +37,6 @@ from polyroute.routing_eval.anchors import anchor_pool, questions_by_prompt
 from polyroute.routing_eval.costs import fill_missing_costs, infer_prices
 from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset, prompt_key
 from polyroute.routing_eval.onboard_tuning import tune_onboarding
-from polyroute.routing_eval.selection import CANDIDATES, Candidate, merged, select_settings
 
 #: The learned router ``polyroute train`` builds when no kind is named: the best measured on
 #: LLMRouter's data (see docs/routers.md for the figures), and the one that can take a new
@@ -70,7 +68,7 @@ def learned_kinds() -> list[str]:
 def train_router(
     dataset: RoutingDataset,
     *,
-    kind: str | None = None,
+    kind: str = BEST_KIND,
     knob: Knob = DEFAULT_KNOB,
     prices: PriceTable | None = None,
     output_tokens: int = DEFAULT_OUTPUT_TOKENS,
@@ -80,19 +78,13 @@ def train_router(
     seed: int = 0,
     name: str | None = None,
     questions: Sequence[Question] | None = None,
-    select: bool = True,
-    candidates: Sequence[Candidate] = CANDIDATES,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> TrainResult:
     """Train a router of ``kind`` on ``dataset`` and calibrate ``knob``; see the module doc.
 
-    With no ``kind``, a :data:`BEST_KIND` router whose settings are chosen among
-    ``candidates`` by their out-of-fold predictions (unless ``select`` is false); ``params``
-    fix settings over every candidate. ``questions`` (the bench questions the prompts came
-    from) give the anchor pool what grading its anchors needs."""
+    ``questions`` (the bench questions the prompts came from) give the anchor pool what
+    grading its anchors needs."""
     started = time.perf_counter()
-    options = merged(candidates, params) if kind is None and select else []
-    kind = kind or BEST_KIND
     if kind not in learned_kinds():
         raise RoutingDataError(
             f"unknown learned router {kind!r}; choose one of: {', '.join(learned_kinds())}"
@@ -118,29 +110,20 @@ def train_router(
         prices = infer_prices(dataset, output_tokens=output_tokens)
         prices_from = "inferred from the data's costs (least squares on prompt tokens)"
 
-    def build(settings: Mapping[str, Any]) -> LearnedRouter:
+    def build() -> LearnedRouter:
         cls = ROUTERS.get(kind)
         assert issubclass(cls, LearnedRouter)
-        return cls(name or kind, embedder=embedder, **dict(settings))
-
-    def oof(settings: Mapping[str, Any]) -> FloatArray:
-        return out_of_fold(lambda: build(settings), embeddings, dataset, folds=folds, seed=seed)
+        return cls(name or kind, embedder=embedder, **dict(params or {}))
 
     progress(f"embedding {len(dataset)} prompts with {embedder.model_id}")
     t0 = time.perf_counter()
     embeddings = embedder.embed(dataset.prompts)
     embed_s = time.perf_counter() - t0
+    progress(f"out-of-fold predictions ({folds} folds) for the knob's calibration")
     t1 = time.perf_counter()
-    settings: Mapping[str, Any] = options[0].params if options else params or {}
-    selection = None
-    if len(options) > 1:
-        selection = select_settings(options, oof, dataset, progress=progress)
-        predicted, settings = selection.predicted, selection.chosen.params
-    else:
-        progress(f"out-of-fold predictions ({folds} folds) for the knob's calibration")
-        predicted = oof(settings)
+    predicted = out_of_fold(build, embeddings, dataset, folds=folds, seed=seed)
     progress("fitting on all prompts")
-    router = build(settings)
+    router = build()
     router.fit(embeddings, dataset.scores, dataset.models)
     router.prices = price_table(prices, dataset.models)
     router.output_tokens = output_tokens
@@ -171,8 +154,6 @@ def train_router(
         },
         "calibration": calibration.describe(),
     }
-    if selection is not None:
-        summary["selection"] = selection.describe()
     keyed = questions_by_prompt(questions) if questions else None
     anchors = anchor_pool(dataset, keyed, predicted=predicted)
     summary["anchor_pool"] = {
