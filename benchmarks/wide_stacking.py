@@ -34,38 +34,116 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 import shlex
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import heldout_routing as h  # noqa: E402
+import heldout_routing as h
 
-from polyroute.routing.routers.mf import MFRouter, fit_vector  # noqa: E402
-from polyroute.routing.tradeoff import FloatArray  # noqa: E402
-from polyroute.routing_eval import metrics  # noqa: E402
-from polyroute.routing_eval.dataset import RoutingDataset, prompt_key  # noqa: E402
+from polyroute.routing.routers.mf import MFRouter, fit_vector
+from polyroute.routing.tradeoff import FloatArray
+from polyroute.routing_eval import metrics
+from polyroute.routing_eval.dataset import RoutingDataset, prompt_key
 
 EMBEDDING = "minilm-lexical"
 #: (train, test) → predicted quality on test (n_test, models).
 Predictor = Callable[[RoutingDataset, RoutingDataset], FloatArray]
 
 
-def mf_predictor(vectors: h.Vectors, seed: int, wide_decay: float | None = None) -> Predictor:
+def mf_predictor(vectors: h.Vectors, seed: int) -> Predictor:
     def run(train: RoutingDataset, test: RoutingDataset) -> FloatArray:
-        router = MFRouter("mf", seed=seed, wide_decay=wide_decay)
+        router = MFRouter("mf", seed=seed)
         router.fit(vectors.of(EMBEDDING, train.prompts), train.scores, train.models)
         return router.predict_embeddings(vectors.of(EMBEDDING, test.prompts))
 
     return run
 
 
-def sparse_matrices(train: list[str], test: list[str], kind: str) -> tuple[object, object]:
+class Both:
+    """Dense embeddings and sparse n-gram rows together, indexable by rows like an array
+    (what :func:`fit_masked` needs of its input)."""
+
+    def __init__(self, dense: np.ndarray, sparse: Any) -> None:
+        self.dense, self.sparse = dense, sparse
+        self.shape = dense.shape
+
+    def __getitem__(self, rows: Any) -> Both:
+        return Both(self.dense[rows], self.sparse[rows])
+
+
+def _wide_tower(net: dict[str, FloatArray], x: Both) -> tuple[Any, Any]:
+    hidden = np.maximum(x.dense @ net["w1"] + net["b1"], 0.0)
+    return hidden, hidden @ net["w2"] + np.asarray(x.sparse @ net["ws"])
+
+
+def _wide_probabilities(net: dict[str, FloatArray], z: Any) -> Any:
+    return 1.0 / (1.0 + np.exp(-np.clip(z @ net["v"] + net["c"], -30.0, 30.0)))
+
+
+def wide_mf_predictor(vectors: h.Vectors, seed: int, bits: int, wide_decay: float) -> Predictor:
+    """An experiment, not the product: mf whose tower adds ``W_s · s(x)``, s = hashed word
+    1-2-grams and char_wb 3-5-grams (2^bits buckets each, sublinear tf, unit rows), W_s
+    (2^(bits+1) × dim) trained jointly with the rest, its own L2 ``wide_decay``."""
+    from polyroute.routing.routers.training import TrainingOptions, fit_ensemble, fit_masked
+
+    def run(train: RoutingDataset, test: RoutingDataset) -> FloatArray:
+        str_, ste = sparse_matrices(train.prompts, test.prompts, "hashed", bits)
+        xtr = Both(vectors.of(EMBEDDING, train.prompts), str_.astype(np.float32))
+        xte = Both(vectors.of(EMBEDDING, test.prompts), ste.astype(np.float32))
+        y = train.scores
+        d, m, hid, dim, f = xtr.shape[1], y.shape[1], 128, 16, str_.shape[1]
+        options = TrainingOptions(hidden=hid, weight_decay=1e-4)
+
+        def member(rng: np.random.Generator) -> dict[str, FloatArray]:
+            def init(prior: FloatArray) -> dict[str, FloatArray]:
+                return {
+                    "w1": (rng.standard_normal((d, hid)) * np.sqrt(2.0 / d)).astype(np.float32),
+                    "b1": np.zeros(hid, dtype=np.float32),
+                    "w2": (rng.standard_normal((hid, dim)) * np.sqrt(1.0 / hid)).astype(np.float32),
+                    "v": (rng.standard_normal((dim, m)) * np.sqrt(1.0 / dim)).astype(np.float32),
+                    "c": np.log(prior / (1 - prior)).astype(np.float32),
+                    "ws": np.zeros((f, dim), dtype=np.float32),
+                }
+
+            def loss(net: Any, x: Any, t: Any, mask: Any) -> float:
+                p = np.clip(_wide_probabilities(net, _wide_tower(net, x)[1]), 1e-7, 1 - 1e-7)
+                bce = -(t * np.log(p) + (1 - t) * np.log(1 - p)) * mask
+                return float(bce.sum() / max(mask.sum(), 1.0))
+
+            def grads(net: Any, x: Any, t: Any, mask: Any, decay: float) -> dict[str, Any]:
+                hidden, z = _wide_tower(net, x)
+                p = _wide_probabilities(net, z)
+                d_logits = ((p - t) * mask / max(float(mask.sum()), 1.0)).astype(np.float32)
+                d_z = d_logits @ net["v"].T
+                d_hidden = (d_z @ net["w2"].T) * (hidden > 0)
+                return {
+                    "ws": np.asarray(x.sparse.T @ d_z) + wide_decay * net["ws"],
+                    "w1": x.dense.T @ d_hidden + decay * net["w1"],
+                    "b1": d_hidden.sum(axis=0),
+                    "w2": hidden.T @ d_z + decay * net["w2"],
+                    "v": z.T @ d_logits + decay * net["v"],
+                    "c": d_logits.sum(axis=0),
+                }
+
+            return fit_masked(xtr, y, options, rng, init, grads, loss)  # type: ignore[arg-type]
+
+        nets = fit_ensemble(member, seed=seed, members=3)
+        return np.mean([_wide_probabilities(n, _wide_tower(n, xte)[1]) for n in nets], axis=0)
+
+    return run
+
+
+def sparse_matrices(
+    train: list[str], test: list[str], kind: str, bits: int = 18
+) -> tuple[Any, Any]:
     from scipy.sparse import hstack
     from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
     from sklearn.preprocessing import normalize
@@ -80,9 +158,11 @@ def sparse_matrices(train: list[str], test: list[str], kind: str) -> tuple[objec
         te = [b.transform(test) for b in fitted]
     else:
         blocks_h = [
-            HashingVectorizer(n_features=2**18, ngram_range=(1, 2), alternate_sign=False, norm=None),
             HashingVectorizer(
-                n_features=2**18,
+                n_features=2**bits, ngram_range=(1, 2), alternate_sign=False, norm=None
+            ),
+            HashingVectorizer(
+                n_features=2**bits,
                 analyzer="char_wb",
                 ngram_range=(3, 5),
                 alternate_sign=False,
@@ -185,11 +265,14 @@ def stacked(
     seed: int,
 ) -> dict[str, FloatArray]:
     """Each predictor's test predictions, their average and their stack (OOF-fitted)."""
-    fold = fold_of(train, inner_folds, seed)
     out = {name: p(train, test) for name, p in predictors.items()}
-    oof = [out_of_fold(p, train, fold) for p in predictors.values()]
     parts = [out[name] for name in predictors]
     out["avg"] = average(parts)
+    if inner_folds < 2:  # no stack: the same as avg, so that the tables keep their rows
+        out["stack"] = out["avg"]
+        return out
+    fold = fold_of(train, inner_folds, seed)
+    oof = [out_of_fold(p, train, fold) for p in predictors.values()]
     out["stack"] = stack_apply(stack_weights(oof, train.scores), parts)
     w = np.array(stack_weights(oof, train.scores))
     print(f"    stack weights (mean over models): {np.round(w.mean(axis=0), 2)}", file=sys.stderr)
@@ -233,20 +316,33 @@ def main() -> int:
     parser.add_argument("--protocols", default="cv,shipped,pairs,pairs36,tasks")
     parser.add_argument("--sparse", choices=("tfidf", "hashed", "embedding"), default="tfidf")
     parser.add_argument("--C", type=float, default=1.0)
-    parser.add_argument("--wide-decay", type=float, default=None, help="mf's wide term (off)")
+    parser.add_argument(
+        "--wide-bits", type=int, default=0, help="replace mf by mf + a hashed wide term, 2^bits"
+    )
+    parser.add_argument("--wide-decay", type=float, default=1e-4, help="the wide term's L2")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--inner-folds", type=int, default=3)
+    parser.add_argument("--inner-folds", type=int, default=3, help="0: no stack")
     parser.add_argument("--task-folds", type=int, default=7)
     parser.add_argument("--pair-tasks", default=",".join(h.PAIR_TASKS))
     args = parser.parse_args()
-    print(f"load average {__import__('os').getloadavg()[0]:.2f}; sparse {args.sparse} C {args.C} wide {args.wide_decay}")
+    print(
+        f"load average {os.getloadavg()[0]:.2f}; sparse {args.sparse} C {args.C}; "
+        f"wide bits {args.wide_bits} decay {args.wide_decay}"
+    )
     started = time.perf_counter()
     data = h.load_data(h.DATA)
     vectors = h.Vectors(data.pool)
     vectors.of(EMBEDDING, data.pool.prompts[:1])
 
     def predictors(seed: int) -> dict[str, Predictor]:
-        return {"mf": mf_predictor(vectors, seed, args.wide_decay), "sparse": sparse_predictor(args.sparse, args.C, vectors)}
+        return {
+            "mf": (
+                wide_mf_predictor(vectors, seed, args.wide_bits, args.wide_decay)
+                if args.wide_bits
+                else mf_predictor(vectors, seed)
+            ),
+            "sparse": sparse_predictor(args.sparse, args.C, vectors),
+        }
 
     names = ["mf", "sparse", "avg", "stack"]
     for protocol in [p for p in args.protocols.split(",") if p]:
@@ -270,7 +366,7 @@ def main() -> int:
                 print(f"  cv seed {seed} done", file=sys.stderr, flush=True)
             for name, rs in found.items():
                 rows.append((name, {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}))
-                rows.append((f"  sd", {k: float(np.std([r[k] for r in rs])) for k in rs[0]}))
+                rows.append(("  sd", {k: float(np.std([r[k] for r in rs])) for k in rs[0]}))
             h.show(f"train-CV, 5 folds, {args.seeds} seeds", rows)
         elif protocol == "shipped":
             out = stacked(predictors(0), data.train, data.test, args.inner_folds, 0)
@@ -319,7 +415,11 @@ def main() -> int:
                     rows.append(
                         (
                             f"{task}: {n}",
-                            {"apgr": float(np.mean(vals)), "sd": float(np.std(vals)), "n": len(subset)},
+                            {
+                                "apgr": float(np.mean(vals)),
+                                "sd": float(np.std(vals)),
+                                "n": len(subset),
+                            },
                         )
                     )
             title = "2-model pair" if protocol == "pairs" else "9-model router, mean over 36 pairs"

@@ -88,7 +88,6 @@ class MFRouter(LearnedRouter):
         weight_decay: float = 1e-4,
         prior_strength: float = 3.0,
         prompt_offset_sd: float | None = None,
-        wide_decay: float | None = None,
         seed: int = 0,
         embedder: Embedder | None = None,
     ) -> None:
@@ -101,15 +100,12 @@ class MFRouter(LearnedRouter):
             math.isfinite(prompt_offset_sd) and prompt_offset_sd >= 0
         ):
             raise ValueError(f"prompt_offset_sd must be >= 0, got {prompt_offset_sd}")
-        if wide_decay is not None and not (math.isfinite(wide_decay) and wide_decay >= 0):
-            raise ValueError(f"wide_decay must be >= 0, got {wide_decay}")
         self.hidden = hidden
         self.dim = dim
         self.ensemble = ensemble
         self.weight_decay = weight_decay
         self.prior_strength = prior_strength
         self.prompt_offset_sd = prompt_offset_sd
-        self.wide_decay = wide_decay
         self.seed = seed
         self._nets: list[dict[str, FloatArray]] = []
 
@@ -121,7 +117,6 @@ class MFRouter(LearnedRouter):
             "weight_decay": self.weight_decay,
             "prior_strength": self.prior_strength,
             "prompt_offset_sd": self.prompt_offset_sd,
-            "wide_decay": self.wide_decay,
             "seed": self.seed,
         }
 
@@ -131,7 +126,7 @@ class MFRouter(LearnedRouter):
         options = TrainingOptions(hidden=self.hidden, weight_decay=self.weight_decay)
         x = embeddings.astype(np.float32)
         self._nets = fit_ensemble(
-            lambda rng: train_factorised(x, scores, options, self.dim, rng, self.wide_decay),
+            lambda rng: train_factorised(x, scores, options, self.dim, rng),
             seed=self.seed,
             members=self.ensemble,
         )
@@ -332,8 +327,7 @@ def _blend(input_price: float, output_price: float) -> float:
 
 
 def _tower(net: Mapping[str, NDArray[Any]], x: NDArray[Any]) -> NDArray[Any]:
-    deep = np.maximum(x @ net["w1"] + net["b1"], 0.0) @ net["w2"]
-    return np.asarray(deep + x @ net["ws"] if "ws" in net else deep)
+    return np.asarray(np.maximum(x @ net["w1"] + net["b1"], 0.0) @ net["w2"])
 
 
 def _probabilities(net: Mapping[str, NDArray[Any]], z: NDArray[Any]) -> NDArray[Any]:
@@ -438,11 +432,9 @@ def train_factorised(
     options: TrainingOptions,
     dim: int,
     rng: np.random.Generator,
-    wide_decay: float | None = None,
 ) -> dict[str, FloatArray]:
     """A tower and model vectors fitted to the known entries of ``y`` (NaN = unknown); the
-    best epoch's weights on a held-out tenth of the prompts. With ``wide_decay`` the tower
-    also has the wide term ``x · ws`` (``ws`` starts at 0, its own weight decay)."""
+    best epoch's weights on a held-out tenth of the prompts."""
     d, m, h = x.shape[1], y.shape[1], options.hidden
 
     def init(prior: FloatArray) -> dict[str, FloatArray]:
@@ -452,19 +444,9 @@ def train_factorised(
             "w2": (rng.standard_normal((h, dim)) * np.sqrt(1.0 / h)).astype(np.float32),
             "v": (rng.standard_normal((dim, m)) * np.sqrt(1.0 / dim)).astype(np.float32),
             "c": np.log(prior / (1 - prior)).astype(np.float32),  # each model's average
-            **({} if wide_decay is None else {"ws": np.zeros((d, dim), dtype=np.float32)}),
         }
 
-    def gradients(
-        net: Mapping[str, FloatArray],
-        x: NDArray[Any],
-        y: NDArray[Any],
-        mask: NDArray[Any],
-        decay: float,
-    ) -> dict[str, FloatArray]:
-        return _gradients(net, x, y, mask, decay, wide_decay or 0.0)
-
-    return fit_masked(x, y, options, rng, init, gradients, _loss)
+    return fit_masked(x, y, options, rng, init, _gradients, _loss)
 
 
 def _loss(
@@ -481,17 +463,14 @@ def _gradients(
     y: NDArray[Any],
     mask: NDArray[Any],
     decay: float,
-    wide_decay: float = 0.0,
 ) -> dict[str, FloatArray]:
     hidden = np.maximum(x @ net["w1"] + net["b1"], 0.0)
-    z = hidden @ net["w2"] + x @ net["ws"] if "ws" in net else hidden @ net["w2"]
+    z = hidden @ net["w2"]
     p = _probabilities(net, z)
     d_logits = ((p - y) * mask / max(float(mask.sum()), 1.0)).astype(np.float32)
     d_z = d_logits @ net["v"].T
     d_hidden = (d_z @ net["w2"].T) * (hidden > 0)
-    wide = {"ws": x.T @ d_z + wide_decay * net["ws"]} if "ws" in net else {}
     return {
-        **wide,
         "w1": x.T @ d_hidden + decay * net["w1"],
         "b1": d_hidden.sum(axis=0),
         "w2": hidden.T @ d_z + decay * net["w2"],
