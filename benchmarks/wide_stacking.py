@@ -27,6 +27,12 @@ Usage::
 
     python benchmarks/wide_stacking.py --protocols cv
     python benchmarks/wide_stacking.py --protocols shipped,pairs,pairs36 --seeds 3
+    python benchmarks/wide_stacking.py --protocols cv --sparse embedding \
+        --wide-bits 16 --wide-decay 1e-5
+
+``--wide-bits`` replaces mf by an experiment (:func:`wide_mf_predictor`): mf whose tower adds
+a factorised wide term over hashed word/char n-grams of the text. Figures: docs/routers.md,
+"A wide lexical part?".
 """
 
 from __future__ import annotations
