@@ -149,19 +149,12 @@ def _with_catalog_prices(
 ) -> dict[str, tuple[float, float]] | None:
     """``table`` plus the catalog's prices of the models whose costs the data lacks and
     ``table`` does not price (printed, so the user sees where each price came from)."""
-    import numpy as np
-
-    from polyroute.routing_eval.costs import catalog_prices
+    from polyroute.routing_eval.costs import catalog_prices, models_lacking_costs
 
     if dataset.has_all_costs:
         return table
     given = dict(table or {})
-    costs = dataset.costs
-    lacking = [
-        m
-        for j, m in enumerate(dataset.models)
-        if m not in given and (costs is None or np.isnan(costs[:, j]).any())
-    ]
+    lacking = [m for m in models_lacking_costs(dataset) if m not in given]
     found = catalog_prices(lacking) if lacking else None
     if found is None or not found.prices:
         return table

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -13,7 +12,12 @@ from rich.table import Table
 
 from polyroute.errors import PolyrouteError
 from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS, PriceTable
-from polyroute.routing_eval.costs import catalog_prices, fill_missing_costs, load_prices
+from polyroute.routing_eval.costs import (
+    catalog_prices,
+    fill_missing_costs,
+    load_prices,
+    models_lacking_costs,
+)
 from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset
 
 out = Console(soft_wrap=True)
@@ -176,13 +180,9 @@ def _eval_prices(dataset: RoutingDataset, router: Any, prices: Path | None) -> P
     else the model catalog. Where they leave a model unpriced, the evaluation measures
     what needs no cost (the CLI says so); with ``--prices`` an unpriced model is an error.
     """
-    lacking = [
-        m
-        for j, m in enumerate(dataset.models)
-        if dataset.costs is None or np.isnan(dataset.costs[:, j]).any()
-    ]
     if prices is not None:
         return load_prices(prices)
+    lacking = models_lacking_costs(dataset)
     saved = {m: router.prices[m] for m in lacking if m in router.prices}
     if len(saved) == len(lacking):
         out.print("costs the data lacks are estimated from the router's own prices")

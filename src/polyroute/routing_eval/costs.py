@@ -166,6 +166,12 @@ def infer_prices(
     return prices
 
 
+def models_lacking_costs(dataset: RoutingDataset) -> list[str]:
+    """The models with no cost on at least one of ``dataset``'s prompts (data order)."""
+    costs = dataset.costs
+    return [m for j, m in enumerate(dataset.models) if costs is None or np.isnan(costs[:, j]).any()]
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogPrices:
     """Prices found in the model catalog for some of a dataset's models, and where."""

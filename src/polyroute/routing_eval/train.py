@@ -100,7 +100,8 @@ def train_router(
         unpriced = [m for m in dataset.models if m not in prices]
         raise RoutingDataError(
             f"{knob.describe()} needs every prompt's cost; the data lacks some and there is no "
-            f"price for {', '.join(unpriced) or 'some models'} (nor in the model catalog): "
+            f"price for {', '.join(unpriced) or 'some models'} (`polyroute train` also looks in "
+            "the model catalog): "
             "pass prices (--prices FILE), or --lambda 0 to route on quality alone"
         )
 
