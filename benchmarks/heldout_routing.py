@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import os
 import platform
 import shlex
@@ -144,14 +145,23 @@ class Vectors:
 
 
 def build(kind: str, embedder: Embedder | None = None, seed: int = 0) -> LearnedRouter:
-    cls = ROUTERS.get(kind)
+    """A router of ``kind``, or of ``KIND:JSON`` (constructor options, e.g.
+    ``mf:{"wide_bits":0}``)."""
+    name, _, options = kind.partition(":")
+    cls = ROUTERS.get(name)
     assert isinstance(cls, type) and issubclass(cls, LearnedRouter)
     takes_seed = "seed" in inspect.signature(cls).parameters
-    return cls(kind, embedder=embedder, **({"seed": seed} if takes_seed else {}))
+    params = ({"seed": seed} if takes_seed else {}) | (json.loads(options) if options else {})
+    return cls(name, embedder=embedder, **params)
 
 
 def fit_predict(
-    kinds: Sequence[str], x_train: Any, train: RoutingDataset, x_test: Any, seed: int = 0
+    kinds: Sequence[str],
+    x_train: Any,
+    train: RoutingDataset,
+    x_test: Any,
+    test_texts: Sequence[str],
+    seed: int = 0,
 ) -> dict[str, FloatArray]:
     """Predictions of each kind on ``x_test``; ``ens`` is the mean of knn's and mlp's."""
     base = [k for k in kinds if k != "ens"]
@@ -160,8 +170,8 @@ def fit_predict(
     out: dict[str, FloatArray] = {}
     for kind in base:
         router = build(kind, seed=seed)
-        router.fit(x_train, train.scores, train.models)
-        out[kind] = router.predict_embeddings(x_test)
+        router.fit(x_train, train.scores, train.models, train.prompts)
+        out[kind] = router.predict_embeddings(x_test, test_texts)
     if "ens" in kinds:
         out["ens"] = (out["knn"] + out["mlp"]) / 2
     return {k: out[k] for k in kinds}
@@ -218,7 +228,7 @@ def shipped(data: Data, vectors: Vectors, kinds: Sequence[str], embeddings: Sequ
     rows: Rows = []
     for emb in embeddings:
         xtr, xte = vectors.of(emb, data.train.prompts), vectors.of(emb, data.test.prompts)
-        for kind, p in fit_predict(kinds, xtr, data.train, xte).items():
+        for kind, p in fit_predict(kinds, xtr, data.train, xte, data.test.prompts).items():
             rows.append((f"{kind} / {emb}", summary(data.test, p)))
     return rows
 
@@ -237,7 +247,8 @@ def task_folds(
         for f in range(folds):
             held = fold == f
             train = pool.take(np.flatnonzero(~held))
-            for kind, p in fit_predict(kinds, x[~held], train, x[held]).items():
+            held_texts = [pool.prompts[i] for i in np.flatnonzero(held)]
+            for kind, p in fit_predict(kinds, x[~held], train, x[held], held_texts).items():
                 predicted[kind][held] = p
         for kind in kinds:
             rows.append((f"{kind} / {emb}", summary(pool, predicted[kind])))
@@ -255,7 +266,7 @@ def pairs(
             train, test = subset.split(0.5, seed=seed)
             for emb in embeddings:
                 xtr, xte = vectors.of(emb, train.prompts), vectors.of(emb, test.prompts)
-                for kind, p in fit_predict(kinds, xtr, train, xte, seed=seed).items():
+                for kind, p in fit_predict(kinds, xtr, train, xte, test.prompts, seed=seed).items():
                     found.setdefault(f"{kind} / {emb}", []).append(apgr(test, p))
             found.setdefault("tf-idf + logistic regression", []).append(
                 apgr(test, tfidf_lr(train, test))
@@ -317,7 +328,9 @@ def main() -> int:
     )
     parser.add_argument("--data", type=Path, default=DATA, help="LLMRouter's data/ directory")
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
-    parser.add_argument("--kinds", default="knn,mlp,ens")
+    parser.add_argument(
+        "--kinds", default="knn,mlp,ens", help='comma-separated; ";"-separated for KIND:JSON'
+    )
     parser.add_argument("--embeddings", default="minilm-static,minilm-lexical")
     parser.add_argument("--task-folds", type=int, default=7, help="14 = leave each task out")
     parser.add_argument("--seeds", type=int, default=3, help="50/50 splits per pair protocol")
@@ -329,9 +342,9 @@ def main() -> int:
         help="word,char hash buckets for --tune",
     )
     args = parser.parse_args()
-    kinds = [k for k in args.kinds.split(",") if k]
+    kinds = [k for k in args.kinds.split(";" if ";" in args.kinds else ",") if k]
     embeddings = [e for e in args.embeddings.split(",") if e]
-    unknown = set(kinds) - {*learned_kinds(), "ens"}
+    unknown = {k.partition(":")[0] for k in kinds} - {*learned_kinds(), "ens"}
     if unknown:
         parser.error(f"unknown kinds: {', '.join(sorted(unknown))}")
     if not (args.data / "dcrouter_preprocessed" / "train.json").is_file():

@@ -91,9 +91,9 @@ def figures(test: RoutingDataset, predicted: FloatArray) -> tuple[float, float, 
     return (float("nan") if q is None else float(q)), float(report["router"]["aiq"]), base
 
 
-def in_order(router: MFRouter, models: list[str], x: np.ndarray) -> FloatArray:
+def in_order(router: MFRouter, models: list[str], x: np.ndarray, texts: list[str]) -> FloatArray:
     """The router's predictions with columns in ``models``' order."""
-    p = router.predict_embeddings(x)
+    p = router.predict_embeddings(x, texts)
     return p[:, [router.models.index(m) for m in models]]
 
 
@@ -104,14 +104,16 @@ def leave_one_out(
     names: list[str],
     counts: list[int],
     *,
+    eval_texts: list[str],
     seed: int,
     control: bool,
 ) -> tuple[FloatArray, Predictions]:
     """The full router's predictions on ``x_eval`` and, per variant and left-out model, the
     variant's (module doc)."""
     models = list(train.models)
+    texts = list(train.prompts)
     full = MFRouter(seed=seed)
-    full.fit(x_train, train.scores, models)
+    full.fit(x_train, train.scores, models, texts)
     out: Predictions = {}
     rng = np.random.default_rng(seed)
     row_of = {id_: i for i, id_ in enumerate(train.ids)}
@@ -121,29 +123,30 @@ def leave_one_out(
         if left not in lesser:
             keep = [m for m in models if m not in left]
             lesser[left] = MFRouter(seed=seed)
-            lesser[left].fit(x_train, train.scores[:, [models.index(m) for m in keep]], keep)
+            lesser[left].fit(x_train, train.scores[:, [models.index(m) for m in keep]], keep, texts)
         return lesser[left]
 
     for name in names:
         j = models.index(name)
         others = [m for m in models if m != name]
         without = MFRouter(seed=seed)
-        without.fit(x_train, train.scores[:, [models.index(m) for m in others]], others)
+        without.fit(x_train, train.scores[:, [models.index(m) for m in others]], others, texts)
         p = np.zeros((len(x_eval), len(models)))  # M's column 0: never chosen
-        p[:, [models.index(m) for m in others]] = without.predict_embeddings(x_eval)
+        p[:, [models.index(m) for m in others]] = without.predict_embeddings(x_eval, eval_texts)
         out.setdefault("without", {})[name] = p
         prior = copy.deepcopy(without)
         prior.add_prior(name)
-        out.setdefault("prior", {})[name] = in_order(prior, models, x_eval)
+        out.setdefault("prior", {})[name] = in_order(prior, models, x_eval, eval_texts)
         # Ranked on the 8-model router's predictions (train_router uses out-of-fold ones).
-        seen = without.predict_embeddings(x_train)
+        seen = without.predict_embeddings(x_train, texts)
         pool = anchor_pool(train.subset_models(others), predicted=seen, seed=seed)
         pool_rows = [row_of[r["id"]] for r in pool]
         cols = [models.index(m) for m in others]
         assert train.costs is not None
         choice = tune_onboarding(
             without, x_train, train.scores[:, cols], train.costs[:, cols], pool_rows,
-            seed=seed, without=lambda k, n=name, o=others: trained_without(frozenset((n, o[k]))),
+            texts=texts, seed=seed,
+            without=lambda k, n=name, o=others: trained_without(frozenset((n, o[k]))),
         )  # fmt: skip
         assert choice is not None
         CHOICES.append((name, choice.prior_strength))
@@ -163,9 +166,12 @@ def leave_one_out(
             if before:
                 added.prior_strength, added.prompt_offset_sd = 3.0, 0.0
             known = {m: train.scores[rows, models.index(m)] for m in others}
-            added.add_model(name, x_train[rows], train.scores[rows, j], known=known)
-            out.setdefault(variant, {})[name] = in_order(added, models, x_eval)
-    return in_order(full, models, x_eval), out
+            added.add_model(
+                name, x_train[rows], train.scores[rows, j], known=known,
+                texts=[texts[i] for i in rows],
+            )  # fmt: skip
+            out.setdefault(variant, {})[name] = in_order(added, models, x_eval, eval_texts)
+    return in_order(full, models, x_eval, eval_texts), out
 
 
 def folds_of(dataset: RoutingDataset, k: int, seed: int) -> np.ndarray:
@@ -195,7 +201,7 @@ def main() -> None:
         print(f"train {len(train)} prompts, test {len(test)} (de-duplicated), {len(models)} models")
         full, preds = leave_one_out(
             train, x_train, embedder.embed(test.prompts), names, args.counts,
-            seed=args.seed, control=not args.no_random,
+            eval_texts=list(test.prompts), seed=args.seed, control=not args.no_random,
         )  # fmt: skip
         evaluated = test
     else:
@@ -208,7 +214,8 @@ def main() -> None:
             fit, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
             f_full, f_preds = leave_one_out(
                 train.take(fit), x_train[fit], x_train[held], names, args.counts,
-                seed=args.seed, control=not args.no_random,
+                eval_texts=[train.prompts[i] for i in held], seed=args.seed,
+                control=not args.no_random,
             )  # fmt: skip
             full[held] = f_full
             for variant, by_model in f_preds.items():

@@ -136,8 +136,9 @@ def offline_predictions(pool: Pool, embeddings: NDArray[np.float32]) -> FloatArr
     predicted = np.empty(pool.scores.shape)
     predicted[train] = out_of_fold(build, embeddings[train], ds, folds=5, seed=0)
     full = build()
-    full.fit(embeddings[train], pool.scores[train], pool.models)
-    predicted[~train] = full.predict_embeddings(embeddings[~train])
+    full.fit(embeddings[train], pool.scores[train], pool.models, ds.prompts)
+    rest = [p for p, t in zip(pool.prompts, train, strict=True) if not t]
+    predicted[~train] = full.predict_embeddings(embeddings[~train], rest)
     return predicted
 
 

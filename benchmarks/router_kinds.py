@@ -64,8 +64,8 @@ def main() -> None:
             t0 = time.perf_counter()
             cv = evaluate(train, out_of_fold(build, x_train, train, folds=5, seed=0))["router"]
             router = build()
-            router.fit(x_train, train.scores, train.models)
-            te = evaluate(test, router.predict_embeddings(x_test))["router"]
+            router.fit(x_train, train.scores, train.models, train.prompts)
+            te = evaluate(test, router.predict_embeddings(x_test, test.prompts))["router"]
             row = (cv["aiq"], cv["quality_at_best_model_cost"], te["aiq"],
                    te["quality_at_best_model_cost"])  # fmt: skip
             rows.append(row)

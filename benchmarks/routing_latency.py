@@ -8,8 +8,9 @@ Figures (p50 / p99 over ``--runs`` calls, after warm-up, one request at a time):
   30-token one, against the full all-MiniLM-L6-v2 encoder (numpy) on the same prompts, with BLAS
   capped to 1 thread and with BLAS's default, and the encoder's matrix products alone (the
   same shapes through the same BLAS): the floor of any float32 run of the encoder here.
-- **decision**: a learned router's work after the embedding (predict + the knob), for kNN and
-  MLP fitted on random data of the LLMRouter set's size (5,608 prompts × 9 models); and a
+- **decision**: a learned router's work after the embedding (predict + the knob), for kNN,
+  MLP and mf (default settings: its wide n-gram term included, which reads the text) fitted
+  on random data of the LLMRouter set's size (5,608 prompts × 9 models); and a
   full ``route()`` of the 200-token prompt, embedding included (the target: p50 ≤ 10 ms),
   with each fast embedding and with the full encoder.
 - **non-learned**: ``random`` and ``wrr`` ``route()`` over 9 candidates (target: 0.1 ms),
@@ -44,6 +45,7 @@ from polyroute.embeddings.static import StaticMiniLMEmbedder  # noqa: E402
 from polyroute.routing.base import Candidate, RouteRequest  # noqa: E402
 from polyroute.routing.routers.knn import KNNRouter  # noqa: E402
 from polyroute.routing.routers.learned import LearnedRouter  # noqa: E402
+from polyroute.routing.routers.mf import MFRouter  # noqa: E402
 from polyroute.routing.routers.mlp import MLPRouter  # noqa: E402
 from polyroute.routing.routers.random import RandomRouter  # noqa: E402
 from polyroute.routing.routers.wrr import WeightedRoundRobinRouter  # noqa: E402
@@ -116,10 +118,12 @@ def learned(kind: str, embedder: Embedder) -> LearnedRouter:
     keys = rng.standard_normal((5608, embedder.dim)).astype(np.float32)
     keys /= np.linalg.norm(keys, axis=1, keepdims=True)
     scores = (rng.random((5608, 9)) < 0.5).astype(np.float64)
-    router: LearnedRouter = (
-        KNNRouter(embedder=embedder) if kind == "knn" else MLPRouter(embedder=embedder)
-    )
-    router.fit(keys, scores, models)
+    # Texts of random words, so that mf's wide term has as many buckets in use as a real one.
+    vocabulary = [f"w{i}" for i in range(20_000)]
+    texts = [" ".join(rng.choice(vocabulary, 60)) for _ in range(5608)]
+    routers = {"knn": KNNRouter, "mlp": MLPRouter, "mf": MFRouter}
+    router: LearnedRouter = routers[kind](embedder=embedder)
+    router.fit(keys, scores, models, texts)
     router.prices = {m: (0.1 * (j + 1), 0.1 * (j + 1)) for j, m in enumerate(models)}
     router.lam = 100.0
     return router
@@ -186,13 +190,15 @@ def main() -> int:
     request = RouteRequest(prompt=long_prompt, input_tokens=200)
     costs = np.array([[(j + 1) * 1e-5 for j in range(9)]])
     route_worst = 0.0
-    for kind in ("knn", "mlp"):
+    for kind in ("knn", "mlp", "mf"):
         for label, embedder in (("minilm-static", static), ("minilm-lexical", lexical)):
             router = learned(kind, embedder)
             embedded = embedder.embed([long_prompt])
             add(
                 f"{kind} decision (predict + knob), {label}, no embedding",
-                lambda r=router, e=embedded: select(r.predict_embeddings(e), costs, r.lam),  # type: ignore[misc]
+                lambda r=router, e=embedded: select(  # type: ignore[misc]
+                    r.predict_embeddings(e, [long_prompt]), costs, r.lam
+                ),
             )
             p50, _ = add(
                 f"{kind} route(), {label} embedding included",

@@ -85,7 +85,7 @@ def test_learned_prior_of_an_unsaved_router_is_pinned_by_its_arrays() -> None:
         knn = KNNRouter("knn", k=3)
         knn.fit(keys, np.full((10, 2), 0.5 + shift), ["x", "y"])
         prior, name = learned_prior(knn)
-        assert prior(keys[0].astype(np.float64)) == pytest.approx(
+        assert prior(keys[0].astype(np.float64), None) == pytest.approx(
             {"x": 0.5 + shift, "y": 0.5 + shift}
         )
         names.append(name)

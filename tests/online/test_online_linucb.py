@@ -69,7 +69,7 @@ def test_learns_per_cluster_best_arms_through_a_random_projection() -> None:
 
 
 def test_a_prior_is_followed_before_any_feedback() -> None:
-    def prior(e: FloatArray) -> dict[str, float]:
+    def prior(e: FloatArray, _text: str | None) -> dict[str, float]:
         return {"x": 0.9, "y": 0.2} if e[0] > 0 else {"x": 0.2, "y": 0.9}
 
     router = LinUCBRouter(input_dim=4, dim=None, prior=prior, prior_name="test-prior")
@@ -88,7 +88,7 @@ def test_feedback_overrides_a_wrong_prior() -> None:
     contexts = unit_vectors(rng, 2500, 4)
     contexts[:, 0] = np.clip(contexts[:, 0], -0.6, 0.6)
 
-    def wrong(e: FloatArray) -> dict[str, float]:  # exactly backwards
+    def wrong(e: FloatArray, _text: str | None) -> dict[str, float]:  # exactly backwards
         return {"x": 0.2, "y": 0.8} if e[0] > 0 else {"x": 0.8, "y": 0.2}
 
     def reward(model: str, e: FloatArray | None) -> float:
@@ -108,7 +108,8 @@ def test_route_embeds_the_prompt_and_context_returns_the_same_vector() -> None:
     request = RouteRequest(prompt="hello", input_tokens=5)
     decision = router.route(request, candidates(["x", "y"]))
     assert embedder.calls == 1
-    np.testing.assert_array_equal(router.context(request), vectors["hello"])
+    np.testing.assert_array_equal(router.context(request).embedding, vectors["hello"])
+    assert router.context(request).text == "hello"
     router.update(decision.model, 1.0, router.context(request))
     assert router.state_dict()["config"]["embedder"] == "fake-embedder"
     assert LinUCBRouter.blocking  # embedding is CPU work: the gateway runs it in a thread
@@ -126,7 +127,7 @@ def test_context_is_required_and_checked() -> None:
 
 def test_a_prior_needs_a_name() -> None:
     with pytest.raises(ValueError, match="prior_name"):
-        LinUCBRouter(prior=lambda e: {})
+        LinUCBRouter(prior=lambda e, t: {})
 
 
 def formula_index(router: LinUCBRouter, model: str, e: FloatArray) -> float:
@@ -174,7 +175,7 @@ def test_a_right_prior_is_trusted_over_noisy_feedback() -> None:
     for seed in range(4):
         rng = np.random.default_rng(seed)
         contexts = unit_vectors(rng, 600, 8)
-        router = LinUCBRouter(input_dim=8, dim=None, prior=lambda e: quality, prior_name="right")
+        router = LinUCBRouter(input_dim=8, dim=None, prior=lambda e, t: quality, prior_name="right")
 
         def reward(model: str, _e: FloatArray | None, rng: np.random.Generator = rng) -> float:
             return float(rng.random() < quality[model])

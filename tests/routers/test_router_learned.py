@@ -32,7 +32,7 @@ def fitted(kind: str, dataset: RoutingDataset, embedder: TopicEmbedder) -> Learn
         router = MFRouter(hidden=16, dim=4, ensemble=2, embedder=embedder)
     else:
         router = MLPRouter(hidden=16, ensemble=2, embedder=embedder)
-    router.fit(embedder.embed(dataset.prompts), dataset.scores, dataset.models)
+    router.fit(embedder.embed(dataset.prompts), dataset.scores, dataset.models, dataset.prompts)
     router.prices = dict(PRICES)
     return router
 

@@ -204,7 +204,7 @@ def test_a_bandit_warm_started_from_a_lexical_router_embeds_as_its_prior(tmp_pat
     assert bandit.input_dim == DIM and bandit.embedder_id == LEXICAL_FINGERPRINT
     request = RouteRequest(prompt="integral of x number 99", input_tokens=10)
     context = bandit.context(request)
-    assert context is not None and context.shape == (DIM,)
+    assert context is not None and context.embedding.shape == (DIM,)
     assert bandit.route(request, [Candidate("m"), Candidate("g")]).model == "m"
     # Without a prior, contexts stay the 384-d static vector.
     plain = LinUCBRouter()

@@ -46,7 +46,7 @@ def specialist_data(n_per_topic: int = 30) -> RoutingDataset:
 def trained(embedder: TopicEmbedder) -> MFRouter:
     data = specialist_data()
     router = MFRouter(hidden=16, dim=4, ensemble=2, embedder=embedder)
-    router.fit(embedder.embed(data.prompts), data.scores, data.models)
+    router.fit(embedder.embed(data.prompts), data.scores, data.models, data.prompts)
     router.prices = dict(PRICES)
     return router
 
@@ -66,7 +66,9 @@ def test_a_new_model_is_fitted_from_a_few_anchors_with_the_rest_frozen(
     before = trained.predict(topic_prompts())
     prompts = [p for i in range(4) for p in topic_prompts(200 + i)]  # 12 anchors, 4 a topic
     scores = np.tile(NEWCOMER, 4)
-    used = trained.add_model("newcomer", embedder.embed(prompts), scores, price=(0.5, 0.5))
+    used = trained.add_model(
+        "newcomer", embedder.embed(prompts), scores, price=(0.5, 0.5), texts=prompts
+    )
     assert used == 12
     assert trained.models == ["mathy", "cody", "poet", "newcomer"]
     assert trained.prices["newcomer"] == (0.5, 0.5)
@@ -84,7 +86,8 @@ def test_three_anchors_move_the_vector_only_as_far_as_the_known_models_spread(
     known = trained.model_vectors()[0]
     spread = np.linalg.norm(known - known.mean(axis=0), axis=1).max()
     # Three math prompts all answered right: enough to lean, not to leap.
-    trained.add_model("lucky", embedder.embed(topic_prompts()[:1] * 3), np.ones(3))
+    three = topic_prompts()[:1] * 3
+    trained.add_model("lucky", embedder.embed(three), np.ones(3), texts=three)
     vector = trained.model_vectors()[0][-1]
     assert np.linalg.norm(vector - known.mean(axis=0)) < 2 * spread
     predicted = trained.predict(topic_prompts())[:, -1]
@@ -123,19 +126,20 @@ def test_a_prior_is_a_price_weighted_mix_and_the_decision_says_so(trained: MFRou
 def test_data_replaces_a_prior(trained: MFRouter, embedder: TopicEmbedder) -> None:
     trained.add_prior("newcomer")
     prompts = [p for i in range(4) for p in topic_prompts(300 + i)]
-    trained.add_model("newcomer", embedder.embed(prompts), np.tile(NEWCOMER, 4))
+    trained.add_model("newcomer", embedder.embed(prompts), np.tile(NEWCOMER, 4), texts=prompts)
     assert trained.priors == {}
     assert trained.models.count("newcomer") == 1
 
 
 def test_bad_scores_are_refused(trained: MFRouter, embedder: TopicEmbedder) -> None:
-    x = embedder.embed(["math question"])
+    t = ["math question"]
+    x = embedder.embed(t)
     with pytest.raises(ValueError, match="no score"):
-        trained.add_model("x", x, np.array([np.nan]))
+        trained.add_model("x", x, np.array([np.nan]), texts=t)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        trained.add_model("x", x, np.array([2.0]))
+        trained.add_model("x", x, np.array([2.0]), texts=t)
     with pytest.raises(ValueError, match="do not match"):
-        trained.add_model("x", x, np.array([1.0, 0.0]))
+        trained.add_model("x", x, np.array([1.0, 0.0]), texts=t)
     with pytest.raises(ValueError, match="not trained"):
         MFRouter().add_prior("x")
 
@@ -156,7 +160,9 @@ def test_added_models_and_priors_survive_saving_and_the_knob_keeps_working(
     assert isinstance(router, MFRouter)
     lam = router.lam
     prompts = [p for i in range(3) for p in topic_prompts(400 + i)]
-    router.add_model("newcomer", embedder.embed(prompts), np.tile(NEWCOMER, 3), price=(2, 2))
+    router.add_model(
+        "newcomer", embedder.embed(prompts), np.tile(NEWCOMER, 3), price=(2, 2), texts=prompts
+    )
     router.add_prior("future", 0.1, 0.2)
     assert router.lam == lam  # λ is per USD: kept for the new models
     path = save_router(router, tmp_path / "r", training=result.summary, anchors=result.anchors)

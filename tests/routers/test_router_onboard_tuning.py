@@ -78,21 +78,21 @@ def varied_data(n_per_topic: int = 40, seed: int = 0) -> RoutingDataset:
 def test_easy_anchors_do_not_pass_for_a_strong_newcomer(embedder: TopicEmbedder) -> None:
     data = specialist_data()
     router = MFRouter(hidden=16, dim=4, ensemble=2, embedder=embedder, prompt_offset_sd=2.0)
-    router.fit(embedder.embed(data.prompts), data.scores, data.models)
+    router.fit(embedder.embed(data.prompts), data.scores, data.models, data.prompts)
     prompts = [p for i in range(4) for p in topic_prompts(500 + i)]
     x = embedder.embed(prompts)
     y = np.ones(len(prompts))  # the newcomer answers every anchor...
     everyone = {m: np.ones(len(prompts)) for m in data.models}  # ...and so did everyone
     alone = copy.deepcopy(router)
-    alone.add_model("newcomer", x, y)
-    router.add_model("newcomer", x, y, known=everyone)
+    alone.add_model("newcomer", x, y, texts=prompts)
+    router.add_model("newcomer", x, y, known=everyone, texts=prompts)
     test = topic_prompts(900)
     read_alone = alone.predict(test)[:, -1]
     read_against = router.predict(test)[:, -1]
     assert (read_against < read_alone - 0.05).all()
     np.testing.assert_allclose(router.predict(test)[:, :3], alone.predict(test)[:, :3])
     with pytest.raises(ValueError, match="do not match"):
-        router.add_model("other", x, y, known={"mathy": np.ones(3)})
+        router.add_model("other", x, y, known={"mathy": np.ones(3)}, texts=prompts)
 
 
 def test_known_scores_of_unknown_models_or_with_no_offsets_change_nothing(
@@ -100,17 +100,18 @@ def test_known_scores_of_unknown_models_or_with_no_offsets_change_nothing(
 ) -> None:
     data = specialist_data()
     router = MFRouter(hidden=16, dim=4, ensemble=1, embedder=embedder, prompt_offset_sd=0.0)
-    router.fit(embedder.embed(data.prompts), data.scores, data.models)
-    x, y = embedder.embed(topic_prompts(600)), np.array([1.0, 0.0, 1.0])
+    router.fit(embedder.embed(data.prompts), data.scores, data.models, data.prompts)
+    t = topic_prompts(600)
+    x, y = embedder.embed(t), np.array([1.0, 0.0, 1.0])
     a, b, c = (copy.deepcopy(router) for _ in range(3))
-    a.add_model("new", x, y)
-    b.add_model("new", x, y, known={"mathy": np.ones(3)})  # offsets off
+    a.add_model("new", x, y, texts=t)
+    b.add_model("new", x, y, known={"mathy": np.ones(3)}, texts=t)  # offsets off
     c.prompt_offset_sd = 2.0
-    c.add_model("new", x, y, known={"nobody": np.ones(3)})  # no peer among them
+    c.add_model("new", x, y, known={"nobody": np.ones(3)}, texts=t)  # no peer among them
     test = topic_prompts(700)
     np.testing.assert_allclose(a.predict(test), b.predict(test))
     np.testing.assert_allclose(a.predict(test), c.predict(test))
-    c.add_model("new", x, y, known={"mathy": np.ones(3)})  # ...and with one, it moves
+    c.add_model("new", x, y, known={"mathy": np.ones(3)}, texts=t)  # ...and with one, it moves
     assert np.abs(c.predict(test)[:, -1] - a.predict(test)[:, -1]).max() > 1e-3
 
 
@@ -120,7 +121,7 @@ def test_the_simulation_picks_a_setting_of_its_grid_and_says_what_each_kept(
     data = varied_data()
     x = embedder.embed(data.prompts)
     router = MFRouter(hidden=16, dim=4, ensemble=1, embedder=embedder)
-    router.fit(x, data.scores, data.models)
+    router.fit(x, data.scores, data.models, data.prompts)
     assert data.costs is not None
     rows = list(range(0, len(data), 2))  # 60 anchors, every topic
     built: list[int] = []
@@ -129,10 +130,13 @@ def test_the_simulation_picks_a_setting_of_its_grid_and_says_what_each_kept(
         built.append(k)
         keep = [j for j in range(len(data.models)) if j != k]
         lesser = MFRouter(hidden=16, dim=4, ensemble=1, embedder=embedder)
-        lesser.fit(x, data.scores[:, keep], [data.models[j] for j in keep])
+        lesser.fit(x, data.scores[:, keep], [data.models[j] for j in keep], data.prompts)
         return lesser
 
-    choice = tune_onboarding(router, x, data.scores, data.costs, rows, anchors=30, without=without)
+    texts = data.prompts
+    choice = tune_onboarding(
+        router, x, data.scores, data.costs, rows, anchors=30, without=without, texts=texts
+    )
     assert choice is not None
     assert built == [0, 1, 2, 3, 4]
     assert choice.prior_strength in STRENGTHS and choice.draws == 2
@@ -141,15 +145,15 @@ def test_the_simulation_picks_a_setting_of_its_grid_and_says_what_each_kept(
     assert len(set(choice.kept.values())) > 1  # the settings are told apart
     assert choice.describe()["simulated"].startswith("each of 5 training models")
     # by default it trains those routers itself, with the router's settings
-    assert tune_onboarding(router, x, data.scores, data.costs, rows, anchors=30) is not None
+    assert tune_onboarding(router, x, data.scores, data.costs, rows, anchors=30, texts=texts)
     with pytest.raises(ValueError, match="less that one"):
         tune_onboarding(router, x, data.scores, data.costs, rows, anchors=30,
-                        without=lambda k: router)  # fmt: skip
+                        without=lambda k: router, texts=texts)  # fmt: skip
     # too little to simulate with: no choice
-    assert tune_onboarding(router, x, data.scores, data.costs, rows[:5]) is None
+    assert tune_onboarding(router, x, data.scores, data.costs, rows[:5], texts=texts) is None
     two = MFRouter(hidden=8, dim=2, ensemble=1, embedder=embedder)
-    two.fit(x, data.scores[:, :2], data.models[:2])
-    assert tune_onboarding(two, x, data.scores[:, :2], data.costs[:, :2], rows) is None
+    two.fit(x, data.scores[:, :2], data.models[:2], texts)
+    assert tune_onboarding(two, x, data.scores[:, :2], data.costs[:, :2], rows, texts=texts) is None
 
 
 def test_train_chooses_the_onboarding_settings_and_the_pool_keeps_the_scores(
@@ -220,16 +224,17 @@ def test_a_router_saved_before_offsets_loads_and_adds_models_as_before(
 ) -> None:
     data = specialist_data(10)
     router = MFRouter(hidden=8, dim=3, ensemble=1, embedder=embedder)
-    router.fit(embedder.embed(data.prompts), data.scores, data.models)
+    router.fit(embedder.embed(data.prompts), data.scores, data.models, data.prompts)
     path = save_router(router, tmp_path / "old")
     manifest = json.loads((path / "manifest.json").read_text())
     del manifest["params"]["prompt_offset_sd"]  # what an older polyroute wrote
     (path / "manifest.json").write_text(json.dumps(manifest))
     loaded = load_router(path, embedder=embedder)
     assert isinstance(loaded, MFRouter)
-    x = embedder.embed(topic_prompts(800))
-    loaded.add_model("newcomer", x, np.array([1.0, 1.0, 0.0]))  # no pool scores: no offsets
-    router.add_model("newcomer", x, np.array([1.0, 1.0, 0.0]))
+    t = topic_prompts(800)
+    x = embedder.embed(t)
+    loaded.add_model("newcomer", x, np.array([1.0, 1.0, 0.0]), texts=t)  # no pool: no offsets
+    router.add_model("newcomer", x, np.array([1.0, 1.0, 0.0]), texts=t)
     np.testing.assert_allclose(
-        loaded.predict_embeddings(x), router.predict_embeddings(x), atol=1e-6
+        loaded.predict_embeddings(x, t), router.predict_embeddings(x, t), atol=1e-6
     )

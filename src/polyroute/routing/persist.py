@@ -75,7 +75,8 @@ def save_router(
         }
     tmp = path / f".{ARRAYS}.tmp"
     with tmp.open("wb") as f:
-        np.savez(f, **arrays)  # type: ignore[arg-type]  # the stubs miss **arrays
+        # Compressed: mf's wide term is mostly zeros (buckets no training prompt hit).
+        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]  # stubs miss **arrays
     tmp.replace(path / ARRAYS)
     anchor_info = None
     if anchors is not None:

@@ -80,6 +80,7 @@ def add_model_from_data(
             column[rows],
             price=price,
             known=known_scores(by_id, dataset, list(rows)),
+            texts=prompts,
         )
     except ValueError as e:
         raise RoutingDataError(f"cannot add {model!r}: {e}") from None

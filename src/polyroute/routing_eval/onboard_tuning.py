@@ -98,6 +98,7 @@ def tune_onboarding(
     costs: FloatArray,
     anchor_rows: Sequence[int],
     *,
+    texts: Sequence[str] | None = None,
     anchors: int = ANCHORS,
     draws: int = DRAWS,
     sample: int = SAMPLE,
@@ -109,7 +110,8 @@ def tune_onboarding(
     prompts besides them).
 
     ``embeddings``, ``scores`` and ``costs`` are the training data's (rows = prompts, columns
-    = ``router.models``); ``anchor_rows`` the rows of the anchor pool, in its order.
+    = ``router.models``), ``texts`` its prompts (for a router that reads them);
+    ``anchor_rows`` the rows of the anchor pool, in its order.
     ``without(k)`` gives the router trained without model ``k`` (default: one trained here
     with ``router``'s settings; a caller that has them already can share them)."""
     m = len(router.models)
@@ -122,12 +124,17 @@ def tune_onboarding(
     rest = np.setdiff1d(np.arange(len(scores)), used)
     if m < 3 or len(sets[0]) < MIN_PROMPTS or len(rest) < MIN_PROMPTS:
         return None
-    build = without or _retrained(router, embeddings, scores)
+    text = None if texts is None else np.asarray(list(texts), dtype=object)
+
+    def of(rows: Any) -> list[str] | None:
+        return None if text is None else text[rows].tolist()
+
+    build = without or _retrained(router, embeddings, scores, of(slice(None)))
     rng = np.random.default_rng(seed)
     routed = np.sort(rng.choice(rest, min(sample, len(rest)), replace=False))
     c = costs[routed]
     lams = lambda_grid(c, points=CURVE_POINTS)
-    q = router.predict_embeddings(embeddings[routed])  # expected quality (module doc)
+    q = router.predict_embeddings(embeddings[routed], of(routed))  # expected quality (module doc)
     full = _figures(q, c, q, lams)
     kept = np.zeros(len(STRENGTHS))
     trials = 0
@@ -138,8 +145,8 @@ def tune_onboarding(
             if lesser.models != [router.models[j] for j in others]:
                 raise ValueError(f"without({k}) must score the router's models less that one")
             vectors = lesser.model_vectors()
-            at_routed = lesser.features(embeddings[routed])
-            base = lesser.predict_embeddings(embeddings[routed])
+            at_routed = lesser.features(embeddings[routed], of(routed))
+            base = lesser.predict_embeddings(embeddings[routed], of(routed))
             reference = list(range(m - 1))
             for picked in sets:
                 y = scores[picked, k]
@@ -147,7 +154,7 @@ def tune_onboarding(
                 if not known.any():
                     continue
                 trials += 1
-                at_anchors = lesser.features(embeddings[picked])
+                at_anchors = lesser.features(embeddings[picked], of(picked))
                 peers = scores[picked][known][:, others]
                 for g, strength in enumerate(STRENGTHS):
                     column = np.zeros(len(routed))
@@ -175,13 +182,15 @@ def tune_onboarding(
     )
 
 
-def _retrained(router: MFRouter, embeddings: Float32Array, scores: FloatArray) -> Without:
+def _retrained(
+    router: MFRouter, embeddings: Float32Array, scores: FloatArray, texts: list[str] | None
+) -> Without:
     """``without`` by training, with ``router``'s settings, on every column but one."""
 
     def build(k: int) -> MFRouter:
         lesser = MFRouter(**router.params())
         keep = [j for j in range(len(router.models)) if j != k]
-        lesser.fit(embeddings, scores[:, keep], [router.models[j] for j in keep])
+        lesser.fit(embeddings, scores[:, keep], [router.models[j] for j in keep], texts)
         return lesser
 
     return build

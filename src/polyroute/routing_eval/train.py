@@ -126,7 +126,7 @@ def train_router(
     predicted = out_of_fold(build, embeddings, dataset, folds=folds, seed=seed)
     progress("fitting on all prompts")
     router = build()
-    router.fit(embeddings, dataset.scores, dataset.models)
+    router.fit(embeddings, dataset.scores, dataset.models, dataset.prompts)
     router.prices = price_table(prices, dataset.models)
     router.output_tokens = output_tokens
     if dataset.costs is not None and dataset.has_all_costs:
@@ -168,7 +168,9 @@ def train_router(
         progress("choosing how new models are added (simulated on each training model)")
         row_of = {id_: i for i, id_ in enumerate(dataset.ids)}
         rows = [row_of[str(r["id"])] for r in anchors]
-        choice = tune_onboarding(router, embeddings, dataset.scores, costs, rows, seed=seed)
+        choice = tune_onboarding(
+            router, embeddings, dataset.scores, costs, rows, texts=dataset.prompts, seed=seed
+        )
         if choice is not None:
             router.prior_strength = choice.prior_strength
             summary["onboarding"] = choice.describe()
@@ -189,14 +191,17 @@ def out_of_fold(
     fold_of_group = np.random.default_rng(seed).permutation(len(groups)) % folds
     fold = fold_of_group[group_of]
     predicted = np.empty(dataset.scores.shape)
+    texts = np.asarray(dataset.prompts, dtype=object)
     for f in range(folds):
         held = fold == f
         if not held.any():
             continue
         router = build()
         try:
-            router.fit(embeddings[~held], dataset.scores[~held], dataset.models)
+            router.fit(
+                embeddings[~held], dataset.scores[~held], dataset.models, texts[~held].tolist()
+            )
         except ValueError as e:
             raise RoutingDataError(f"cannot train on fold {f + 1} of {folds}: {e}") from None
-        predicted[held] = router.predict_embeddings(embeddings[held])
+        predicted[held] = router.predict_embeddings(embeddings[held], texts[held].tolist())
     return predicted

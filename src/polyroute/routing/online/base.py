@@ -115,15 +115,16 @@ class OnlineRouter(Router):
 
     # -- the public surface ---------------------------------------------------------------
 
-    def context(self, request: RouteRequest) -> FloatArray | None:
-        """The features :meth:`update` needs for this request (None for non-contextual ones)."""
+    def context(self, request: RouteRequest) -> Any:
+        """The features :meth:`update` needs for this request (None for non-contextual ones);
+        opaque to callers, who keep it and give it back."""
         return None
 
     def route(self, request: RouteRequest, candidates: Sequence[Candidate]) -> Decision:
         return self.route_with_context(request, candidates, self.context(request))
 
     def route_with_context(
-        self, request: RouteRequest, candidates: Sequence[Candidate], context: FloatArray | None
+        self, request: RouteRequest, candidates: Sequence[Candidate], context: Any
     ) -> Decision:
         """:meth:`route` with the context already computed (by :meth:`context`)."""
         if not candidates:
@@ -159,7 +160,7 @@ class OnlineRouter(Router):
             fallbacks=tuple(names[i] for i in order if i != pick),
         )
 
-    def update(self, model: str, reward: float, context: FloatArray | None = None) -> None:
+    def update(self, model: str, reward: float, context: Any = None) -> None:
         """Learn that ``model`` earned ``reward`` (quality in [0, 1]) on a request."""
         r = check_reward(reward)
         features = self._featurize([model], context)
@@ -208,7 +209,7 @@ class OnlineRouter(Router):
 
     # -- what each router provides ---------------------------------------------------------
 
-    def _featurize(self, names: Sequence[str], context: FloatArray | None) -> Any:
+    def _featurize(self, names: Sequence[str], context: Any) -> Any:
         """Per-request work that needs no learned state, done outside the lock."""
         return context
 

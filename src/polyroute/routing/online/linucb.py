@@ -58,8 +58,19 @@ from polyroute.routing.tradeoff import FloatArray
 #: 384-d static vector (a ridge per arm over minilm-lexical's 1,408 dimensions would cost
 #: ~13× as much per update, and a random projection to ``dim`` blurs the n-grams anyway).
 CONTEXT_EMBEDDING = "minilm-static"
-#: An offline router's predicted quality per model for one prompt embedding.
-Prior = Callable[[FloatArray], Mapping[str, float]]
+#: An offline router's predicted quality per model for one prompt: from its embedding and
+#: its text (None when the caller gave only an embedding as the context).
+Prior = Callable[[FloatArray, str | None], Mapping[str, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class PromptContext:
+    """What :meth:`LinUCBRouter.context` returns: the prompt's embedding (the bandit's
+    features), and its text for a prior that reads it (``mf``'s wide term). A bare
+    embedding array is accepted as a context too (text unknown)."""
+
+    embedding: FloatArray
+    text: str | None = None
 
 
 def learned_prior(router: LearnedRouter) -> tuple[Prior, str]:
@@ -69,10 +80,17 @@ def learned_prior(router: LearnedRouter) -> tuple[Prior, str]:
     learned on top of one prior is refused on top of another (retrained) one.
     """
 
-    def prior(embedding: FloatArray) -> dict[str, float]:
+    def prior(embedding: FloatArray, text: str | None) -> dict[str, float]:
         # router.models is read per call: the gateway may relabel it to the served names.
         row = np.asarray(embedding, dtype=np.float32)[None, :]
-        return dict(zip(router.models, router.predict_embeddings(row)[0].tolist(), strict=True))
+        if router.reads_text and text is None:
+            raise ValueError(
+                f"the prior {router.kind} router reads the prompt's text: give the context "
+                "that LinUCBRouter.context(request) returns, not a bare embedding"
+            )
+        texts = None if text is None else [text]
+        predicted = router.predict_embeddings(row, texts)[0].tolist()
+        return dict(zip(router.models, predicted, strict=True))
 
     arrays = router.manifest.get("arrays", {}).get("sha256") or _fingerprint(router)
     return prior, f"{router.kind}:{arrays[:16]}"
@@ -204,20 +222,25 @@ class LinUCBRouter(OnlineRouter):
 
     # -- context ------------------------------------------------------------------------
 
-    def context(self, request: RouteRequest) -> FloatArray:
-        """The prompt's embedding (what :meth:`update` wants back with the feedback)."""
+    def context(self, request: RouteRequest) -> PromptContext:
+        """The prompt's embedding and text (what :meth:`update` wants back with the feedback)."""
         if self._embedder is None:
             self._embedder = get_embedder(CONTEXT_EMBEDDING)
-        return np.asarray(self._embedder.embed([request.prompt])[0], dtype=np.float64)
+        embedding = np.asarray(self._embedder.embed([request.prompt])[0], dtype=np.float64)
+        return PromptContext(embedding, request.prompt)
 
-    def _featurize(self, names: Sequence[str], context: FloatArray | None) -> _Features:
+    def _featurize(
+        self, names: Sequence[str], context: PromptContext | FloatArray | None
+    ) -> _Features:
         if context is None:
             raise ValueError("linucb needs the request's context (its prompt embedding)")
-        e = np.asarray(context, dtype=np.float64).reshape(-1)
+        text = context.text if isinstance(context, PromptContext) else None
+        raw = context.embedding if isinstance(context, PromptContext) else context
+        e = np.asarray(raw, dtype=np.float64).reshape(-1)
         if e.shape[0] != self.input_dim or not np.isfinite(e).all():
             raise ValueError(f"context must be {self.input_dim} finite numbers, got {e.shape}")
         z = e if self._projection is None else self._projection @ e
-        known = self.prior(e) if self.prior is not None else {}
+        known = self.prior(e, text) if self.prior is not None else {}
         prior = np.array([float(known.get(n, self.baseline)) for n in names])
         return _Features(np.append(z, 1.0), prior)
 

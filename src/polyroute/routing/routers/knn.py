@@ -11,7 +11,7 @@ duplicates, and the baseline the other learned routers must beat.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -61,7 +61,9 @@ class KNNRouter(LearnedRouter):
     def params(self) -> dict[str, Any]:
         return {"k": self.k, "weighted": self.weighted}
 
-    def _fit(self, embeddings: Float32Array, scores: FloatArray) -> None:
+    def _fit(
+        self, embeddings: Float32Array, scores: FloatArray, texts: Sequence[str] | None
+    ) -> None:
         self._keys = np.ascontiguousarray(embeddings, dtype=np.float32)
         self._scores = scores.astype(np.float32).astype(np.float64)
         self._prior = np.nanmean(scores, axis=0)
@@ -74,7 +76,9 @@ class KNNRouter(LearnedRouter):
         self._scores = np.asarray(arrays["scores"], dtype=np.float64)
         self._prior = np.asarray(arrays["prior"], dtype=np.float64)
 
-    def predict_embeddings(self, embeddings: Float32Array) -> FloatArray:
+    def predict_embeddings(
+        self, embeddings: Float32Array, texts: Sequence[str] | None = None
+    ) -> FloatArray:
         if embeddings.ndim != 2 or embeddings.shape[1] != self._keys.shape[1]:
             raise ValueError(
                 f"expected (n, {self._keys.shape[1]}) embeddings, got {embeddings.shape}"

@@ -8,7 +8,10 @@ expected answer) and picks the candidate maximising predicted quality − λ·co
 calibrated at training time and stored in the router's manifest (:mod:`polyroute.routing.persist`).
 
 A family implements four methods: ``_fit`` (learn from embeddings and scores),
-``predict_embeddings``, and ``state`` / ``load_state`` (its numpy arrays, for saving).
+``predict_embeddings``, and ``state`` / ``load_state`` (its numpy arrays, for saving). A family
+that reads the prompt's text besides its embedding (``mf``'s wide n-gram term) says so in
+:attr:`LearnedRouter.reads_text`; every caller then passes the texts beside the embeddings
+(``texts=``), row for row, and a missing one is a ValueError, never a silent guess.
 """
 
 from __future__ import annotations
@@ -70,12 +73,37 @@ class LearnedRouter(Router):
     # -- what each family implements ------------------------------------------------------
 
     @abstractmethod
-    def _fit(self, embeddings: Float32Array, scores: FloatArray) -> None:
-        """Learn from (n, dim) embeddings and (n, m) scores in [0, 1] (NaN = unknown)."""
+    def _fit(
+        self, embeddings: Float32Array, scores: FloatArray, texts: Sequence[str] | None
+    ) -> None:
+        """Learn from (n, dim) embeddings and (n, m) scores in [0, 1] (NaN = unknown), and
+        the n prompt ``texts`` (given whenever :attr:`reads_text`)."""
 
     @abstractmethod
-    def predict_embeddings(self, embeddings: Float32Array) -> FloatArray:
-        """(n, m) predicted quality in [0, 1] for precomputed (n, dim) embeddings."""
+    def predict_embeddings(
+        self, embeddings: Float32Array, texts: Sequence[str] | None = None
+    ) -> FloatArray:
+        """(n, m) predicted quality in [0, 1] for precomputed (n, dim) embeddings (and the
+        prompts' ``texts``, which a router that :attr:`reads_text` needs)."""
+
+    @property
+    def reads_text(self) -> bool:
+        """Whether the router needs the prompts' texts beside their embeddings."""
+        return False
+
+    def checked_texts(self, texts: Sequence[str] | None, rows: int) -> Sequence[str] | None:
+        """``texts`` when this router reads them (ValueError when missing or not ``rows``
+        long), else None."""
+        if not self.reads_text:
+            return None
+        if texts is None:
+            raise ValueError(
+                f"{self.kind} router {self.name!r} reads the prompts' text besides their "
+                "embeddings: pass texts="
+            )
+        if len(texts) != rows:
+            raise ValueError(f"{len(texts)} texts for {rows} embeddings")
+        return texts
 
     @abstractmethod
     def params(self) -> dict[str, Any]:
@@ -91,8 +119,15 @@ class LearnedRouter(Router):
 
     # -- learning and predicting ----------------------------------------------------------
 
-    def fit(self, embeddings: Float32Array, scores: FloatArray, models: Sequence[str]) -> None:
-        """Learn to predict ``scores`` (n, m; NaN = unknown) from ``embeddings`` (n, dim)."""
+    def fit(
+        self,
+        embeddings: Float32Array,
+        scores: FloatArray,
+        models: Sequence[str],
+        texts: Sequence[str] | None = None,
+    ) -> None:
+        """Learn to predict ``scores`` (n, m; NaN = unknown) from ``embeddings`` (n, dim)
+        and, for a router that :attr:`reads_text`, the prompts' ``texts``."""
         scores = np.asarray(scores, dtype=np.float64)
         if embeddings.ndim != 2 or scores.shape != (embeddings.shape[0], len(models)):
             raise ValueError(
@@ -108,8 +143,9 @@ class LearnedRouter(Router):
         empty = [m for j, m in enumerate(models) if not has_score[j]]
         if empty:
             raise ValueError(f"no known score for {', '.join(empty)}: cannot learn it")
+        read = self.checked_texts(texts, embeddings.shape[0])
         self.models = list(models)
-        self._fit(np.asarray(embeddings, dtype=np.float32), scores)
+        self._fit(np.asarray(embeddings, dtype=np.float32), scores, read)
 
     @property
     def embedder(self) -> Embedder:
@@ -123,7 +159,7 @@ class LearnedRouter(Router):
 
     def predict(self, prompts: Sequence[str]) -> FloatArray:
         """(len(prompts), len(models)) predicted quality in [0, 1]."""
-        return self.predict_embeddings(self.embedder.embed(prompts))
+        return self.predict_embeddings(self.embedder.embed(prompts), texts=prompts)
 
     # -- serving other names ---------------------------------------------------------------
 

@@ -34,6 +34,18 @@ setting to tune: the known models' scores on the anchors say it, as the sd that 
 most likely (the marginal likelihood of a per-prompt random effect, :func:`offset_sd_by_evidence`;
 about 1.5 on LLMRouter's data).
 
+**The wide term.** The tower reads a dense embedding through a 128-unit layer, which keeps
+only so much of the prompt's wording. ``wide_bits`` > 0 adds a linear term over the prompt's
+hashed word 1-2-grams and character 3-5-grams (:mod:`polyroute.embeddings.ngrams`, 2^bits
+buckets each): ``tower(x) = deep(x) + s(text) · W_s``, W_s (2^(bits+1) × dim) starting at
+zero and trained with the rest under its own L2 (``wide_decay``). It lands in the same
+``dim``-d space as the deep part, so a new model still fits only its vector. The router then
+reads the prompts' texts beside their embeddings (:attr:`reads_text`). Buckets no training
+prompt hit stay exactly zero, and W_s is rounded to float16 precision once trained (it is
+stored so): half the size on disk, and a loaded router predicts exactly what the trained one
+did. Chosen by ``benchmarks/wide_stacking.py`` (docs/routers.md, "A wide lexical part?"):
+2^16 buckets, L2 1e-5.
+
 ``prior_strength`` scales the prior's precision. ``polyroute train`` chooses it for the router
 it builds by simulating onboarding on its own training models
 (:mod:`polyroute.routing_eval.onboard_tuning`); the default here is for a router built
@@ -43,7 +55,8 @@ otherwise. ``prompt_offset_sd`` fixes the offsets' sd instead of estimating it (
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,6 +64,7 @@ import threadpoolctl  # type: ignore[import-untyped]
 from numpy.typing import NDArray
 
 from polyroute.embeddings.base import Embedder, Float32Array
+from polyroute.embeddings.ngrams import NGRAMS_FINGERPRINT, ngram_features, width
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import LearnedRouter, check_finite
 from polyroute.routing.routers.training import (
@@ -88,12 +102,18 @@ class MFRouter(LearnedRouter):
         weight_decay: float = 1e-4,
         prior_strength: float = 3.0,
         prompt_offset_sd: float | None = None,
+        wide_bits: int = 16,
+        wide_decay: float = 1e-5,
         seed: int = 0,
         embedder: Embedder | None = None,
     ) -> None:
         super().__init__(name, embedder=embedder)
         if hidden < 1 or dim < 1 or ensemble < 1:
             raise ValueError("hidden, dim and ensemble must be >= 1")
+        if not 0 <= wide_bits <= 20:
+            raise ValueError(f"wide_bits must be in 0..20 (0: no wide term), got {wide_bits}")
+        if not (math.isfinite(wide_decay) and wide_decay >= 0):
+            raise ValueError(f"wide_decay must be >= 0, got {wide_decay}")
         if not (math.isfinite(prior_strength) and prior_strength > 0):
             raise ValueError(f"prior_strength must be > 0, got {prior_strength}")
         if prompt_offset_sd is not None and not (
@@ -106,6 +126,8 @@ class MFRouter(LearnedRouter):
         self.weight_decay = weight_decay
         self.prior_strength = prior_strength
         self.prompt_offset_sd = prompt_offset_sd
+        self.wide_bits = wide_bits
+        self.wide_decay = wide_decay
         self.seed = seed
         self._nets: list[dict[str, FloatArray]] = []
 
@@ -117,33 +139,76 @@ class MFRouter(LearnedRouter):
             "weight_decay": self.weight_decay,
             "prior_strength": self.prior_strength,
             "prompt_offset_sd": self.prompt_offset_sd,
+            "wide_bits": self.wide_bits,
+            "wide_decay": self.wide_decay,
             "seed": self.seed,
         }
 
+    @property
+    def reads_text(self) -> bool:
+        return self.wide_bits > 0
+
     # -- learning -------------------------------------------------------------------------
 
-    def _fit(self, embeddings: Float32Array, scores: FloatArray) -> None:
+    def _fit(
+        self, embeddings: Float32Array, scores: FloatArray, texts: Sequence[str] | None
+    ) -> None:
         options = TrainingOptions(hidden=self.hidden, weight_decay=self.weight_decay)
-        x = embeddings.astype(np.float32)
+        x = Inputs(embeddings.astype(np.float32), self._ngrams(texts, embeddings.shape[0]))
         self._nets = fit_ensemble(
-            lambda rng: train_factorised(x, scores, options, self.dim, rng),
+            lambda rng: train_factorised(x, scores, options, self.dim, rng, self.wide_decay),
             seed=self.seed,
             members=self.ensemble,
         )
+        for net in self._nets:
+            if "ws" in net:  # stored as float16: keep exactly what a reload will read
+                net["ws"] = net["ws"].astype(np.float16).astype(np.float32)
         self.priors = {}
 
+    def _ngrams(self, texts: Sequence[str] | None, rows: int) -> Any:
+        """The texts' n-gram rows (:mod:`polyroute.embeddings.ngrams`), or None without a
+        wide term."""
+        read = self.checked_texts(texts, rows)
+        return None if read is None else ngram_features(read, self.wide_bits)
+
     def state(self) -> dict[str, NDArray[Any]]:
-        return ensemble_state(self._nets)
+        arrays = ensemble_state(self._nets)
+        for key in [k for k in arrays if k.endswith(".ws")]:
+            arrays[key] = arrays[key].astype(np.float16)
+        if self.wide_bits:
+            arrays["ngrams_recipe"] = np.frombuffer(NGRAMS_FINGERPRINT.encode(), dtype=np.uint8)
+        return arrays
 
     def load_state(self, arrays: Mapping[str, NDArray[Any]]) -> None:
-        self._nets = ensemble_from_state(arrays)
+        nets = {k: v for k, v in arrays.items() if k != "ngrams_recipe"}
+        if "ngrams_recipe" not in arrays and not any(k.endswith(".ws") for k in arrays):
+            # Saved before mf had a wide term (its manifest has no wide_bits): it has none.
+            self.wide_bits = 0
+        if self.wide_bits:
+            recipe = arrays.get("ngrams_recipe")
+            if recipe is None or bytes(np.asarray(recipe, np.uint8)).decode() != NGRAMS_FINGERPRINT:
+                raise ValueError(
+                    "this mf router's n-gram features were made by another recipe than this "
+                    "polyroute's (embeddings/ngrams.py): retrain it with `polyroute train`"
+                )
+        self._nets = ensemble_from_state(nets)
+        wide = width(self.wide_bits) if self.wide_bits else 0
+        for net in self._nets:
+            if (net["ws"].shape[0] if "ws" in net else 0) != wide:
+                raise ValueError(f"the saved wide term does not have {wide} rows (wide_bits)")
 
-    def predict_embeddings(self, embeddings: Float32Array) -> FloatArray:
-        x = checked_input(self._nets, embeddings)
+    def predict_embeddings(
+        self, embeddings: Float32Array, texts: Sequence[str] | None = None
+    ) -> FloatArray:
+        x = self._inputs(embeddings, texts)
         total = sum(_probabilities(net, _tower(net, x)) for net in self._nets)
         return check_finite(
             np.asarray(total, dtype=np.float64) / len(self._nets), f"mf router {self.name!r}"
         )
+
+    def _inputs(self, embeddings: Float32Array, texts: Sequence[str] | None) -> Inputs:
+        x = checked_input(self._nets, embeddings)
+        return Inputs(x, self._ngrams(texts, x.shape[0]))
 
     # -- new models -----------------------------------------------------------------------
 
@@ -158,9 +223,11 @@ class MFRouter(LearnedRouter):
         scores: FloatArray,
         price: tuple[float, float] | None = None,
         known: Mapping[str, FloatArray] | None = None,
+        texts: Sequence[str] | None = None,
     ) -> int:
         """Fit ``name``'s vector and bias from its ``scores`` (n,; NaN = unknown) on prompts
-        with ``embeddings`` (n, dim), the rest of the router frozen; returns the prompts used.
+        with ``embeddings`` (n, dim) (and ``texts``, for a router that :attr:`reads_text`),
+        the rest of the router frozen; returns the prompts used.
 
         ``known`` maps some of the router's models to their own scores on the same prompts
         (NaN = unknown): the fit then reads ``scores`` against theirs (module doc). A model
@@ -179,6 +246,8 @@ class MFRouter(LearnedRouter):
             raise ValueError(f"no score for {name}: cannot fit its vector")
         if (y[mask] < 0).any() or (y[mask] > 1).any():
             raise ValueError("scores must lie in [0, 1]")
+        read = self.checked_texts(texts, len(y))
+        kept = None if read is None else [t for t, keep in zip(read, mask, strict=True) if keep]
         reference = self._reference_columns(exclude=name)
         peers, peer_scores = self._peer_scores(known or {}, reference, len(y))
         with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
@@ -193,7 +262,7 @@ class MFRouter(LearnedRouter):
                     prior_strength=self.prior_strength,
                     offset_sd=self.prompt_offset_sd,
                 )
-                for z, u in zip(self.features(x[mask]), self.model_vectors(), strict=True)
+                for z, u in zip(self.features(x[mask], kept), self.model_vectors(), strict=True)
             ]
         self._set_column(name, rows)
         self.priors.pop(name, None)
@@ -201,10 +270,12 @@ class MFRouter(LearnedRouter):
             self.prices[name] = (float(price[0]), float(price[1]))
         return int(mask.sum())
 
-    def features(self, embeddings: Float32Array) -> list[FloatArray]:
-        """Per ensemble member, the tower's output on ``embeddings`` (n, dim): what a model's
-        vector is multiplied with."""
-        x = checked_input(self._nets, embeddings)
+    def features(
+        self, embeddings: Float32Array, texts: Sequence[str] | None = None
+    ) -> list[FloatArray]:
+        """Per ensemble member, the tower's output on ``embeddings`` (n, dim) (and ``texts``):
+        what a model's vector is multiplied with."""
+        x = self._inputs(embeddings, texts)
         return [np.asarray(_tower(net, x), dtype=np.float64) for net in self._nets]
 
     def _peer_scores(
@@ -326,8 +397,34 @@ def _blend(input_price: float, output_price: float) -> float:
     return (float(input_price) + float(output_price)) / 2
 
 
-def _tower(net: Mapping[str, NDArray[Any]], x: NDArray[Any]) -> NDArray[Any]:
-    return np.asarray(np.maximum(x @ net["w1"] + net["b1"], 0.0) @ net["w2"])
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """A batch of prompts as the tower reads them: dense embeddings and, with a wide term,
+    their n-gram rows (a CSR matrix); indexable by rows like an array (what
+    :func:`~polyroute.routing.routers.training.fit_masked` needs of its input)."""
+
+    dense: Float32Array
+    ngrams: Any = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.dense.shape)
+
+    def __getitem__(self, rows: Any) -> Inputs:
+        return Inputs(self.dense[rows], None if self.ngrams is None else self.ngrams[rows])
+
+
+def _deep(net: Mapping[str, NDArray[Any]], x: Inputs) -> tuple[NDArray[Any], NDArray[Any]]:
+    """(hidden layer, tower output) on ``x``: the deep part, plus the wide term if any."""
+    hidden = np.maximum(x.dense @ net["w1"] + net["b1"], 0.0)
+    z = hidden @ net["w2"]
+    if "ws" in net:
+        z = z + np.asarray(x.ngrams @ net["ws"], dtype=np.float32)
+    return hidden, z
+
+
+def _tower(net: Mapping[str, NDArray[Any]], x: Inputs) -> NDArray[Any]:
+    return np.asarray(_deep(net, x)[1])
 
 
 def _probabilities(net: Mapping[str, NDArray[Any]], z: NDArray[Any]) -> NDArray[Any]:
@@ -427,31 +524,56 @@ def fit_vector(
 
 
 def train_factorised(
-    x: Float32Array,
+    x: Inputs,
     y: FloatArray,
     options: TrainingOptions,
     dim: int,
     rng: np.random.Generator,
+    wide_decay: float = 0.0,
 ) -> dict[str, FloatArray]:
     """A tower and model vectors fitted to the known entries of ``y`` (NaN = unknown); the
-    best epoch's weights on a held-out tenth of the prompts."""
+    best epoch's weights on a held-out tenth of the prompts. With n-gram rows in ``x``, the
+    tower has a wide term (module doc) under L2 ``wide_decay``."""
     d, m, h = x.shape[1], y.shape[1], options.hidden
+    buckets, used = 0, None
+    if x.ngrams is not None:
+        # Only the buckets some training prompt hits can move from zero (their gradient is
+        # the only one that is not 0): train those rows alone (the same fit, far less work
+        # for small data), then put them back in place.
+        buckets = x.ngrams.shape[1]
+        used = np.unique(x.ngrams.indices)
+        x = Inputs(x.dense, x.ngrams[:, used])
 
     def init(prior: FloatArray) -> dict[str, FloatArray]:
-        return {
+        net = {
             "w1": (rng.standard_normal((d, h)) * np.sqrt(2.0 / d)).astype(np.float32),
             "b1": np.zeros(h, dtype=np.float32),
             "w2": (rng.standard_normal((h, dim)) * np.sqrt(1.0 / h)).astype(np.float32),
             "v": (rng.standard_normal((dim, m)) * np.sqrt(1.0 / dim)).astype(np.float32),
             "c": np.log(prior / (1 - prior)).astype(np.float32),  # each model's average
         }
+        if x.ngrams is not None:
+            net["ws"] = np.zeros((x.ngrams.shape[1], dim), dtype=np.float32)
+        return net
 
-    return fit_masked(x, y, options, rng, init, _gradients, _loss)
+    def gradients(
+        net: Mapping[str, FloatArray],
+        batch: Any,
+        targets: NDArray[Any],
+        mask: NDArray[Any],
+        decay: float,
+    ) -> dict[str, FloatArray]:
+        return _gradients(net, batch, targets, mask, decay, wide_decay)
+
+    net = fit_masked(x, y, options, rng, init, gradients, _loss)  # type: ignore[arg-type]
+    if used is not None:
+        full: Any = np.zeros((buckets, dim), dtype=np.float32)
+        full[used] = net["ws"]
+        net["ws"] = full
+    return net
 
 
-def _loss(
-    net: Mapping[str, FloatArray], x: NDArray[Any], y: NDArray[Any], mask: NDArray[Any]
-) -> float:
+def _loss(net: Mapping[str, FloatArray], x: Inputs, y: NDArray[Any], mask: NDArray[Any]) -> float:
     p = np.clip(_probabilities(net, _tower(net, x)), 1e-7, 1 - 1e-7)
     bce = -(y * np.log(p) + (1 - y) * np.log(1 - p)) * mask
     return float(bce.sum() / max(mask.sum(), 1.0))
@@ -459,19 +581,23 @@ def _loss(
 
 def _gradients(
     net: Mapping[str, FloatArray],
-    x: NDArray[Any],
+    x: Inputs,
     y: NDArray[Any],
     mask: NDArray[Any],
     decay: float,
+    wide_decay: float,
 ) -> dict[str, FloatArray]:
-    hidden = np.maximum(x @ net["w1"] + net["b1"], 0.0)
-    z = hidden @ net["w2"]
+    hidden, z = _deep(net, x)
     p = _probabilities(net, z)
     d_logits = ((p - y) * mask / max(float(mask.sum()), 1.0)).astype(np.float32)
     d_z = d_logits @ net["v"].T
     d_hidden = (d_z @ net["w2"].T) * (hidden > 0)
+    wide = {}
+    if "ws" in net:
+        wide["ws"] = np.asarray(x.ngrams.T @ d_z, dtype=np.float32) + wide_decay * net["ws"]
     return {
-        "w1": x.T @ d_hidden + decay * net["w1"],
+        **wide,
+        "w1": x.dense.T @ d_hidden + decay * net["w1"],
         "b1": d_hidden.sum(axis=0),
         "w2": hidden.T @ d_z + decay * net["w2"],
         "v": z.T @ d_logits + decay * net["v"],

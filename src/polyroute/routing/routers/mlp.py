@@ -13,7 +13,7 @@ pickle and served without any dependency beyond numpy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -66,7 +66,9 @@ class MLPRouter(LearnedRouter):
             "seed": self.seed,
         }
 
-    def _fit(self, embeddings: Float32Array, scores: FloatArray) -> None:
+    def _fit(
+        self, embeddings: Float32Array, scores: FloatArray, texts: Sequence[str] | None
+    ) -> None:
         options = TrainingOptions(hidden=self.hidden, weight_decay=self.weight_decay)
         x = embeddings.astype(np.float32)
         self._nets = fit_ensemble(
@@ -81,7 +83,9 @@ class MLPRouter(LearnedRouter):
     def load_state(self, arrays: Mapping[str, NDArray[Any]]) -> None:
         self._nets = ensemble_from_state(arrays)
 
-    def predict_embeddings(self, embeddings: Float32Array) -> FloatArray:
+    def predict_embeddings(
+        self, embeddings: Float32Array, texts: Sequence[str] | None = None
+    ) -> FloatArray:
         x = checked_input(self._nets, embeddings)
         total = sum(_forward(net, x)[1] for net in self._nets)
         return check_finite(

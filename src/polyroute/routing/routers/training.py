@@ -125,11 +125,23 @@ class Adam:
         self.v = {k: np.zeros_like(v) for k, v in params.items()}
 
     def step(self, grads: Mapping[str, FloatArray], b1: float = 0.9, b2: float = 0.999) -> None:
+        # In place, with the same operations in the same order as the textbook update
+        # (the same float32 results): mf's wide term has millions of weights, and the
+        # temporaries of `m = b1·m + (1 − b1)·g` and co. were most of its training time.
         self.t += 1
         c1, c2 = 1 - b1**self.t, 1 - b2**self.t
         for k, g in grads.items():
-            self.m[k] = b1 * self.m[k] + (1 - b1) * g
-            self.v[k] = b2 * self.v[k] + (1 - b2) * g * g
-            self.params[k] -= (
-                self.lr * (self.m[k] / c1) / (np.sqrt(self.v[k] / c2) + 1e-8)
-            ).astype(np.float32)
+            m, v = self.m[k], self.v[k]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            g2 = (1 - b2) * g
+            g2 *= g
+            v += g2
+            denominator = np.divide(v, c2, out=g2)
+            np.sqrt(denominator, out=denominator)
+            denominator += 1e-8
+            update = m / c1
+            update *= self.lr
+            update /= denominator
+            self.params[k] -= update.astype(np.float32, copy=False)
