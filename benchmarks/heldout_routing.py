@@ -35,6 +35,7 @@ Usage::
     python benchmarks/heldout_routing.py                       # all protocols (~15 min, 2 cores)
     python benchmarks/heldout_routing.py --protocols pairs --seeds 5
     python benchmarks/heldout_routing.py --tune --kinds mlp,knn
+    python benchmarks/heldout_routing.py --kinds 'mf:{"wide_bits":0};mf'   # options per kind
 """
 
 from __future__ import annotations
