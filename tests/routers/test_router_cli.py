@@ -180,3 +180,18 @@ def test_a_router_trained_on_costs_alone_still_routes_with_its_knob(
     assert f"router as saved (λ = {manifest['lambda']:.4g})" in result.output
     served = json.loads(report.read_text())["router"]["at_lambda"]
     assert served["lambda"] == pytest.approx(manifest["lambda"])
+
+
+def test_train_wide_bits_sets_mf_s_wide_term_and_says_when_it_does_not_apply(
+    tmp_path: Path, data: tuple[Path, Path]
+) -> None:
+    out = train(tmp_path, data, "--wide-bits", "0")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["params"]["wide_bits"] == 0
+    seconds = manifest["training"]["seconds"]
+    assert seconds["total"] >= seconds["fitting"] + seconds["onboarding"] - 0.2  # all of it
+    args = ["train", "--data", str(data[0]), "--out", str(tmp_path / "x"), "--prices", str(data[1])]
+    result = runner.invoke(app, [*args, "--router", "knn", "--wide-bits", "4"])
+    assert result.exit_code == 2 and "option of the mf router" in result.output
+    result = runner.invoke(app, [*args, "--wide-bits", "30"])
+    assert result.exit_code == 2 and "0..20" in result.output

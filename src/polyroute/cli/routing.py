@@ -78,6 +78,13 @@ def train(
         "--embedding",
         help="Prompt embedding: minilm-lexical (the default), minilm-static or minilm (encoder).",
     ),
+    wide_bits: int | None = typer.Option(
+        None,
+        "--wide-bits",
+        help="mf only: its tower's wide term reads the prompt's word and character n-grams "
+        "hashed into 2^N buckets each (default 16); 0 turns it off, which keeps more of a "
+        "later-added model's gain (docs/routers.md).",
+    ),
     questions: list[str] = typer.Option(
         [],
         "--questions",
@@ -96,6 +103,13 @@ def train(
 
     knob = _knob(lam, max_cost_fraction, min_quality_fraction)
     assert isinstance(knob, Knob)
+    params: dict[str, int] = {}
+    if wide_bits is not None:
+        if (router or BEST_KIND) != "mf":
+            raise _fail(f"--wide-bits is an option of the mf router, not of {router}")
+        if not 0 <= wide_bits <= 20:
+            raise _fail(f"--wide-bits must be in 0..20 (0: no wide term), got {wide_bits}")
+        params["wide_bits"] = wide_bits
     try:
         choice = embedding_choice(embedding or DEFAULT_EMBEDDING)
     except ValueError as e:
@@ -122,6 +136,7 @@ def train(
                 output_tokens=output_tokens,
                 embedder=embedder,
                 questions=suite,
+                params=params,
                 progress=lambda msg: status.update(escape(msg) + "…"),
             )
         result.summary["source"] = str(data)

@@ -136,7 +136,8 @@ def train_router(
     else:
         calibration = router.set_knob(knob)
     fit_s = time.perf_counter() - t1
-    summary = {
+    seconds = {"embedding": round(embed_s, 1), "fitting": round(fit_s, 1)}
+    summary: dict[str, Any] = {
         "prompts": len(dataset),
         "models": len(dataset.models),
         "known_scores": int(np.isfinite(dataset.scores).sum()),
@@ -149,11 +150,7 @@ def train_router(
         "prices": prices_from,
         "folds": folds,
         "seed": seed,
-        "seconds": {
-            "embedding": round(embed_s, 1),
-            "fitting": round(fit_s, 1),
-            "total": round(time.perf_counter() - started, 1),
-        },
+        "seconds": seconds,
         "calibration": calibration.describe(),
     }
     keyed = questions_by_prompt(questions) if questions else None
@@ -168,12 +165,15 @@ def train_router(
         progress("choosing how new models are added (simulated on each training model)")
         row_of = {id_: i for i, id_ in enumerate(dataset.ids)}
         rows = [row_of[str(r["id"])] for r in anchors]
+        t2 = time.perf_counter()
         choice = tune_onboarding(
             router, embeddings, dataset.scores, costs, rows, texts=dataset.prompts, seed=seed
         )
         if choice is not None:
             router.prior_strength = choice.prior_strength
             summary["onboarding"] = choice.describe()
+        seconds["onboarding"] = round(time.perf_counter() - t2, 1)
+    seconds["total"] = round(time.perf_counter() - started, 1)
     return TrainResult(router, summary, anchors)
 
 
