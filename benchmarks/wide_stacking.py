@@ -30,9 +30,10 @@ Usage::
     python benchmarks/wide_stacking.py --protocols cv --sparse embedding \
         --wide-bits 16 --wide-decay 1e-5
 
-``--wide-bits`` replaces mf by an experiment (:func:`wide_mf_predictor`): mf whose tower adds
-a factorised wide term over hashed word/char n-grams of the text. Figures: docs/routers.md,
-"A wide lexical part?". That experiment is now the product's default (``MFRouter``'s
+``--wide-bits N`` runs mf with its wide term over hashed word/char n-grams of the text at
+2^N buckets each and L2 ``--wide-decay`` (:func:`wide_mf_predictor`; ``--wide-bits 0``: mf
+as it was before 2026-12-02). Figures: docs/routers.md, "A wide lexical part?". That
+experiment (then code of its own here) is now the product's default (``MFRouter``'s
 ``wide_bits=16``), so since 2026-12-02 **mf** here *is* the wide mf; the figures in the docs
 for "mf (default)" were measured before, i.e. with ``wide_bits=0``.
 """
@@ -75,76 +76,15 @@ def mf_predictor(vectors: h.Vectors, seed: int) -> Predictor:
     return run
 
 
-class Both:
-    """Dense embeddings and sparse n-gram rows together, indexable by rows like an array
-    (what :func:`fit_masked` needs of its input)."""
-
-    def __init__(self, dense: np.ndarray, sparse: Any) -> None:
-        self.dense, self.sparse = dense, sparse
-        self.shape = dense.shape
-
-    def __getitem__(self, rows: Any) -> Both:
-        return Both(self.dense[rows], self.sparse[rows])
-
-
-def _wide_tower(net: dict[str, FloatArray], x: Both) -> tuple[Any, Any]:
-    hidden = np.maximum(x.dense @ net["w1"] + net["b1"], 0.0)
-    return hidden, hidden @ net["w2"] + np.asarray(x.sparse @ net["ws"])
-
-
-def _wide_probabilities(net: dict[str, FloatArray], z: Any) -> Any:
-    return 1.0 / (1.0 + np.exp(-np.clip(z @ net["v"] + net["c"], -30.0, 30.0)))
-
-
 def wide_mf_predictor(vectors: h.Vectors, seed: int, bits: int, wide_decay: float) -> Predictor:
-    """An experiment, not the product: mf whose tower adds ``W_s · s(x)``, s = hashed word
-    1-2-grams and char_wb 3-5-grams (2^bits buckets each, sublinear tf, unit rows), W_s
-    (2^(bits+1) × dim) trained jointly with the rest, its own L2 ``wide_decay``."""
-    from polyroute.routing.routers.training import TrainingOptions, fit_ensemble, fit_masked
+    """mf with its wide term at ``bits`` (2^bits buckets each of word 1-2-grams and char_wb
+    3-5-grams) and L2 ``wide_decay``: the experiment that became ``MFRouter``'s default
+    (``wide_bits=16, wide_decay=1e-5``), now run through the product's own class."""
 
     def run(train: RoutingDataset, test: RoutingDataset) -> FloatArray:
-        str_, ste = sparse_matrices(train.prompts, test.prompts, "hashed", bits)
-        xtr = Both(vectors.of(EMBEDDING, train.prompts), str_.astype(np.float32))
-        xte = Both(vectors.of(EMBEDDING, test.prompts), ste.astype(np.float32))
-        y = train.scores
-        d, m, hid, dim, f = xtr.shape[1], y.shape[1], 128, 16, str_.shape[1]
-        options = TrainingOptions(hidden=hid, weight_decay=1e-4)
-
-        def member(rng: np.random.Generator) -> dict[str, FloatArray]:
-            def init(prior: FloatArray) -> dict[str, FloatArray]:
-                return {
-                    "w1": (rng.standard_normal((d, hid)) * np.sqrt(2.0 / d)).astype(np.float32),
-                    "b1": np.zeros(hid, dtype=np.float32),
-                    "w2": (rng.standard_normal((hid, dim)) * np.sqrt(1.0 / hid)).astype(np.float32),
-                    "v": (rng.standard_normal((dim, m)) * np.sqrt(1.0 / dim)).astype(np.float32),
-                    "c": np.log(prior / (1 - prior)).astype(np.float32),
-                    "ws": np.zeros((f, dim), dtype=np.float32),
-                }
-
-            def loss(net: Any, x: Any, t: Any, mask: Any) -> float:
-                p = np.clip(_wide_probabilities(net, _wide_tower(net, x)[1]), 1e-7, 1 - 1e-7)
-                bce = -(t * np.log(p) + (1 - t) * np.log(1 - p)) * mask
-                return float(bce.sum() / max(mask.sum(), 1.0))
-
-            def grads(net: Any, x: Any, t: Any, mask: Any, decay: float) -> dict[str, Any]:
-                hidden, z = _wide_tower(net, x)
-                p = _wide_probabilities(net, z)
-                d_logits = ((p - t) * mask / max(float(mask.sum()), 1.0)).astype(np.float32)
-                d_z = d_logits @ net["v"].T
-                d_hidden = (d_z @ net["w2"].T) * (hidden > 0)
-                return {
-                    "ws": np.asarray(x.sparse.T @ d_z) + wide_decay * net["ws"],
-                    "w1": x.dense.T @ d_hidden + decay * net["w1"],
-                    "b1": d_hidden.sum(axis=0),
-                    "w2": hidden.T @ d_z + decay * net["w2"],
-                    "v": z.T @ d_logits + decay * net["v"],
-                    "c": d_logits.sum(axis=0),
-                }
-
-            return fit_masked(xtr, y, options, rng, init, grads, loss)  # type: ignore[arg-type]
-
-        nets = fit_ensemble(member, seed=seed, members=3)
-        return np.mean([_wide_probabilities(n, _wide_tower(n, xte)[1]) for n in nets], axis=0)
+        router = MFRouter("mf", seed=seed, wide_bits=bits, wide_decay=wide_decay)
+        router.fit(vectors.of(EMBEDDING, train.prompts), train.scores, train.models, train.prompts)
+        return router.predict_embeddings(vectors.of(EMBEDDING, test.prompts), test.prompts)
 
     return run
 
@@ -325,9 +265,12 @@ def main() -> int:
     parser.add_argument("--sparse", choices=("tfidf", "hashed", "embedding"), default="tfidf")
     parser.add_argument("--C", type=float, default=1.0)
     parser.add_argument(
-        "--wide-bits", type=int, default=0, help="replace mf by mf + a hashed wide term, 2^bits"
+        "--wide-bits",
+        type=int,
+        default=None,
+        help="mf's wide term at 2^bits buckets each (0: none) [default: mf's own default]",
     )
-    parser.add_argument("--wide-decay", type=float, default=1e-4, help="the wide term's L2")
+    parser.add_argument("--wide-decay", type=float, default=1e-5, help="the wide term's L2")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--inner-folds", type=int, default=3, help="0: no stack")
     parser.add_argument("--task-folds", type=int, default=7)
@@ -346,7 +289,7 @@ def main() -> int:
         return {
             "mf": (
                 wide_mf_predictor(vectors, seed, args.wide_bits, args.wide_decay)
-                if args.wide_bits
+                if args.wide_bits is not None
                 else mf_predictor(vectors, seed)
             ),
             "sparse": sparse_predictor(args.sparse, args.C, vectors),
