@@ -41,12 +41,17 @@ Usage::
     python benchmarks/onboarding.py                      # test protocol, ~2 min
     python benchmarks/onboarding.py --protocol cv        # 5 folds, ~30 min on 2 busy cores
     python benchmarks/onboarding.py --counts 50 --models gemma-2-9b-it
+    python benchmarks/onboarding.py --protocol cv --no-tune --params '{"wide_bits": 0}'
+    python benchmarks/onboarding.py --protocol cv --cache /tmp/lomo   # again: no training
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
+import json
+import pickle
 import shlex
 import sys
 import time
@@ -72,6 +77,38 @@ DATA = ROOT.parent / "shared" / "data" / "llmrouter" / "data"
 Predictions = dict[str, dict[str, FloatArray]]  # variant → left-out model → (n, 9)
 #: (left-out model, prior_strength) chosen for each 8-model router.
 CHOICES: list[tuple[str, float]] = []
+
+
+class Fits:
+    """Trains the mf routers a run needs, with ``params``; with a ``cache`` folder, keeps
+    each one there (pickled, keyed by its training rows, models, seed and params), so a
+    second run that changes only how models are added skips the training (most of the
+    time: 5 folds × 46 fits)."""
+
+    def __init__(self, params: dict[str, object], cache: Path | None) -> None:
+        self.params, self.cache = params, cache
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, data: RoutingDataset, x: np.ndarray, keep: list[str], seed: int) -> MFRouter:
+        models = list(data.models)
+        key = json.dumps([list(data.ids), keep, seed, self.params], sort_keys=True, default=str)
+        path = None
+        if self.cache is not None:
+            digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+            path = self.cache / f"mf-{digest}.pkl"
+            if path.exists():
+                with path.open("rb") as f:
+                    loaded: MFRouter = pickle.load(f)
+                return loaded
+        router = MFRouter(seed=seed, **self.params)  # type: ignore[arg-type]
+        router.fit(x, data.scores[:, [models.index(m) for m in keep]], keep, list(data.prompts))
+        if path is not None:
+            partial = path.with_suffix(".tmp")
+            with partial.open("wb") as f:
+                pickle.dump(router, f, protocol=pickle.HIGHEST_PROTOCOL)
+            partial.replace(path)
+        return router
 
 
 def load(data: Path) -> tuple[RoutingDataset, RoutingDataset]:
@@ -107,13 +144,15 @@ def leave_one_out(
     eval_texts: list[str],
     seed: int,
     control: bool,
+    fits: Fits,
+    tune: bool = True,
 ) -> tuple[FloatArray, Predictions]:
     """The full router's predictions on ``x_eval`` and, per variant and left-out model, the
-    variant's (module doc)."""
+    variant's (module doc). Without ``tune``, no simulation: *N anchors* is at the router's
+    default strength (and *N s=3* is not repeated)."""
     models = list(train.models)
     texts = list(train.prompts)
-    full = MFRouter(seed=seed)
-    full.fit(x_train, train.scores, models, texts)
+    full = fits(train, x_train, models, seed)
     out: Predictions = {}
     rng = np.random.default_rng(seed)
     row_of = {id_: i for i, id_ in enumerate(train.ids)}
@@ -121,16 +160,13 @@ def leave_one_out(
 
     def trained_without(left: frozenset[str]) -> MFRouter:
         if left not in lesser:
-            keep = [m for m in models if m not in left]
-            lesser[left] = MFRouter(seed=seed)
-            lesser[left].fit(x_train, train.scores[:, [models.index(m) for m in keep]], keep, texts)
+            lesser[left] = fits(train, x_train, [m for m in models if m not in left], seed)
         return lesser[left]
 
     for name in names:
         j = models.index(name)
         others = [m for m in models if m != name]
-        without = MFRouter(seed=seed)
-        without.fit(x_train, train.scores[:, [models.index(m) for m in others]], others, texts)
+        without = fits(train, x_train, others, seed)
         p = np.zeros((len(x_eval), len(models)))  # M's column 0: never chosen
         p[:, [models.index(m) for m in others]] = without.predict_embeddings(x_eval, eval_texts)
         out.setdefault("without", {})[name] = p
@@ -143,26 +179,34 @@ def leave_one_out(
         pool_rows = [row_of[r["id"]] for r in pool]
         cols = [models.index(m) for m in others]
         assert train.costs is not None
-        choice = tune_onboarding(
-            without, x_train, train.scores[:, cols], train.costs[:, cols], pool_rows,
-            texts=texts, seed=seed,
-            without=lambda k, n=name, o=others: trained_without(frozenset((n, o[k]))),
-        )  # fmt: skip
-        assert choice is not None
-        CHOICES.append((name, choice.prior_strength))
         tuned = copy.deepcopy(without)
-        tuned.prior_strength = choice.prior_strength
+        if tune:
+            choice = tune_onboarding(
+                without, x_train, train.scores[:, cols], train.costs[:, cols], pool_rows,
+                texts=texts, seed=seed,
+                without=lambda k, n=name, o=others: trained_without(frozenset((n, o[k]))),
+            )  # fmt: skip
+            assert choice is not None
+            CHOICES.append((name, choice.prior_strength))
+            print(f"    {name}: strength {choice.prior_strength:g}, kept {choice.kept}", flush=True)
+            tuned.prior_strength = choice.prior_strength
+            # the rule before the one-standard-error guard: the best mean, however close
+            argmax = copy.deepcopy(without)
+            argmax.prior_strength = float(max(choice.kept, key=choice.kept.__getitem__))
         picks: dict[str, list[int]] = {}
         for n in counts:
             picks[f"{n} anchors"] = [row_of[r["id"]] for r in choose_anchors(pool, n)]
-            picks[f"{n} s=3"] = picks[f"{n} anchors"]
+            if tune:
+                picks[f"{n} s=3"] = picks[f"{n} anchors"]
+                picks[f"{n} argmax"] = picks[f"{n} anchors"]
             picks[f"{n} before"] = picks[f"{n} anchors"]
             if control:
                 picks[f"{n} random"] = [int(i) for i in rng.choice(len(train), n, replace=False)]
         picks["all data"] = list(range(len(train)))
         for variant, rows in picks.items():
             before = variant.endswith("before")
-            added = copy.deepcopy(without if before or variant.endswith("s=3") else tuned)
+            base = argmax if variant.endswith("argmax") else tuned
+            added = copy.deepcopy(without if before or variant.endswith("s=3") else base)
             if before:
                 added.prior_strength, added.prompt_offset_sd = 3.0, 0.0
             known = {m: train.scores[rows, models.index(m)] for m in others}
@@ -189,41 +233,111 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", help="Leave out only these [default: each].")
     parser.add_argument("--seed", type=int, default=0, help="Training and sampling seed.")
     parser.add_argument("--no-random", action="store_true", help="Skip the random control.")
+    parser.add_argument(
+        "--no-tune", action="store_true",
+        help="No simulated choice of the prior strength (the 7-model routers it trains are "
+        "4/5 of the run's time): N anchors at the router's default strength.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--params", type=json.loads, default={},
+        help='MFRouter settings as JSON, e.g. \'{"wide_bits": 0}\' [default: its defaults].',
+    )  # fmt: skip
+    parser.add_argument(
+        "--cache", type=Path,
+        help="Keep trained routers here and reuse them (a run that changes only onboarding).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--folds", type=int, nargs="+", default=[1, 2, 3, 4, 5],
+        help="cv: run only these of the 5 folds (evaluated on their held-out prompts).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--save", type=Path, help="Also write the predictions here (.npz), for --merge."
+    )
+    parser.add_argument(
+        "--merge", type=Path, nargs="+",
+        help="Report on predictions saved by runs of disjoint --folds, run nothing.",
+    )  # fmt: skip
     args = parser.parse_args()
+    fits = Fits(args.params, args.cache)
     print("$ python benchmarks/onboarding.py " + shlex.join(sys.argv[1:]), flush=True)
     started = time.perf_counter()
     train, test = load(args.data)
     models = list(train.models)
     names = args.models or models
+    if args.merge:
+        rows, full, preds = merged(args.merge)
+        report(train.take(rows), full, preds, names)
+        return
     embedder = CachedEmbedder(get_embedder("minilm-static"), default_cache_dir())
     x_train = embedder.embed(train.prompts)
     if args.protocol == "test":
         print(f"train {len(train)} prompts, test {len(test)} (de-duplicated), {len(models)} models")
+        if args.save:
+            raise SystemExit("--save is for --protocol cv")
         full, preds = leave_one_out(
             train, x_train, embedder.embed(test.prompts), names, args.counts,
             eval_texts=list(test.prompts), seed=args.seed, control=not args.no_random,
+            fits=fits, tune=not args.no_tune,
         )  # fmt: skip
         evaluated = test
     else:
         print(f"5-fold cross-validation on train: {len(train)} prompts, {len(models)} models")
         fold = folds_of(train, 5, args.seed)
-        full = np.empty(train.scores.shape)
+        full = np.full(train.scores.shape, np.nan)
         preds = {}
-        for f in range(5):
+        for f in [f - 1 for f in args.folds]:
             t0 = time.perf_counter()
             fit, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
             f_full, f_preds = leave_one_out(
                 train.take(fit), x_train[fit], x_train[held], names, args.counts,
                 eval_texts=[train.prompts[i] for i in held], seed=args.seed,
-                control=not args.no_random,
+                control=not args.no_random, fits=fits, tune=not args.no_tune,
             )  # fmt: skip
             full[held] = f_full
             for variant, by_model in f_preds.items():
                 for name, p in by_model.items():
-                    preds.setdefault(variant, {}).setdefault(name, np.empty(train.scores.shape))
+                    preds.setdefault(variant, {}).setdefault(
+                        name, np.full(train.scores.shape, np.nan)
+                    )
                     preds[variant][name][held] = p
             print(f"  fold {f + 1}/5 done ({time.perf_counter() - t0:.0f} s)", flush=True)
-        evaluated = train
+        rows = np.flatnonzero(np.isin(fold, [f - 1 for f in args.folds]))
+        evaluated = train.take(rows)
+        full = full[rows]
+        preds = {v: {n: p[rows] for n, p in by.items()} for v, by in preds.items()}
+        if args.save:
+            np.savez_compressed(
+                args.save, rows=rows, full=full,
+                **{f"{v}|{n}": p for v, by in preds.items() for n, p in by.items()},
+            )  # fmt: skip
+    report(evaluated, full, preds, names)
+    if CHOICES:
+        print("\nprior strength chosen by simulated onboarding of the 8 known models, per fold:")
+    for name in names if CHOICES else []:
+        chosen = [f"{s:g}" for m, s in CHOICES if m == name]
+        print(f"  {name:32} {', '.join(chosen)}")
+    print(f"\n{time.perf_counter() - started:.0f} s in all")
+
+
+def merged(paths: list[Path]) -> tuple[np.ndarray, FloatArray, Predictions]:
+    """The rows, full router's and variants' predictions of runs saved with ``--save``."""
+    parts = [np.load(p) for p in paths]
+    rows = np.concatenate([part["rows"] for part in parts])
+    if len(set(rows.tolist())) != len(rows):
+        raise SystemExit("--merge: the runs' folds overlap")
+    full = np.vstack([part["full"] for part in parts])
+    preds: Predictions = {}
+    for key in parts[0].files:
+        if "|" in key:
+            variant, name = key.split("|", 1)
+            preds.setdefault(variant, {})[name] = np.vstack([part[key] for part in parts])
+    return rows, full, preds
+
+
+def report(
+    evaluated: RoutingDataset, full: FloatArray, preds: Predictions, names: list[str]
+) -> None:
+    """Print the per-model and mean tables (module doc)."""
     full_q, full_aiq, base = figures(evaluated, full)
     best_q, mix_aiq = base["best_quality"], base["mix_aiq"]
     print(
@@ -256,11 +370,6 @@ def main() -> None:
             f"{variant:12} {q:7.4f} {aiq:7.4f} {shares_q:12.0%} ({of_mean_q:4.0%}) "
             f"{shares_aiq:5.0%} ({of_mean_aiq:4.0%})"
         )
-    print("\nprior strength chosen by simulated onboarding of the 8 known models, per fold:")
-    for name in names:
-        chosen = [f"{s:g}" for m, s in CHOICES if m == name]
-        print(f"  {name:32} {', '.join(chosen)}")
-    print(f"\n{time.perf_counter() - started:.0f} s in all")
 
 
 if __name__ == "__main__":

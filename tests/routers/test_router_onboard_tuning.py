@@ -21,7 +21,12 @@ from polyroute.routing.routers.mf import (
 )
 from polyroute.routing_eval.dataset import RoutingDataset
 from polyroute.routing_eval.onboard import add_model_from_data
-from polyroute.routing_eval.onboard_tuning import STRENGTHS, tune_onboarding
+from polyroute.routing_eval.onboard_tuning import (
+    DEFAULT_STRENGTH,
+    STRENGTHS,
+    choose,
+    tune_onboarding,
+)
 from polyroute.routing_eval.train import train_router
 
 
@@ -141,7 +146,8 @@ def test_the_simulation_picks_a_setting_of_its_grid_and_says_what_each_kept(
     assert built == [0, 1, 2, 3, 4]
     assert choice.prior_strength in STRENGTHS and choice.draws == 2
     assert len(choice.kept) == len(STRENGTHS)
-    assert choice.kept[f"{choice.prior_strength:g}"] == max(choice.kept.values())
+    best = choice.kept[f"{choice.prior_strength:g}"] == max(choice.kept.values())
+    assert best or choice.prior_strength == DEFAULT_STRENGTH  # the default unless clearly beaten
     assert len(set(choice.kept.values())) > 1  # the settings are told apart
     assert choice.describe()["simulated"].startswith("each of 5 training models")
     # by default it trains those routers itself, with the router's settings
@@ -238,3 +244,24 @@ def test_a_router_saved_before_offsets_loads_and_adds_models_as_before(
     np.testing.assert_allclose(
         loaded.predict_embeddings(x, t), router.predict_embeddings(x, t), atol=1e-6
     )
+
+
+def test_the_default_strength_stays_unless_another_beats_it_by_more_than_its_noise() -> None:
+    default = STRENGTHS.index(DEFAULT_STRENGTH)
+    other = STRENGTHS.index(1.0)
+    rng = np.random.default_rng(0)
+    per_model = np.full((8, len(STRENGTHS)), 0.8)
+    # strength 1 ahead by 0.02 on every simulated model: clearly better
+    clear = per_model.copy()
+    clear[:, other] += 0.02 + rng.normal(0, 0.002, 8)
+    assert choose(clear) == 1.0
+    # ahead by 0.02 on average, from one model's +0.3 and small losses elsewhere: noise
+    noisy = per_model.copy()
+    noisy[:, other] += np.array([0.3, -0.02, -0.02, -0.02, -0.02, -0.02, -0.02, -0.02])
+    assert noisy.mean(axis=0).argmax() == other
+    assert choose(noisy) == DEFAULT_STRENGTH
+    # the default best on average: kept
+    per_model[:, default] += 0.01
+    assert choose(per_model) == DEFAULT_STRENGTH
+    # one simulated model: no spread to judge by, the best is kept
+    assert choose(clear[:1]) == 1.0
