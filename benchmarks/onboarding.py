@@ -251,6 +251,10 @@ def main() -> None:
         help="cv: run only these of the 5 folds (evaluated on their held-out prompts).",
     )  # fmt: skip
     parser.add_argument(
+        "--full-only", action="store_true",
+        help="cv: train and report only the full router (seed 0's folds, trained with --seed).",
+    )  # fmt: skip
+    parser.add_argument(
         "--save", type=Path, help="Also write the predictions here (.npz), for --merge."
     )
     parser.add_argument(
@@ -282,12 +286,18 @@ def main() -> None:
         evaluated = test
     else:
         print(f"5-fold cross-validation on train: {len(train)} prompts, {len(models)} models")
-        fold = folds_of(train, 5, args.seed)
+        # --full-only: the folds of seed 0, only the training seed moves
+        fold = folds_of(train, 5, 0 if args.full_only else args.seed)
         full = np.full(train.scores.shape, np.nan)
         preds = {}
         for f in [f - 1 for f in args.folds]:
             t0 = time.perf_counter()
             fit, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+            if args.full_only:
+                router = fits(train.take(fit), x_train[fit], models, args.seed)
+                held_texts = [train.prompts[i] for i in held]
+                full[held] = in_order(router, models, x_train[held], held_texts)
+                continue
             f_full, f_preds = leave_one_out(
                 train.take(fit), x_train[fit], x_train[held], names, args.counts,
                 eval_texts=[train.prompts[i] for i in held], seed=args.seed,
@@ -305,6 +315,13 @@ def main() -> None:
         evaluated = train.take(rows)
         full = full[rows]
         preds = {v: {n: p[rows] for n, p in by.items()} for v, by in preds.items()}
+        if args.full_only:
+            q, aiq, base = figures(evaluated, full)
+            print(
+                f"full router, seed {args.seed}: quality at the best model's cost {q:.4f}, "
+                f"AIQ {aiq:.4f} (best single model {base['best_quality']:.4f})"
+            )
+            return
         if args.save:
             np.savez_compressed(
                 args.save, rows=rows, full=full,

@@ -54,14 +54,14 @@ import numpy as np
 import threadpoolctl  # type: ignore[import-untyped]
 
 from polyroute.embeddings.base import Float32Array
-from polyroute.routing.routers.mf import MFRouter, fit_member
+from polyroute.routing.routers.mf import DEFAULT_PRIOR_STRENGTH, MFRouter, fit_member
 from polyroute.routing.tradeoff import FloatArray, lambda_grid
 from polyroute.routing_eval import metrics
 
 #: The prior strengths tried.
 STRENGTHS = (1.0, 2.0, 3.0, 5.0, 10.0)
 #: The strength kept unless another beats it clearly (:func:`choose`): MFRouter's default.
-DEFAULT_STRENGTH = 3.0
+DEFAULT_STRENGTH = DEFAULT_PRIOR_STRENGTH
 #: Anchors a simulated newcomer answers: ``polyroute router onboard``'s default count.
 ANCHORS = 50
 #: Disjoint sets of anchors each simulated newcomer is onboarded from (fewer if the pool is

@@ -82,6 +82,9 @@ from polyroute.routing.tradeoff import FloatArray
 ISOTROPIC_SHARE = 0.05
 #: Newton steps for a new model's vector (it converges in well under ten).
 NEWTON_STEPS = 25
+#: ``prior_strength`` of a router not built by ``polyroute train`` (and the strength its
+#: simulated choice keeps unless another clearly does better).
+DEFAULT_PRIOR_STRENGTH = 3.0
 #: The sds :func:`offset_sd_by_evidence` chooses among (0: no offsets).
 OFFSET_SD_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 
@@ -100,7 +103,7 @@ class MFRouter(LearnedRouter):
         dim: int = 16,
         ensemble: int = 3,
         weight_decay: float = 1e-4,
-        prior_strength: float = 3.0,
+        prior_strength: float = DEFAULT_PRIOR_STRENGTH,
         prompt_offset_sd: float | None = None,
         wide_bits: int = 16,
         wide_decay: float = 1e-5,
