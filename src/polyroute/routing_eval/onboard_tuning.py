@@ -36,10 +36,11 @@ Why this shape, each measured (leave-one-model-out on LLMRouter's data, 50 ancho
   simulated gains of the strengths lie closer still, and the plain best mean picked 10 or 1
   for the same model across folds; 50 anchors then kept less than the fixed default 3 did
   (80% / 88% against 84% / 90%, 5 folds). A strength other than 3 is now kept only if it
-  beats 3 by more than one standard error of the per-model differences. On folds 1-2 of
-  ``benchmarks/onboarding.py --protocol cv`` (the runs' ``--save`` files merged) it kept 3
-  for all 18 routers, and 50 anchors kept 92% / 91% of the gain against 89% / 88% for the
-  plain best mean (its *N argmax* rows), 25 anchors 90% / 89% against 85% / 86%.
+  beats 3 by more than one standard error of the per-model differences. On the five folds
+  of ``benchmarks/onboarding.py --protocol cv`` (one ``--folds N --save`` run each, then
+  ``--merge``) it kept 3 for 42 of the 45 routers (2 for the other three), and 50 anchors
+  kept 83% / 90% of the gain against 80% / 88% for the plain best mean (its *N argmax*
+  rows); 25 anchors 80% / 88% against 75% / 86%.
 
 The manifest keeps the table (``training.onboarding``).
 """
