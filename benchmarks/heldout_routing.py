@@ -171,7 +171,7 @@ def fit_predict(
     out: dict[str, FloatArray] = {}
     for kind in base:
         router = build(kind, seed=seed)
-        router.fit(x_train, train.scores, train.models, train.prompts)
+        router.fit(x_train, train.scores, train.models, train.prompts, train.tasks)
         out[kind] = router.predict_embeddings(x_test, test_texts)
     if "ens" in kinds:
         out["ens"] = (out["knn"] + out["mlp"]) / 2

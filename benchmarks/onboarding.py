@@ -92,7 +92,10 @@ class Fits:
 
     def __call__(self, data: RoutingDataset, x: np.ndarray, keep: list[str], seed: int) -> MFRouter:
         models = list(data.models)
-        key = json.dumps([list(data.ids), keep, seed, self.params], sort_keys=True, default=str)
+        # the router's own settings, defaults included: a cache made before a default
+        # changed is not read as if it had been made after
+        settings = MFRouter(seed=seed, **self.params).params()  # type: ignore[arg-type]
+        key = json.dumps([list(data.ids), keep, seed, settings], sort_keys=True, default=str)
         path = None
         if self.cache is not None:
             digest = hashlib.sha256(key.encode()).hexdigest()[:20]
@@ -102,7 +105,8 @@ class Fits:
                     loaded: MFRouter = pickle.load(f)
                 return loaded
         router = MFRouter(seed=seed, **self.params)  # type: ignore[arg-type]
-        router.fit(x, data.scores[:, [models.index(m) for m in keep]], keep, list(data.prompts))
+        scores = data.scores[:, [models.index(m) for m in keep]]
+        router.fit(x, scores, keep, list(data.prompts), list(data.tasks))
         if path is not None:
             partial = path.with_suffix(".tmp")
             with partial.open("wb") as f:

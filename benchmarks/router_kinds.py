@@ -64,7 +64,7 @@ def main() -> None:
             t0 = time.perf_counter()
             cv = evaluate(train, out_of_fold(build, x_train, train, folds=5, seed=0))["router"]
             router = build()
-            router.fit(x_train, train.scores, train.models, train.prompts)
+            router.fit(x_train, train.scores, train.models, train.prompts, train.tasks)
             te = evaluate(test, router.predict_embeddings(x_test, test.prompts))["router"]
             row = (cv["aiq"], cv["quality_at_best_model_cost"], te["aiq"],
                    te["quality_at_best_model_cost"])  # fmt: skip

@@ -110,6 +110,7 @@ def tune_onboarding(
     anchor_rows: Sequence[int],
     *,
     texts: Sequence[str] | None = None,
+    tasks: Sequence[str | None] | None = None,
     anchors: int = ANCHORS,
     draws: int = DRAWS,
     sample: int = SAMPLE,
@@ -121,7 +122,8 @@ def tune_onboarding(
     prompts besides them).
 
     ``embeddings``, ``scores`` and ``costs`` are the training data's (rows = prompts, columns
-    = ``router.models``), ``texts`` its prompts (for a router that reads them);
+    = ``router.models``), ``texts`` its prompts (for a router that reads them), ``tasks``
+    their task labels (for one that learns from them, as it was trained);
     ``anchor_rows`` the rows of the anchor pool, in its order.
     ``without(k)`` gives the router trained without model ``k`` (default: one trained here
     with ``router``'s settings; a caller that has them already can share them)."""
@@ -140,7 +142,7 @@ def tune_onboarding(
     def of(rows: Any) -> list[str] | None:
         return None if text is None else text[rows].tolist()
 
-    build = without or _retrained(router, embeddings, scores, of(slice(None)))
+    build = without or _retrained(router, embeddings, scores, of(slice(None)), tasks)
     rng = np.random.default_rng(seed)
     routed = np.sort(rng.choice(rest, min(sample, len(rest)), replace=False))
     c = costs[routed]
@@ -212,14 +214,18 @@ def choose(per_model: FloatArray) -> float:
 
 
 def _retrained(
-    router: MFRouter, embeddings: Float32Array, scores: FloatArray, texts: list[str] | None
+    router: MFRouter,
+    embeddings: Float32Array,
+    scores: FloatArray,
+    texts: list[str] | None,
+    tasks: Sequence[str | None] | None,
 ) -> Without:
     """``without`` by training, with ``router``'s settings, on every column but one."""
 
     def build(k: int) -> MFRouter:
         lesser = MFRouter(**router.params())
         keep = [j for j in range(len(router.models)) if j != k]
-        lesser.fit(embeddings, scores[:, keep], [router.models[j] for j in keep], texts)
+        lesser.fit(embeddings, scores[:, keep], [router.models[j] for j in keep], texts, tasks)
         return lesser
 
     return build

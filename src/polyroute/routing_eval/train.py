@@ -126,7 +126,7 @@ def train_router(
     predicted = out_of_fold(build, embeddings, dataset, folds=folds, seed=seed)
     progress("fitting on all prompts")
     router = build()
-    router.fit(embeddings, dataset.scores, dataset.models, dataset.prompts)
+    router.fit(embeddings, dataset.scores, dataset.models, dataset.prompts, dataset.tasks)
     router.prices = price_table(prices, dataset.models)
     router.output_tokens = output_tokens
     if dataset.costs is not None and dataset.has_all_costs:
@@ -167,8 +167,9 @@ def train_router(
         rows = [row_of[str(r["id"])] for r in anchors]
         t2 = time.perf_counter()
         choice = tune_onboarding(
-            router, embeddings, dataset.scores, costs, rows, texts=dataset.prompts, seed=seed
-        )
+            router, embeddings, dataset.scores, costs, rows,
+            texts=dataset.prompts, tasks=dataset.tasks, seed=seed,
+        )  # fmt: skip
         if choice is not None:
             router.prior_strength = choice.prior_strength
             summary["onboarding"] = choice.describe()
@@ -199,7 +200,11 @@ def out_of_fold(
         router = build()
         try:
             router.fit(
-                embeddings[~held], dataset.scores[~held], dataset.models, texts[~held].tolist()
+                embeddings[~held],
+                dataset.scores[~held],
+                dataset.models,
+                texts[~held].tolist(),
+                [t for t, h in zip(dataset.tasks, held, strict=True) if not h],
             )
         except ValueError as e:
             raise RoutingDataError(f"cannot train on fold {f + 1} of {folds}: {e}") from None

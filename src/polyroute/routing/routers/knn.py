@@ -62,7 +62,11 @@ class KNNRouter(LearnedRouter):
         return {"k": self.k, "weighted": self.weighted}
 
     def _fit(
-        self, embeddings: Float32Array, scores: FloatArray, texts: Sequence[str] | None
+        self,
+        embeddings: Float32Array,
+        scores: FloatArray,
+        texts: Sequence[str] | None,
+        tasks: FloatArray | None = None,
     ) -> None:
         self._keys = np.ascontiguousarray(embeddings, dtype=np.float32)
         self._scores = scores.astype(np.float32).astype(np.float64)

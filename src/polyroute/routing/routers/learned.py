@@ -31,6 +31,7 @@ from polyroute.routing.base import Candidate, Decision, Router, RouteRequest
 from polyroute.routing.knob import Calibration, Knob, calibrate
 from polyroute.routing.options import LearnedOptions
 from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS, PriceTable, prompt_cost
+from polyroute.routing.routers.training import task_columns
 from polyroute.routing.tradeoff import FloatArray, select
 
 
@@ -74,10 +75,17 @@ class LearnedRouter(Router):
 
     @abstractmethod
     def _fit(
-        self, embeddings: Float32Array, scores: FloatArray, texts: Sequence[str] | None
+        self,
+        embeddings: Float32Array,
+        scores: FloatArray,
+        texts: Sequence[str] | None,
+        tasks: FloatArray | None = None,
     ) -> None:
         """Learn from (n, dim) embeddings and (n, m) scores in [0, 1] (NaN = unknown), and
-        the n prompt ``texts`` (given whenever :attr:`reads_text`)."""
+        the n prompt ``texts`` (given whenever :attr:`reads_text`). ``tasks`` (n, k), when
+        the data labels them, are the prompts' tasks as one-hot columns
+        (:func:`~polyroute.routing.routers.training.task_columns`): extra targets a family
+        may learn from to shape what it reads of a prompt, never predicted."""
 
     @abstractmethod
     def predict_embeddings(
@@ -125,9 +133,11 @@ class LearnedRouter(Router):
         scores: FloatArray,
         models: Sequence[str],
         texts: Sequence[str] | None = None,
+        tasks: Sequence[str | None] | None = None,
     ) -> None:
         """Learn to predict ``scores`` (n, m; NaN = unknown) from ``embeddings`` (n, dim)
-        and, for a router that :attr:`reads_text`, the prompts' ``texts``."""
+        and, for a router that :attr:`reads_text`, the prompts' ``texts``; ``tasks``, each
+        prompt's task label (None: unlabelled), for a family that learns from them."""
         scores = np.asarray(scores, dtype=np.float64)
         if embeddings.ndim != 2 or scores.shape != (embeddings.shape[0], len(models)):
             raise ValueError(
@@ -144,8 +154,9 @@ class LearnedRouter(Router):
         if empty:
             raise ValueError(f"no known score for {', '.join(empty)}: cannot learn it")
         read = self.checked_texts(texts, embeddings.shape[0])
+        columns = task_columns(tasks, embeddings.shape[0])
         self.models = list(models)
-        self._fit(np.asarray(embeddings, dtype=np.float32), scores, read)
+        self._fit(np.asarray(embeddings, dtype=np.float32), scores, read, columns)
 
     @property
     def embedder(self) -> Embedder:

@@ -67,7 +67,11 @@ class MLPRouter(LearnedRouter):
         }
 
     def _fit(
-        self, embeddings: Float32Array, scores: FloatArray, texts: Sequence[str] | None
+        self,
+        embeddings: Float32Array,
+        scores: FloatArray,
+        texts: Sequence[str] | None,
+        tasks: FloatArray | None = None,
     ) -> None:
         options = TrainingOptions(hidden=self.hidden, weight_decay=self.weight_decay)
         x = embeddings.astype(np.float32)

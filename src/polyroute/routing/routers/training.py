@@ -9,7 +9,7 @@ and its loss to :func:`fit_masked`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,27 @@ Gradients = Callable[
 ]
 #: (net, x, targets, mask) → mean masked loss.
 Loss = Callable[[Mapping[str, FloatArray], NDArray[Any], NDArray[Any], NDArray[Any]], float]
+
+
+def task_columns(tasks: Sequence[str | None] | None, rows: int) -> FloatArray | None:
+    """Each prompt's task as one-hot columns (rows, tasks): 1 for its task, 0 for the others,
+    NaN (unknown) for a prompt with no task; None with fewer than two tasks (nothing to tell
+    apart). A learned family may train on them beside the scores (``mf``'s task heads)."""
+    if tasks is None:
+        return None
+    if len(tasks) != rows:
+        raise ValueError(f"{len(tasks)} tasks for {rows} prompts")
+    names = sorted({t for t in tasks if t is not None})
+    if len(names) < 2:
+        return None
+    column = {t: j for j, t in enumerate(names)}
+    out = np.zeros((rows, len(names)))
+    for i, task in enumerate(tasks):
+        if task is None:
+            out[i] = np.nan
+        else:
+            out[i, column[task]] = 1.0
+    return out
 
 
 @dataclass(frozen=True, slots=True)
