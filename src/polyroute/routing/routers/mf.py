@@ -55,8 +55,8 @@ later can use no other; the tasks add directions in which a model is likely to d
 (which kind of question it is good at). Measured leave-one-model-out on LLMRouter's data
 (docs/routers.md, "With task heads"): with 50 anchors a model added later keeps 92% of the
 full router's gain in quality at the best model's cost (94% of AIQ), against 83% (90%)
-without them, and the routers trained with them route better in their own right. Data with fewer than two tasks
-trains as before.
+without them, and the routers trained with them route better in their own right. Data
+with fewer than two tasks trains as before.
 
 ``prior_strength`` scales the prior's precision. ``polyroute train`` chooses it for the router
 it builds by simulating onboarding on its own training models
