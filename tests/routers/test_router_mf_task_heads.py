@@ -60,7 +60,7 @@ def test_the_heads_are_dropped_and_a_router_without_them_ignores_the_labels(
     tmp_path: Path,
 ) -> None:
     x, known, _, tasks = task_data(200, seed=2)
-    with_heads = MFRouter(hidden=8, dim=4, ensemble=2, wide_bits=0, seed=3)
+    with_heads = MFRouter(hidden=8, dim=4, ensemble=2, wide_bits=0, seed=3, task_heads=True)
     with_heads.fit(x, known, ["a", "b"], tasks=tasks)
     assert with_heads.params()["task_heads"] is True
     assert with_heads.models == ["a", "b"]
@@ -70,7 +70,7 @@ def test_the_heads_are_dropped_and_a_router_without_them_ignores_the_labels(
     loaded = load_router(tmp_path / "r")
     np.testing.assert_allclose(loaded.predict_embeddings(x), with_heads.predict_embeddings(x))
 
-    off = MFRouter(hidden=8, dim=4, ensemble=2, wide_bits=0, seed=3, task_heads=False)
+    off = MFRouter(hidden=8, dim=4, ensemble=2, wide_bits=0, seed=3)  # the default: off
     off.fit(x, known, ["a", "b"], tasks=tasks)
     unlabelled = MFRouter(hidden=8, dim=4, ensemble=2, wide_bits=0, seed=3)
     unlabelled.fit(x, known, ["a", "b"])
@@ -100,7 +100,7 @@ def test_train_passes_the_datas_tasks_to_every_router_it_fits(
         fit(self, embeddings, scores, texts, tasks)
 
     monkeypatch.setattr(MFRouter, "_fit", spy)
-    params = {"hidden": 8, "dim": 4, "ensemble": 1, "wide_bits": 0}
+    params = {"hidden": 8, "dim": 4, "ensemble": 1, "wide_bits": 0, "task_heads": True}
     train_router(data, kind="mf", embedder=TopicEmbedder(), params=params, folds=3)
     # out-of-fold routers (3), the router itself, and the simulation's routers without a model
     assert len(seen) >= 4

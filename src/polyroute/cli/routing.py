@@ -85,6 +85,13 @@ def train(
         "hashed into 2^N buckets each (default 16); 0 turns it off, which keeps more of a "
         "later-added model's gain (docs/routers.md).",
     ),
+    task_heads: bool = typer.Option(
+        False,
+        "--task-heads",
+        help="mf only: also train its tower to tell the data's tasks apart (the `task` field), "
+        "which keeps more of a later-added model's gain but routed held-out data worse "
+        '(docs/routers.md, "With task heads").',
+    ),
     questions: list[str] = typer.Option(
         [],
         "--questions",
@@ -103,7 +110,11 @@ def train(
 
     knob = _knob(lam, max_cost_fraction, min_quality_fraction)
     assert isinstance(knob, Knob)
-    params: dict[str, int] = {}
+    params: dict[str, int | bool] = {}
+    if task_heads:
+        if (router or BEST_KIND) != "mf":
+            raise _fail(f"--task-heads is an option of the mf router, not of {router}")
+        params["task_heads"] = True
     if wide_bits is not None:
         if (router or BEST_KIND) != "mf":
             raise _fail(f"--wide-bits is an option of the mf router, not of {router}")
