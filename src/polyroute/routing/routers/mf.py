@@ -56,8 +56,8 @@ task heads"): with 50 anchors a model added later keeps 92% of the full router's
 quality at the best model's cost (94% of AIQ), against 83% (90%) without them, but the
 router routes worse on held-out data (test split: quality at the best model's cost 0.591
 against 0.612; a two-model router on all tasks: APGR 0.709 against 0.719), so they are off
-unless asked for (``polyroute train --params '{"task_heads": true}'``), for a router meant
-to take many models later. Data with fewer than two tasks trains without them either way.
+unless asked for (``polyroute train --task-heads``), for a router meant to take many
+models later. Data with fewer than two tasks trains without them either way.
 
 ``prior_strength`` scales the prior's precision. ``polyroute train`` chooses it for the router
 it builds by simulating onboarding on its own training models
