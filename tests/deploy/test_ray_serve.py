@@ -185,10 +185,9 @@ async def _answered_by(
 Totals = dict[tuple[str, str, str], float]
 
 
-def _scrape(d: Deployment) -> tuple[Totals, str]:
-    """``/metrics`` through the proxy: (sample name, model, token type) → value (other labels
-    summed), and the replica that answered the scrape."""
-    r = httpx.get(f"{d.root}/metrics", headers=admin_headers(), timeout=10)
+def _totals(r: httpx.Response) -> tuple[Totals, str]:
+    """A ``/metrics`` answer: (sample name, model, token type) → value (other labels summed),
+    and the replica that answered it."""
     assert r.status_code == 200, r.text
     totals: Totals = {}
     for family in text_string_to_metric_families(r.text):
@@ -196,6 +195,22 @@ def _scrape(d: Deployment) -> tuple[Totals, str]:
             key = (sample.name, sample.labels.get("model", ""), sample.labels.get("type", ""))
             totals[key] = totals.get(key, 0.0) + sample.value
     return totals, r.headers[REPLICA]
+
+
+def _scrape(d: Deployment) -> tuple[Totals, str]:
+    """``/metrics`` through the proxy, once."""
+    return _totals(httpx.get(f"{d.root}/metrics", headers=admin_headers(), timeout=10))
+
+
+def _scrapes(d: Deployment, n: int) -> list[tuple[Totals, str]]:
+    """n concurrent scrapes: the proxy sends a request to the less busy of two replicas, so
+    scrapes one after another may all reach the same idle one; concurrent ones spread."""
+
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=10, headers=admin_headers()) as c:
+            return list(await asyncio.gather(*(c.get(f"{d.root}/metrics") for _ in range(n))))
+
+    return [_totals(r) for r in asyncio.run(run())]
 
 
 def _settled(d: Deployment) -> Totals:
@@ -229,17 +244,19 @@ def test_metrics_add_up_across_replicas_by_model(deployment: Deployment) -> None
 
     def counted() -> dict[str, Totals]:
         by_replica: dict[str, Totals] = {}
-        for _ in range(12):  # the proxy spreads the scrapes too: each replica answers some
-            now, replica = _scrape(deployment)
-            assert delta(now, "polyroute_requests_total", "exact") == 36
-            assert delta(now, "polyroute_requests_total", "slow-exact") == 4
-            assert delta(now, "polyroute_tokens_total", "exact", "output") == 36 * 5
-            assert delta(now, "polyroute_request_duration_seconds_count", "slow-exact") == 4
-            assert delta(now, "polyroute_cost_usd_total", "exact") == pytest.approx(
-                36 * COST_NUSD / 1e9
-            )
-            assert delta(now, "polyroute_recorder_journaled_total") == 40
-            by_replica[replica] = now
+        for _ in range(6):  # rounds of concurrent scrapes, until both replicas answered some
+            for now, replica in _scrapes(deployment, 8):
+                assert delta(now, "polyroute_requests_total", "exact") == 36
+                assert delta(now, "polyroute_requests_total", "slow-exact") == 4
+                assert delta(now, "polyroute_tokens_total", "exact", "output") == 36 * 5
+                assert delta(now, "polyroute_request_duration_seconds_count", "slow-exact") == 4
+                assert delta(now, "polyroute_cost_usd_total", "exact") == pytest.approx(
+                    36 * COST_NUSD / 1e9
+                )
+                assert delta(now, "polyroute_recorder_journaled_total") == 40
+                by_replica[replica] = now
+            if len(by_replica) == 2:
+                break
         return by_replica
 
     by_replica = eventually(counted, timeout_s=20)
