@@ -197,11 +197,15 @@ def test_train_wide_bits_sets_mf_s_wide_term_and_says_when_it_does_not_apply(
     assert result.exit_code == 2 and "0..20" in result.output
 
 
-def test_train_task_heads_is_an_mf_option_recorded_in_the_manifest(
+def test_train_task_heads_are_on_by_default_and_an_mf_option_recorded_in_the_manifest(
     tmp_path: Path, data: tuple[Path, Path]
 ) -> None:
-    out = train(tmp_path, data, "--task-heads")
-    assert json.loads((out / "manifest.json").read_text())["params"]["task_heads"] is True
+    params = json.loads((train(tmp_path, data) / "manifest.json").read_text())["params"]
+    assert params["task_heads"] is True and params["task_weight"] == 0.3
+    out = train(tmp_path / "off", data, "--no-task-heads")
+    assert json.loads((out / "manifest.json").read_text())["params"]["task_heads"] is False
     args = ["train", "--data", str(data[0]), "--out", str(tmp_path / "x"), "--prices", str(data[1])]
-    result = runner.invoke(app, [*args, "--router", "knn", "--task-heads"])
-    assert result.exit_code == 2 and "option of the mf router" in result.output
+    result = runner.invoke(app, [*args, "--router", "knn", "--no-task-heads"])
+    assert (
+        result.exit_code == 2 and "--no-task-heads is an option of the mf router" in result.output
+    )

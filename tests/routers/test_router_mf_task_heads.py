@@ -40,10 +40,12 @@ def task_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, li
     return x.astype(np.float32), known, newcomer, ["math" if t else "prose" for t in task]
 
 
-def newcomer_accuracy(heads: bool) -> float:
+def newcomer_accuracy(heads: bool, weight: float = 1.0) -> float:
     x, known, newcomer, tasks = task_data(400, seed=0)
     xt, _, yt, _ = task_data(400, seed=1)
-    router = MFRouter(hidden=16, dim=4, ensemble=1, wide_bits=0, task_heads=heads, seed=0)
+    router = MFRouter(
+        hidden=16, dim=4, ensemble=1, wide_bits=0, task_heads=heads, task_weight=weight, seed=0
+    )
     router.fit(x, known, ["a", "b"], tasks=tasks)
     router.add_model("new", x, newcomer)  # all its data: what the frozen tower allows
     predicted = router.predict_embeddings(xt)[:, router.models.index("new")]
@@ -54,13 +56,22 @@ def test_task_heads_give_a_model_added_later_the_directions_its_quality_follows(
     with_heads, without = newcomer_accuracy(True), newcomer_accuracy(False)
     assert with_heads > 0.9  # the tower learned the task: the newcomer's vector can use it
     assert with_heads > without + 0.1
+    # Softened targets (0.5 ± 0.15) pull on the tower less, but still teach it the task.
+    assert newcomer_accuracy(True, weight=0.3) > without + 0.1
+
+
+def test_task_weight_is_a_checked_setting() -> None:
+    assert MFRouter(task_weight=0.3).params()["task_weight"] == 0.3
+    for bad in (0.0, -0.5, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="task_weight must be in"):
+            MFRouter(task_weight=bad)
 
 
 def test_the_heads_are_dropped_and_a_router_without_them_ignores_the_labels(
     tmp_path: Path,
 ) -> None:
     x, known, _, tasks = task_data(200, seed=2)
-    with_heads = MFRouter(hidden=8, dim=4, ensemble=2, wide_bits=0, seed=3, task_heads=True)
+    with_heads = MFRouter(hidden=8, dim=4, ensemble=2, wide_bits=0, seed=3)
     with_heads.fit(x, known, ["a", "b"], tasks=tasks)
     assert with_heads.params()["task_heads"] is True
     assert with_heads.models == ["a", "b"]
@@ -70,9 +81,10 @@ def test_the_heads_are_dropped_and_a_router_without_them_ignores_the_labels(
     loaded = load_router(tmp_path / "r")
     np.testing.assert_allclose(loaded.predict_embeddings(x), with_heads.predict_embeddings(x))
 
-    off = MFRouter(hidden=8, dim=4, ensemble=2, wide_bits=0, seed=3)  # the default: off
+    assert MFRouter().params()["task_heads"] is True  # the default
+    off = MFRouter(hidden=8, dim=4, ensemble=2, wide_bits=0, seed=3, task_heads=False)
     off.fit(x, known, ["a", "b"], tasks=tasks)
-    unlabelled = MFRouter(hidden=8, dim=4, ensemble=2, wide_bits=0, seed=3)
+    unlabelled = MFRouter(hidden=8, dim=4, ensemble=2, wide_bits=0, seed=3)  # heads on, no tasks
     unlabelled.fit(x, known, ["a", "b"])
     np.testing.assert_array_equal(off.predict_embeddings(x), unlabelled.predict_embeddings(x))
     assert not np.allclose(with_heads.predict_embeddings(x), unlabelled.predict_embeddings(x))
@@ -100,7 +112,7 @@ def test_train_passes_the_datas_tasks_to_every_router_it_fits(
         fit(self, embeddings, scores, texts, tasks)
 
     monkeypatch.setattr(MFRouter, "_fit", spy)
-    params = {"hidden": 8, "dim": 4, "ensemble": 1, "wide_bits": 0, "task_heads": True}
+    params = {"hidden": 8, "dim": 4, "ensemble": 1, "wide_bits": 0}  # heads: the default
     train_router(data, kind="mf", embedder=TopicEmbedder(), params=params, folds=3)
     # out-of-fold routers (3), the router itself, and the simulation's routers without a model
     assert len(seen) >= 4

@@ -85,11 +85,11 @@ def train(
         "hashed into 2^N buckets each (default 16); 0 turns it off, which keeps more of a "
         "later-added model's gain (docs/routers.md).",
     ),
-    task_heads: bool = typer.Option(
-        False,
-        "--task-heads",
-        help="mf only: also train its tower to tell the data's tasks apart (the `task` field), "
-        "which keeps more of a later-added model's gain but routed held-out data worse "
+    task_heads: bool | None = typer.Option(
+        None,
+        "--task-heads/--no-task-heads",
+        help="mf only: also train its tower to tell the data's tasks apart (the `task` field; "
+        "on by default), which keeps more of a later-added model's gain "
         '(docs/routers.md, "With task heads").',
     ),
     questions: list[str] = typer.Option(
@@ -111,10 +111,11 @@ def train(
     knob = _knob(lam, max_cost_fraction, min_quality_fraction)
     assert isinstance(knob, Knob)
     params: dict[str, int | bool] = {}
-    if task_heads:
+    if task_heads is not None:
         if (router or BEST_KIND) != "mf":
-            raise _fail(f"--task-heads is an option of the mf router, not of {router}")
-        params["task_heads"] = True
+            flag = "--task-heads" if task_heads else "--no-task-heads"
+            raise _fail(f"{flag} is an option of the mf router, not of {router}")
+        params["task_heads"] = task_heads
     if wide_bits is not None:
         if (router or BEST_KIND) != "mf":
             raise _fail(f"--wide-bits is an option of the mf router, not of {router}")

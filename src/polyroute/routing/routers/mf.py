@@ -46,18 +46,19 @@ stored so): half the size on disk, and a loaded router predicts exactly what the
 did. Chosen by ``benchmarks/wide_stacking.py`` (docs/routers.md, "A wide lexical part?"):
 2^16 buckets, L2 1e-5.
 
-**Task heads** (opt-in: ``task_heads``). Where the training data labels each prompt's task,
-they train the tower to tell the tasks apart too: each task is one more column of targets (1
-on its prompts, 0 on the others) with its own vector and bias, trained with the models'
-columns and dropped once trained (the router predicts, saves and serves the models alone).
-Without them the tower learns only the directions in which the training models differ, and
-a model added later can use no other. Measured on LLMRouter's data (docs/routers.md, "With
-task heads"): with 50 anchors a model added later keeps 92% of the full router's gain in
-quality at the best model's cost (94% of AIQ), against 83% (90%) without them, but the
-router routes worse on held-out data (test split: quality at the best model's cost 0.591
-against 0.612; a two-model router on all tasks: APGR 0.709 against 0.719), so they are off
-unless asked for (``polyroute train --task-heads``), for a router meant to take many
-models later. Data with fewer than two tasks trains without them either way.
+**Task heads** (``task_heads``, on by default). Where the training data labels each prompt's
+task, they train the tower to tell the tasks apart too: each task is one more column of
+targets with its own vector and bias, trained with the models' columns and dropped once
+trained (the router predicts, saves and serves the models alone). Without them the tower
+learns only the directions in which the training models differ, and a model added later can
+use no other. The targets are softened towards 0.5 (``task_weight``: 0.5 ± 0.15 at the
+default 0.3; 1 = one-hot), so that they pull on the tower less than the models do: one-hot
+heads took room the models' own directions need and routed held-out data worse. Measured on
+LLMRouter's data (docs/routers.md, "With task heads"): with 50 anchors a model added later
+keeps 91% of the full router's gain in quality at the best model's cost (93% of AIQ),
+against 83% (90%) without heads, and the test split routes better (quality at the best
+model's cost 0.623 against 0.612). ``polyroute train --no-task-heads`` trains without them;
+data with fewer than two tasks trains without them either way.
 
 ``prior_strength`` scales the prior's precision. ``polyroute train`` chooses it for the router
 it builds by simulating onboarding on its own training models
@@ -98,6 +99,8 @@ NEWTON_STEPS = 25
 #: ``prior_strength`` of a router not built by ``polyroute train`` (and the strength its
 #: simulated choice keeps unless another clearly does better).
 DEFAULT_PRIOR_STRENGTH = 3.0
+#: Task heads' targets are 0.5 ± this / 2 (module doc, "Task heads"): 1 would be one-hot.
+DEFAULT_TASK_WEIGHT = 0.3
 #: The sds :func:`offset_sd_by_evidence` chooses among (0: no offsets).
 OFFSET_SD_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 
@@ -120,7 +123,8 @@ class MFRouter(LearnedRouter):
         prompt_offset_sd: float | None = None,
         wide_bits: int = 16,
         wide_decay: float = 1e-5,
-        task_heads: bool = False,
+        task_heads: bool = True,
+        task_weight: float = DEFAULT_TASK_WEIGHT,
         seed: int = 0,
         embedder: Embedder | None = None,
     ) -> None:
@@ -137,6 +141,8 @@ class MFRouter(LearnedRouter):
             math.isfinite(prompt_offset_sd) and prompt_offset_sd >= 0
         ):
             raise ValueError(f"prompt_offset_sd must be >= 0, got {prompt_offset_sd}")
+        if not (math.isfinite(task_weight) and 0 < task_weight <= 1):
+            raise ValueError(f"task_weight must be in (0, 1], got {task_weight}")
         self.hidden = hidden
         self.dim = dim
         self.ensemble = ensemble
@@ -146,6 +152,7 @@ class MFRouter(LearnedRouter):
         self.wide_bits = wide_bits
         self.wide_decay = wide_decay
         self.task_heads = task_heads
+        self.task_weight = task_weight
         self.seed = seed
         self._nets: list[dict[str, FloatArray]] = []
 
@@ -160,6 +167,7 @@ class MFRouter(LearnedRouter):
             "wide_bits": self.wide_bits,
             "wide_decay": self.wide_decay,
             "task_heads": self.task_heads,
+            "task_weight": self.task_weight,
             "seed": self.seed,
         }
 
@@ -181,7 +189,11 @@ class MFRouter(LearnedRouter):
         m = scores.shape[1]
         # Task heads (module doc): the task columns are trained as if they were models, then
         # dropped; only the tower keeps what they taught it.
-        y = scores if tasks is None or not self.task_heads else np.hstack([scores, tasks])
+        # task_weight softens their targets towards 0.5, so they pull on the tower less than
+        # the models' own columns do.
+        y = scores
+        if tasks is not None and self.task_heads:
+            y = np.hstack([scores, 0.5 + (tasks - 0.5) * self.task_weight])
         self._nets = fit_ensemble(
             lambda rng: train_factorised(x, y, options, self.dim, rng, self.wide_decay),
             seed=self.seed,
