@@ -12,11 +12,18 @@ Usage::
 
     python benchmarks/task_heads.py                    # seeds 0 1 2, weights 1 and 0.3 (~7 min)
     python benchmarks/task_heads.py --seeds 0 --weights 0.3 --resamples 50
+    python benchmarks/task_heads.py --weights 0.3 --split-tasks 4   # finer labels, below
+
+``--split-tasks K`` deals each task's training prompts into K labels at random (by a hash of
+the prompt): labels as many and as fine as a data set's sub-categories (RouterBench's
+``eval_name`` names MMLU's 57 subjects), but meaningless, so the heads can only hurt: the
+worst case of fine-grained task labels.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import sys
 import time
@@ -43,18 +50,23 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--resamples", type=int, default=200)
     parser.add_argument("--weights", type=float, nargs="+", default=[1.0, 0.3])
+    parser.add_argument("--split-tasks", type=int, default=1, metavar="K")
     args = parser.parse_args()
     started = time.perf_counter()
     train, test = onboarding.load(onboarding.DATA)
     embedder = CachedEmbedder(get_embedder("minilm-lexical"), default_cache_dir())
     x_train, x_test = embedder.embed(train.prompts), embedder.embed(test.prompts)
+    pairs = zip(train.tasks, train.prompts, strict=True)
+    tasks = [_split(t, p, args.split_tasks) for t, p in pairs]
+    if args.split_tasks > 1:
+        print(f"{len(set(tasks))} task labels ({args.split_tasks} random parts of each task)")
     variants: list[float | None] = [None, *args.weights]  # None: no heads
     first: dict[float | None, np.ndarray] = {}
     for seed in args.seeds:
         for weight in variants:
             heads = weight is not None
             router = MFRouter(seed=seed, task_heads=heads, task_weight=weight or 1.0)
-            router.fit(x_train, train.scores, train.models, list(train.prompts), list(train.tasks))
+            router.fit(x_train, train.scores, train.models, list(train.prompts), tasks)
             p = router.predict_embeddings(x_test, list(test.prompts))
             first.setdefault(weight, p)
             q, aiq, _ = onboarding.figures(test, p)
@@ -77,6 +89,14 @@ def main() -> None:
             f"AIQ {d[:, 1].mean():+.4f} ± {d[:, 1].std():.4f} (ahead {ahead[1]:.0%})"
         )
     print(f"{time.perf_counter() - started:.0f} s in all")
+
+
+def _split(task: str | None, prompt: str, parts: int) -> str | None:
+    """``task`` dealt into ``parts`` labels by a stable hash of ``prompt``."""
+    if task is None or parts <= 1:
+        return task
+    part = int(hashlib.sha1(prompt.encode()).hexdigest(), 16) % parts
+    return f"{task}/{part}"
 
 
 def _name(weight: float | None) -> str:

@@ -162,6 +162,40 @@ def test_the_simulation_picks_a_setting_of_its_grid_and_says_what_each_kept(
     assert tune_onboarding(two, x, data.scores[:, :2], data.costs[:, :2], rows, texts=texts) is None
 
 
+def test_on_large_data_the_simulated_routers_train_on_a_sample_that_holds_the_anchors(
+    embedder: TopicEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = varied_data()  # 120 prompts
+    x = embedder.embed(data.prompts)
+    router = MFRouter(hidden=16, dim=4, ensemble=1, embedder=embedder)
+    router.fit(x, data.scores, data.models, data.prompts, data.tasks)
+    assert data.costs is not None
+    rows = list(range(0, len(data), 2))  # 60 anchors: 2 draws of 30
+    seen: list[tuple[int, list[str], list[str | None]]] = []
+    fit = MFRouter.fit
+
+    def spy(self: MFRouter, x: object, scores: np.ndarray, models: list[str],
+            texts: list[str], tasks: list[str | None] | None = None) -> None:  # fmt: skip
+        seen.append((len(scores), list(texts), list(tasks or [])))
+        fit(self, x, scores, models, texts, tasks)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MFRouter, "fit", spy)
+    args = (router, x, data.scores, data.costs, rows)
+    small = tune_onboarding(*args, anchors=30, texts=data.prompts, tasks=data.tasks,
+                            max_prompts=80)  # fmt: skip
+    assert small is not None and small.prompts == 80
+    assert "on 80 prompts" in small.describe()["simulated"]
+    assert len(seen) == len(data.models)
+    anchors = {data.prompts[i] for i in rows}
+    for n, texts, tasks in seen:
+        assert n == 80 and anchors <= set(texts)  # the anchors, and 20 others
+        assert tasks == [data.tasks[data.prompts.index(t)] for t in texts]  # rows stay aligned
+    seen.clear()
+    full = tune_onboarding(*args, anchors=30, texts=data.prompts, tasks=data.tasks)
+    assert full is not None and full.prompts == len(data)  # under the cap: all of it
+    assert all(n == len(data) for n, _, _ in seen)
+
+
 def test_train_chooses_the_onboarding_settings_and_the_pool_keeps_the_scores(
     embedder: TopicEmbedder, tmp_path: Path
 ) -> None:
