@@ -57,7 +57,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import heldout_routing as h
 
-from polyroute.routing.routers.mf import MFRouter, fit_vector
+from polyroute.routing.routers.mf import MFRouter
+from polyroute.routing.routers.mf_newcomer import fit_vector
 from polyroute.routing.tradeoff import FloatArray
 from polyroute.routing_eval import metrics
 from polyroute.routing_eval.dataset import RoutingDataset, prompt_key

@@ -12,7 +12,8 @@ from tests.routers.router_fakes import TopicEmbedder
 from polyroute.routing.base import Candidate, RouteRequest
 from polyroute.routing.knob import Knob
 from polyroute.routing.persist import load_router, read_anchor_pool, save_router
-from polyroute.routing.routers.mf import MFRouter, fit_vector
+from polyroute.routing.routers.mf import MFRouter
+from polyroute.routing.routers.mf_newcomer import fit_vector
 from polyroute.routing_eval.anchors import anchor_pool, choose_anchors, informativeness
 from polyroute.routing_eval.dataset import RoutingDataset
 from polyroute.routing_eval.train import train_router

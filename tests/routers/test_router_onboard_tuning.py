@@ -13,9 +13,9 @@ from tests.routers.router_fakes import TopicEmbedder
 from tests.routers.test_router_mf import PRICES, specialist_data, topic_prompts
 
 from polyroute.routing.persist import load_router, read_anchor_pool, save_router
-from polyroute.routing.routers.mf import (
+from polyroute.routing.routers.mf import MFRouter
+from polyroute.routing.routers.mf_newcomer import (
     OFFSET_SD_GRID,
-    MFRouter,
     offset_sd_by_evidence,
     prompt_offsets,
 )

@@ -61,7 +61,8 @@ import numpy as np
 import threadpoolctl  # type: ignore[import-untyped]
 
 from polyroute.embeddings.base import Float32Array
-from polyroute.routing.routers.mf import DEFAULT_PRIOR_STRENGTH, MFRouter, fit_member
+from polyroute.routing.routers.mf import DEFAULT_PRIOR_STRENGTH, MFRouter
+from polyroute.routing.routers.mf_newcomer import fit_member
 from polyroute.routing.tradeoff import FloatArray, lambda_grid
 from polyroute.routing_eval import metrics
 

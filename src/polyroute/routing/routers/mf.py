@@ -26,13 +26,14 @@ draw of prompts alone), and the level is what decides whether a router picks it.
 known models' own scores on the anchors are at hand (the anchor pool keeps them), the fit
 reads the newcomer's answers *against theirs*: each anchor gets an offset, the logit by which
 the known models did better (or worse) on it than the router predicts (the posterior mode
-under N(0, sd²), :func:`prompt_offsets`), and the newcomer is fitted as
-``σ(z · v + c + offset)``, the offset dropped at serving time. Anchors that happened to be
-easy for everyone then no longer pass for a strong newcomer (a control variate, as in
-paired comparisons of models on shared questions). How large the offsets may be is not a
-setting to tune: the known models' scores on the anchors say it, as the sd that makes them
-most likely (the marginal likelihood of a per-prompt random effect, :func:`offset_sd_by_evidence`;
-about 1.5 on LLMRouter's data).
+under N(0, sd²)), and the newcomer is fitted as ``σ(z · v + c + offset)``, the offset
+dropped at serving time. Anchors that happened to be easy for everyone then no longer pass
+for a strong newcomer (a control variate, as in paired comparisons of models on shared
+questions). How large the offsets may be is not a setting to tune: the known models' scores
+on the anchors say it, as the sd that makes them most likely (the marginal likelihood of a
+per-prompt random effect; about 1.5 on LLMRouter's data). That fit, prior and offsets
+included, is :mod:`polyroute.routing.routers.mf_newcomer`; the network and its training,
+:mod:`polyroute.routing.routers.mf_tower`.
 
 **The wide term.** The tower reads a dense embedding through a 128-unit layer, which keeps
 only so much of the prompt's wording. ``wide_bits`` > 0 adds a linear term over the prompt's
@@ -70,7 +71,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -81,28 +81,22 @@ from polyroute.embeddings.base import Embedder, Float32Array
 from polyroute.embeddings.ngrams import NGRAMS_FINGERPRINT, ngram_features, width
 from polyroute.routing.registry import ROUTERS
 from polyroute.routing.routers.learned import LearnedRouter, check_finite
+from polyroute.routing.routers.mf_newcomer import fit_member
+from polyroute.routing.routers.mf_tower import Inputs, probabilities, tower, train_factorised
 from polyroute.routing.routers.training import (
     TrainingOptions,
     checked_input,
     ensemble_from_state,
     ensemble_state,
     fit_ensemble,
-    fit_masked,
 )
 from polyroute.routing.tradeoff import FloatArray
 
-#: Isotropic variance added to the prior's covariance, as a fraction of its mean variance:
-#: lets a new model differ from the known ones in directions none of them spans, a little.
-ISOTROPIC_SHARE = 0.05
-#: Newton steps for a new model's vector (it converges in well under ten).
-NEWTON_STEPS = 25
 #: ``prior_strength`` of a router not built by ``polyroute train`` (and the strength its
 #: simulated choice keeps unless another clearly does better).
 DEFAULT_PRIOR_STRENGTH = 3.0
 #: Task heads' targets are 0.5 ± this / 2 (module doc, "Task heads"): 1 would be one-hot.
 DEFAULT_TASK_WEIGHT = 0.3
-#: The sds :func:`offset_sd_by_evidence` chooses among (0: no offsets).
-OFFSET_SD_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 
 
 @ROUTERS.register("mf")
@@ -242,7 +236,7 @@ class MFRouter(LearnedRouter):
         self, embeddings: Float32Array, texts: Sequence[str] | None = None
     ) -> FloatArray:
         x = self._inputs(embeddings, texts)
-        total = sum(_probabilities(net, _tower(net, x)) for net in self._nets)
+        total = sum(probabilities(net, tower(net, x)) for net in self._nets)
         return check_finite(
             np.asarray(total, dtype=np.float64) / len(self._nets), f"mf router {self.name!r}"
         )
@@ -317,7 +311,7 @@ class MFRouter(LearnedRouter):
         """Per ensemble member, the tower's output on ``embeddings`` (n, dim) (and ``texts``):
         what a model's vector is multiplied with."""
         x = self._inputs(embeddings, texts)
-        return [np.asarray(_tower(net, x), dtype=np.float64) for net in self._nets]
+        return [np.asarray(tower(net, x), dtype=np.float64) for net in self._nets]
 
     def _peer_scores(
         self, known: Mapping[str, FloatArray], reference: list[int], n: int
@@ -398,249 +392,6 @@ class MFRouter(LearnedRouter):
         self.models.append(name)
 
 
-def gaussian_prior(known: FloatArray, strength: float) -> tuple[FloatArray, FloatArray]:
-    """(mean, precision) of the Gaussian prior over a new [vector, bias], from the ``known``
-    models' rows (k, dim + 1): their mean and covariance, plus a little isotropic variance."""
-    mean = known.mean(axis=0)
-    width = known.shape[1]
-    one = known.shape[0] == 1  # no spread to learn from: a unit prior
-    cov = np.eye(width) if one else np.cov(known, rowvar=False).reshape(width, width)
-    scale = max(float(np.trace(cov)) / width, 1e-6)
-    cov = cov + ISOTROPIC_SHARE * scale * np.eye(width)
-    return mean, strength * np.linalg.inv(cov)
-
-
-def fit_member(
-    z: FloatArray,
-    u: FloatArray,
-    reference: list[int],
-    y: FloatArray,
-    *,
-    peers: list[int],
-    peer_scores: FloatArray,
-    prior_strength: float,
-    offset_sd: float | None,
-) -> FloatArray:
-    """One ensemble member's [vector, bias] for a new model scoring ``y`` on prompts whose
-    tower output is ``z``: the prior from rows ``reference`` of the member's model matrix
-    ``u``, the prompt offsets (module doc) from the ``peers`` rows and their ``peer_scores``
-    (n, len(peers)) when there are any, with ``offset_sd`` (None: the most likely one)."""
-    offset = None
-    if peers and (offset_sd is None or offset_sd > 0):
-        logits = z @ u[peers, :-1].T + u[peers, -1]
-        sd = offset_sd_by_evidence(logits, peer_scores) if offset_sd is None else offset_sd
-        offset = prompt_offsets(logits, peer_scores, sd) if sd > 0 else None
-    return fit_vector(z, y, *gaussian_prior(u[reference], prior_strength), offset=offset)
-
-
 def _blend(input_price: float, output_price: float) -> float:
     """One price per model, to compare models by: the mean of input and output prices."""
     return (float(input_price) + float(output_price)) / 2
-
-
-@dataclass(frozen=True, slots=True)
-class Inputs:
-    """A batch of prompts as the tower reads them: dense embeddings and, with a wide term,
-    their n-gram rows (a CSR matrix); indexable by rows like an array (what
-    :func:`~polyroute.routing.routers.training.fit_masked` needs of its input)."""
-
-    dense: Float32Array
-    ngrams: Any = None
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.dense.shape)
-
-    def __getitem__(self, rows: Any) -> Inputs:
-        return Inputs(self.dense[rows], None if self.ngrams is None else self.ngrams[rows])
-
-
-def _deep(net: Mapping[str, NDArray[Any]], x: Inputs) -> tuple[NDArray[Any], NDArray[Any]]:
-    """(hidden layer, tower output) on ``x``: the deep part, plus the wide term if any."""
-    hidden = np.maximum(x.dense @ net["w1"] + net["b1"], 0.0)
-    z = hidden @ net["w2"]
-    if "ws" in net:
-        z = z + np.asarray(x.ngrams @ net["ws"], dtype=np.float32)
-    return hidden, z
-
-
-def _tower(net: Mapping[str, NDArray[Any]], x: Inputs) -> NDArray[Any]:
-    return np.asarray(_deep(net, x)[1])
-
-
-def _probabilities(net: Mapping[str, NDArray[Any]], z: NDArray[Any]) -> NDArray[Any]:
-    logits = z @ net["v"] + net["c"]
-    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0))))
-
-
-def prompt_offsets(logits: FloatArray, outcomes: FloatArray, sd: float) -> FloatArray:
-    """Per prompt, the logit ``o`` that best explains the known models' ``outcomes`` (n, k;
-    NaN = unknown) as ``σ(logits + o)``: the posterior mode under N(0, sd²), by Newton steps
-    (0 for a prompt with no outcome).
-
-    A prompt on which every known model beat the router's prediction gets a positive offset:
-    it is easier than the tower thinks, and a newcomer's success there says less."""
-    mask = np.isfinite(outcomes)
-    y = np.where(mask, outcomes, 0.0)
-    o = np.zeros(logits.shape[0])
-    precision = 1.0 / sd**2
-    for _ in range(NEWTON_STEPS):  # concave in o: plain Newton converges
-        p = 1.0 / (1.0 + np.exp(-np.clip(logits + o[:, None], -30.0, 30.0)))
-        grad = ((p - y) * mask).sum(axis=1) + precision * o
-        hess = (p * (1 - p) * mask).sum(axis=1) + precision
-        step = grad / hess
-        o = np.clip(o - step, -10.0, 10.0)
-        if np.abs(step).max() < 1e-8:
-            break
-    return o
-
-
-def offset_sd_by_evidence(logits: FloatArray, outcomes: FloatArray) -> float:
-    """The sd of :func:`prompt_offsets` under which the known models' ``outcomes`` (n, k;
-    NaN = unknown) are most likely, of :data:`OFFSET_SD_GRID`.
-
-    Each prompt's offset is a random effect shared by the models; the marginal likelihood of
-    its outcomes is taken by Laplace's approximation around the offset's posterior mode:
-    ``log p(y | ô) − ô²/2sd² − ½ log(1 + sd² Σ p(1−p))``. With outcomes that the router's
-    logits already explain, it is largest at 0 (no offsets)."""
-    mask = np.isfinite(outcomes)
-    y = np.where(mask, outcomes, 0.0)
-    best, best_sd = -math.inf, 0.0
-    for sd in OFFSET_SD_GRID:
-        o = prompt_offsets(logits, outcomes, sd) if sd > 0 else np.zeros(logits.shape[0])
-        t = logits + o[:, None]
-        value = float(np.sum(mask * (y * t - np.logaddexp(0.0, t))))
-        if sd > 0:
-            p = 1.0 / (1.0 + np.exp(-np.clip(t, -30.0, 30.0)))
-            curvature = (p * (1 - p) * mask).sum(axis=1)
-            value -= float(o @ o) / (2 * sd**2) + 0.5 * float(np.log1p(sd**2 * curvature).sum())
-        if value > best:
-            best, best_sd = value, sd
-    return best_sd
-
-
-def fit_vector(
-    z: FloatArray,
-    y: FloatArray,
-    mean: FloatArray,
-    precision: FloatArray,
-    offset: FloatArray | None = None,
-) -> FloatArray:
-    """MAP [vector, bias] of a logistic model ``σ(z · v + c + offset)`` for targets ``y`` in
-    [0, 1] under the prior N(mean, precision⁻¹), by damped Newton steps."""
-    a = np.hstack([z, np.ones((z.shape[0], 1))])
-    o = np.zeros(z.shape[0]) if offset is None else np.asarray(offset, dtype=np.float64)
-    u = mean.copy()
-
-    def objective(w: FloatArray) -> float:
-        t = a @ w + o
-        # BCE with logits, written to stay finite: log(1 + e^t) − y·t
-        loss = float(np.sum(np.logaddexp(0.0, t) - y * t))
-        d = w - mean
-        return loss + 0.5 * float(d @ precision @ d)
-
-    current = objective(u)
-    for _ in range(NEWTON_STEPS):
-        p = 1.0 / (1.0 + np.exp(-np.clip(a @ u + o, -30.0, 30.0)))
-        grad = a.T @ (p - y) + precision @ (u - mean)
-        hess = (a * (p * (1 - p))[:, None]).T @ a + precision
-        try:
-            step = np.linalg.solve(hess, grad)
-        except np.linalg.LinAlgError:  # only with a degenerate prior; keep the last good u
-            break
-        t = 1.0
-        while t > 1e-4:
-            candidate = u - t * step
-            value = objective(candidate)
-            if value <= current:
-                break
-            t /= 2
-        else:
-            break
-        converged = current - value < 1e-9
-        u, current = candidate, value
-        if converged:
-            break
-    return u
-
-
-def train_factorised(
-    x: Inputs,
-    y: FloatArray,
-    options: TrainingOptions,
-    dim: int,
-    rng: np.random.Generator,
-    wide_decay: float = 0.0,
-) -> dict[str, FloatArray]:
-    """A tower and model vectors fitted to the known entries of ``y`` (NaN = unknown); the
-    best epoch's weights on a held-out tenth of the prompts. With n-gram rows in ``x``, the
-    tower has a wide term (module doc) under L2 ``wide_decay``."""
-    d, m, h = x.shape[1], y.shape[1], options.hidden
-    buckets, used = 0, None
-    if x.ngrams is not None:
-        # Only the buckets some training prompt hits can move from zero (their gradient is
-        # the only one that is not 0): train those rows alone (the same fit, far less work
-        # for small data), then put them back in place.
-        buckets = x.ngrams.shape[1]
-        used = np.unique(x.ngrams.indices)
-        x = Inputs(x.dense, x.ngrams[:, used])
-
-    def init(prior: FloatArray) -> dict[str, FloatArray]:
-        net = {
-            "w1": (rng.standard_normal((d, h)) * np.sqrt(2.0 / d)).astype(np.float32),
-            "b1": np.zeros(h, dtype=np.float32),
-            "w2": (rng.standard_normal((h, dim)) * np.sqrt(1.0 / h)).astype(np.float32),
-            "v": (rng.standard_normal((dim, m)) * np.sqrt(1.0 / dim)).astype(np.float32),
-            "c": np.log(prior / (1 - prior)).astype(np.float32),  # each model's average
-        }
-        if x.ngrams is not None:
-            net["ws"] = np.zeros((x.ngrams.shape[1], dim), dtype=np.float32)
-        return net
-
-    def gradients(
-        net: Mapping[str, FloatArray],
-        batch: Any,
-        targets: NDArray[Any],
-        mask: NDArray[Any],
-        decay: float,
-    ) -> dict[str, FloatArray]:
-        return _gradients(net, batch, targets, mask, decay, wide_decay)
-
-    net = fit_masked(x, y, options, rng, init, gradients, _loss)  # type: ignore[arg-type]
-    if used is not None:
-        full: Any = np.zeros((buckets, dim), dtype=np.float32)
-        full[used] = net["ws"]
-        net["ws"] = full
-    return net
-
-
-def _loss(net: Mapping[str, FloatArray], x: Inputs, y: NDArray[Any], mask: NDArray[Any]) -> float:
-    p = np.clip(_probabilities(net, _tower(net, x)), 1e-7, 1 - 1e-7)
-    bce = -(y * np.log(p) + (1 - y) * np.log(1 - p)) * mask
-    return float(bce.sum() / max(mask.sum(), 1.0))
-
-
-def _gradients(
-    net: Mapping[str, FloatArray],
-    x: Inputs,
-    y: NDArray[Any],
-    mask: NDArray[Any],
-    decay: float,
-    wide_decay: float,
-) -> dict[str, FloatArray]:
-    hidden, z = _deep(net, x)
-    p = _probabilities(net, z)
-    d_logits = ((p - y) * mask / max(float(mask.sum()), 1.0)).astype(np.float32)
-    d_z = d_logits @ net["v"].T
-    d_hidden = (d_z @ net["w2"].T) * (hidden > 0)
-    wide = {}
-    if "ws" in net:
-        wide["ws"] = np.asarray(x.ngrams.T @ d_z, dtype=np.float32) + wide_decay * net["ws"]
-    return {
-        **wide,
-        "w1": x.dense.T @ d_hidden + decay * net["w1"],
-        "b1": d_hidden.sum(axis=0),
-        "w2": hidden.T @ d_z + decay * net["w2"],
-        "v": z.T @ d_logits + decay * net["v"],
-        "c": d_logits.sum(axis=0),
-    }
