@@ -150,8 +150,20 @@ def test_the_simulation_picks_a_setting_of_its_grid_and_says_what_each_kept(
     assert best or choice.prior_strength == DEFAULT_STRENGTH  # the default unless clearly beaten
     assert len(set(choice.kept.values())) > 1  # the settings are told apart
     assert choice.describe()["simulated"].startswith("each of 5 training models")
-    # by default it trains those routers itself, with the router's settings
-    assert tune_onboarding(router, x, data.scores, data.costs, rows, anchors=30, texts=texts)
+    # by default it trains those routers itself, with the router's settings (two at a time),
+    # and reads them as if trained one after the other
+    own = tune_onboarding(router, x, data.scores, data.costs, rows, anchors=30, texts=texts)
+
+    def in_order(k: int) -> MFRouter:
+        keep = [j for j in range(len(data.models)) if j != k]
+        lesser = MFRouter(**router.params())
+        lesser.fit(x, data.scores[:, keep], [data.models[j] for j in keep], texts)
+        return lesser
+
+    again = tune_onboarding(
+        router, x, data.scores, data.costs, rows, anchors=30, without=in_order, texts=texts
+    )
+    assert own is not None and again is not None and own.kept == again.kept
     with pytest.raises(ValueError, match="less that one"):
         tune_onboarding(router, x, data.scores, data.costs, rows, anchors=30,
                         without=lambda k: router, texts=texts)  # fmt: skip
