@@ -48,7 +48,8 @@ data those routers are trained on a seeded sample of :data:`MAX_PROMPTS` trainin
 (the anchors always in it), so that its cost stops growing with the data while the routers
 stay large enough to be like the real one (on LLMRouter's data, all of it is used). They
 are trained two at a time, one BLAS thread each: numpy releases the GIL in its matrix
-products, so on 2 cores two fits take 59 s against 81 s one after the other.
+products, so on 2 cores two fits take 57-64 s against 76 s one after the other
+(``benchmarks/train_time.py``), and the simulation's own work overlaps with them.
 
 The manifest keeps the table (``training.onboarding``).
 """
@@ -163,8 +164,8 @@ def tune_onboarding(
         return None if text is None else text[rows].tolist()
 
     rng = np.random.default_rng(seed)
-    trained = np.arange(len(scores))
-    if len(scores) > max_prompts:
+    trained = np.arange(len(scores))  # the rows its own routers train on
+    if without is None and len(scores) > max_prompts:
         extra = rng.choice(rest, max(max_prompts - len(used), 0), replace=False)
         trained = np.sort(np.concatenate([np.asarray(used, dtype=np.int64), extra]))
     build = without or _retrained(
@@ -226,7 +227,7 @@ def tune_onboarding(
         draws=len(sets),
         models=m,
         kept={f"{s:g}": round(float(v), 4) for s, v in zip(STRENGTHS, mean, strict=True)},
-        prompts=len(trained) if without is None else len(scores),
+        prompts=len(trained),
     )
 
 
