@@ -48,8 +48,8 @@ data those routers are trained on a seeded sample of :data:`MAX_PROMPTS` trainin
 (the anchors always in it), so that its cost stops growing with the data while the routers
 stay large enough to be like the real one (on LLMRouter's data, all of it is used). They
 are trained two at a time, one BLAS thread each: numpy releases the GIL in its matrix
-products, so on 2 cores two fits take 57-64 s against 76 s one after the other
-(``benchmarks/train_time.py``), and the simulation's own work overlaps with them.
+products, so on 2 cores two fits take 57-67 s against 76-108 s one after the other
+(``benchmarks/train_time.py``, three runs), and the simulation's own work overlaps with them.
 
 The manifest keeps the table (``training.onboarding``).
 """
