@@ -1,5 +1,5 @@
 """What an mf fit costs on LLMRouter's train split, and what training two at once saves
-(docs/routers.md, "size and speed"; ``routing_eval/onboard_tuning.py``, "Bounded cost").
+(docs/routers.md, "size and speed"; ``routing_eval/threads.py``).
 
 Times, on one BLAS thread (as ``polyroute train``'s onboarding simulation runs them), one
 ``MFRouter.fit`` of the default mf with task heads and one without, then two fits one after
@@ -17,10 +17,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import threadpoolctl  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -32,6 +29,7 @@ from polyroute.cli.routing import default_cache_dir  # noqa: E402
 from polyroute.embeddings.base import CachedEmbedder  # noqa: E402
 from polyroute.embeddings.registry import get_embedder  # noqa: E402
 from polyroute.routing.routers.mf import MFRouter  # noqa: E402
+from polyroute.routing_eval.threads import training_threads  # noqa: E402
 
 
 def main() -> None:
@@ -45,14 +43,14 @@ def main() -> None:
         router = MFRouter(seed=seed, task_heads=heads)
         router.fit(x, train.scores, train.models, list(train.prompts), list(train.tasks))
 
-    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+    with training_threads(1):  # one BLAS thread, as polyroute train's fits run
         print(f"one fit, task heads:    {_seconds(lambda: fit(heads=True)):.1f} s")
         print(f"one fit, no task heads: {_seconds(lambda: fit(heads=False)):.1f} s")
         one_by_one = _seconds(lambda: [fit(0), fit(1)])
         print(f"two fits, one after the other: {one_by_one:.1f} s")
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            both = _seconds(lambda: list(pool.map(fit, [0, 1])))
-        print(f"two fits, two threads:         {both:.1f} s ({one_by_one / both:.2f}x)")
+    with training_threads(2) as run:  # the pool polyroute train fits its routers on
+        both = _seconds(lambda: list(run(fit, [0, 1])))
+    print(f"two fits, two threads:         {both:.1f} s ({one_by_one / both:.2f}x)")
 
 
 def _seconds(work: Callable[[], object]) -> float:

@@ -43,33 +43,30 @@ Why this shape, each measured (leave-one-model-out on LLMRouter's data, 50 ancho
   rows); 25 anchors 80% / 88% against 75% / 86%.
 
 **Bounded cost.** The simulation trains one router per training model, which is most of
-``polyroute train``'s time (LLMRouter's 5,608 prompts × 9 models: 285 s of 468). On larger
+``polyroute train``'s time (LLMRouter's 5,608 prompts × 9 models: 272 s of 414). On larger
 data those routers are trained on a seeded sample of :data:`MAX_PROMPTS` training prompts
 (the anchors always in it), so that its cost stops growing with the data while the routers
 stay large enough to be like the real one (on LLMRouter's data, all of it is used). They
-are trained two at a time, one BLAS thread each: numpy releases the GIL in its matrix
-products, so on 2 cores two fits take 57-67 s against 76-108 s one after the other
-(``benchmarks/train_time.py``, three runs), and the simulation's own work overlaps with them.
+are trained two at a time, one BLAS thread each (:mod:`polyroute.routing_eval.threads`), and
+the simulation's own work overlaps with them.
 
 The manifest keeps the table (``training.onboarding``).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import threadpoolctl  # type: ignore[import-untyped]
 
 from polyroute.embeddings.base import Float32Array
 from polyroute.routing.routers.mf import DEFAULT_PRIOR_STRENGTH, MFRouter
 from polyroute.routing.routers.mf_newcomer import fit_member
 from polyroute.routing.tradeoff import FloatArray, lambda_grid
 from polyroute.routing_eval import metrics
+from polyroute.routing_eval.threads import training_threads
 
 #: The prior strengths tried.
 STRENGTHS = (1.0, 2.0, 3.0, 5.0, 10.0)
@@ -91,10 +88,6 @@ MIN_PROMPTS = 20
 #: Training prompts of each simulated router, at most (a seeded sample, the anchors in it;
 #: module doc, "Bounded cost").
 MAX_PROMPTS = 8000
-#: Simulated routers trained at once, each on one BLAS thread (more cores than this help
-#: little: they share the memory bandwidth, and part of a fit holds the GIL).
-TRAINING_THREADS = 2
-
 #: Builds the router trained on every model but the one at the given column.
 Without = Callable[[int], MFRouter]
 
@@ -181,42 +174,36 @@ def tune_onboarding(
     trials = np.zeros(m)
     # Its own routers are trained two at a time, one BLAS thread each (module doc, "Bounded
     # cost"); a caller's ``without`` is called in order, on this thread.
-    workers = min(TRAINING_THREADS, os.cpu_count() or 1) if without is None else 1
-    pool = ThreadPoolExecutor(max_workers=workers)
-    try:
-        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
-            lessers = pool.map(build, range(m)) if workers > 1 else map(build, range(m))
-            for k, lesser in enumerate(lessers):
-                others = [j for j in range(m) if j != k]
-                if lesser.models != [router.models[j] for j in others]:
-                    raise ValueError(f"without({k}) must score the router's models less that one")
-                vectors = lesser.model_vectors()
-                at_routed = lesser.features(embeddings[routed], of(routed))
-                base = lesser.predict_embeddings(embeddings[routed], of(routed))
-                reference = list(range(m - 1))
-                for picked in sets:
-                    y = scores[picked, k]
-                    known = np.isfinite(y)
-                    if not known.any():
-                        continue
-                    trials[k] += 1
-                    at_anchors = lesser.features(embeddings[picked], of(picked))
-                    peers = scores[picked][known][:, others]
-                    for g, strength in enumerate(STRENGTHS):
-                        column = np.zeros(len(routed))
-                        for za, zr, u in zip(at_anchors, at_routed, vectors, strict=True):
-                            row = fit_member(
-                                za[known], u, reference, y[known],
-                                peers=reference, peer_scores=peers,
-                                prior_strength=strength, offset_sd=router.prompt_offset_sd,
-                            )  # fmt: skip
-                            column += _sigmoid(zr @ row[:-1] + row[-1]) / len(vectors)
-                        predicted = np.empty_like(q)
-                        predicted[:, others] = base
-                        predicted[:, k] = column
-                        kept[k, g] += _kept(_figures(q, c, predicted, lams), full)
-    finally:  # on an error (or Ctrl-C), the routers not started yet are not trained
-        pool.shutdown(wait=True, cancel_futures=True)
+    with training_threads(None if without is None else 1) as run:
+        for k, lesser in enumerate(run(build, range(m))):
+            others = [j for j in range(m) if j != k]
+            if lesser.models != [router.models[j] for j in others]:
+                raise ValueError(f"without({k}) must score the router's models less that one")
+            vectors = lesser.model_vectors()
+            at_routed = lesser.features(embeddings[routed], of(routed))
+            base = lesser.predict_embeddings(embeddings[routed], of(routed))
+            reference = list(range(m - 1))
+            for picked in sets:
+                y = scores[picked, k]
+                known = np.isfinite(y)
+                if not known.any():
+                    continue
+                trials[k] += 1
+                at_anchors = lesser.features(embeddings[picked], of(picked))
+                peers = scores[picked][known][:, others]
+                for g, strength in enumerate(STRENGTHS):
+                    column = np.zeros(len(routed))
+                    for za, zr, u in zip(at_anchors, at_routed, vectors, strict=True):
+                        row = fit_member(
+                            za[known], u, reference, y[known],
+                            peers=reference, peer_scores=peers,
+                            prior_strength=strength, offset_sd=router.prompt_offset_sd,
+                        )  # fmt: skip
+                        column += _sigmoid(zr @ row[:-1] + row[-1]) / len(vectors)
+                    predicted = np.empty_like(q)
+                    predicted[:, others] = base
+                    predicted[:, k] = column
+                    kept[k, g] += _kept(_figures(q, c, predicted, lams), full)
     if not trials.any():
         return None
     per_model = kept[trials > 0] / trials[trials > 0, None]

@@ -6,7 +6,9 @@
 3. Out-of-fold predictions: the router is fitted ``folds`` times, each time predicting the
    fold it did not see (prompts with the same text stay in one fold). These honest
    predictions are the calibration set of the knob.
-4. The final router is fitted on everything, and the knob calibrated.
+4. The final router is fitted on everything, and the knob calibrated. Those ``folds`` + 1
+   fits do not depend on each other and run two at a time
+   (:mod:`polyroute.routing_eval.threads`); the router is the same as fitted in order.
 5. The anchor pool (:mod:`polyroute.routing_eval.anchors`): the prompts a new model should
    answer to be added later: a sample stratified by task and by the out-of-fold predictions.
 6. For an ``mf`` router, how it will take a new model from those anchors, chosen by
@@ -37,6 +39,7 @@ from polyroute.routing_eval.anchors import anchor_pool, questions_by_prompt
 from polyroute.routing_eval.costs import fill_missing_costs, infer_prices
 from polyroute.routing_eval.dataset import RoutingDataError, RoutingDataset, prompt_key
 from polyroute.routing_eval.onboard_tuning import tune_onboarding
+from polyroute.routing_eval.threads import default_workers, training_threads
 
 #: The learned router ``polyroute train`` builds when no kind is named: the best measured on
 #: LLMRouter's data (see docs/routers.md for the figures), and the one that can take a new
@@ -121,12 +124,12 @@ def train_router(
     t0 = time.perf_counter()
     embeddings = embedder.embed(dataset.prompts)
     embed_s = time.perf_counter() - t0
-    progress(f"out-of-fold predictions ({folds} folds) for the knob's calibration")
+    progress(
+        f"fitting on all prompts, and on {folds} folds' complements for the out-of-fold "
+        f"predictions that calibrate the knob ({default_workers()} at a time)"
+    )
     t1 = time.perf_counter()
-    predicted = out_of_fold(build, embeddings, dataset, folds=folds, seed=seed)
-    progress("fitting on all prompts")
-    router = build()
-    router.fit(embeddings, dataset.scores, dataset.models, dataset.prompts, dataset.tasks)
+    predicted, router = fit_with_out_of_fold(build, embeddings, dataset, folds=folds, seed=seed)
     router.prices = price_table(prices, dataset.models)
     router.output_tokens = output_tokens
     if dataset.costs is not None and dataset.has_all_costs:
@@ -185,28 +188,76 @@ def out_of_fold(
     *,
     folds: int,
     seed: int = 0,
+    workers: int | None = None,
 ) -> FloatArray:
     """Each prompt's prediction by a router fitted without its fold (same texts, same fold)."""
+    predicted, _ = _fits(build, embeddings, dataset, folds=folds, seed=seed, full=False,
+                         workers=workers)  # fmt: skip
+    return predicted
+
+
+def fit_with_out_of_fold(
+    build: Callable[[], LearnedRouter],
+    embeddings: Float32Array,
+    dataset: RoutingDataset,
+    *,
+    folds: int,
+    seed: int = 0,
+    workers: int | None = None,
+) -> tuple[FloatArray, LearnedRouter]:
+    """:func:`out_of_fold`'s predictions, and a router fitted on every prompt: the
+    ``folds`` + 1 fits on ``workers`` threads (:func:`~polyroute.routing_eval.threads
+    .training_threads`; 1 = in order, here)."""
+    predicted, router = _fits(build, embeddings, dataset, folds=folds, seed=seed, full=True,
+                              workers=workers)  # fmt: skip
+    assert router is not None
+    return predicted, router
+
+
+def _fits(
+    build: Callable[[], LearnedRouter],
+    embeddings: Float32Array,
+    dataset: RoutingDataset,
+    *,
+    folds: int,
+    seed: int,
+    full: bool,
+    workers: int | None,
+) -> tuple[FloatArray, LearnedRouter | None]:
     groups: dict[str, int] = {}
     group_of = np.array([groups.setdefault(prompt_key(p), len(groups)) for p in dataset.prompts])
     fold_of_group = np.random.default_rng(seed).permutation(len(groups)) % folds
     fold = fold_of_group[group_of]
-    predicted = np.empty(dataset.scores.shape)
     texts = np.asarray(dataset.prompts, dtype=object)
-    for f in range(folds):
-        held = fold == f
-        if not held.any():
-            continue
+    # The final fit first: it is the longest, and the folds' fits fill in beside it.
+    jobs: list[int | None] = ([None] if full else []) + [
+        f for f in range(folds) if (fold == f).any()
+    ]
+
+    def fit(f: int | None) -> LearnedRouter:
+        keep = np.ones(len(dataset), dtype=bool) if f is None else fold != f
         router = build()
         try:
             router.fit(
-                embeddings[~held],
-                dataset.scores[~held],
+                embeddings[keep],
+                dataset.scores[keep],
                 dataset.models,
-                texts[~held].tolist(),
-                [t for t, h in zip(dataset.tasks, held, strict=True) if not h],
+                texts[keep].tolist(),
+                [t for t, k in zip(dataset.tasks, keep, strict=True) if k],
             )
         except ValueError as e:
+            if f is None:
+                raise
             raise RoutingDataError(f"cannot train on fold {f + 1} of {folds}: {e}") from None
-        predicted[held] = router.predict_embeddings(embeddings[held], texts[held].tolist())
-    return predicted
+        return router
+
+    predicted = np.empty(dataset.scores.shape)
+    final: LearnedRouter | None = None
+    with training_threads(workers) as run:
+        for f, router in zip(jobs, run(fit, jobs), strict=True):
+            if f is None:
+                final = router
+                continue
+            held = fold == f
+            predicted[held] = router.predict_embeddings(embeddings[held], texts[held].tolist())
+    return predicted, final
