@@ -10,6 +10,7 @@ from tests.routers.router_fakes import topic_dataset
 from typer.testing import CliRunner
 
 from polyroute.cli.main import app
+from polyroute.routing_eval.threads import default_workers
 from polyroute.routing_eval.train import BEST_KIND
 
 runner = CliRunner()
@@ -32,6 +33,10 @@ def train(tmp_path: Path, data: tuple[Path, Path], *extra: str) -> Path:
     assert result.exit_code == 0, result.output
     kind = extra[extra.index("--router") + 1] if "--router" in extra else BEST_KIND
     assert f"trained a {kind} router on 24 prompts × 3 models" in result.output
+    # not a terminal (a log, CI): each step is a line, not a spinner that draws nothing
+    assert "[0 s] training on 24 prompts × 3 models…\n" in result.output
+    at_once = f"({default_workers()} at a time)…"
+    assert f"more without one fold each for the knob's calibration {at_once}" in result.output
     return out
 
 

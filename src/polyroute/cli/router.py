@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from polyroute.cli.steps import steps
 from polyroute.errors import PolyrouteError
 
 out = Console(soft_wrap=True)
@@ -233,7 +234,7 @@ def onboard(
         )
         log = AnswerLog(log_path_for(results_path))
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        with err.status(f"asking {model} {len(suite.questions)} anchors…"):
+        with steps(err, f"asking {model} {len(suite.questions)} anchors"):
             summary = asyncio.run(_ask(cfg, suite.questions, settings, log))
         answered = build_rows(suite.questions, log.load(), [model])
         write_results(results_path, answered)

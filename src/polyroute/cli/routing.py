@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from polyroute.cli.steps import steps
 from polyroute.errors import PolyrouteError
 from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS
 
@@ -139,7 +140,8 @@ def train(
         embedder: Embedder = get_embedder(choice.name)
         if choice.cache and not no_cache:
             embedder = CachedEmbedder(embedder, cache_dir or default_cache_dir())
-        with err.status("training…") as status:
+        size = f"{len(dataset)} prompts × {len(dataset.models)} models"
+        with steps(err, f"training on {size}") as step:
             result = train_router(
                 dataset,
                 kind=router or BEST_KIND,
@@ -149,7 +151,7 @@ def train(
                 embedder=embedder,
                 questions=suite,
                 params=params,
-                progress=lambda msg: status.update(escape(msg) + "…"),
+                progress=step,
             )
         result.summary["source"] = str(data)
         save_router(result.router, out_dir, training=result.summary, anchors=result.anchors)

@@ -125,8 +125,8 @@ def train_router(
     embeddings = embedder.embed(dataset.prompts)
     embed_s = time.perf_counter() - t0
     progress(
-        f"fitting on all prompts, and on {folds} folds' complements for the out-of-fold "
-        f"predictions that calibrate the knob ({default_workers()} at a time)"
+        f"fitting the router, and {folds} more without one fold each for the knob's "
+        f"calibration ({default_workers()} at a time)"
     )
     t1 = time.perf_counter()
     predicted, router = fit_with_out_of_fold(build, embeddings, dataset, folds=folds, seed=seed)
