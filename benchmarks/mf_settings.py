@@ -62,6 +62,8 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "h256wd1e-5": ("mf", {"hidden": 256, "weight_decay": 1e-5}),
     "d8": ("mf", {"dim": 8}),
     "knn": ("knn", {}),
+    "wb14": ("mf", {"wide_bits": 14}),
+    "wb18": ("mf", {"wide_bits": 18}),
 }
 STAGES = ("cv9", "pairs", "cv2", "sub", "noise")
 PAIR = [H.STRONG, H.WEAK]

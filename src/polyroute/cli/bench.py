@@ -32,8 +32,8 @@ from polyroute.catalog import apply_catalog, load_catalog
 from polyroute.config import Config, load_config
 from polyroute.errors import PolyrouteError
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:

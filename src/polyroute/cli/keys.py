@@ -18,7 +18,7 @@ from polyroute.config import load_config
 from polyroute.errors import PolyrouteError
 from polyroute.store.keys import KeyStore
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 keys_app = typer.Typer(
     help="Virtual keys: budgets, rate limits and allowed models for clients of the gateway.",
     no_args_is_help=True,

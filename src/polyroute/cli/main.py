@@ -21,7 +21,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="markdown",  # help texts keep their [brackets] (rich markup ate them)
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 # One module per area; each defines ``register(app: typer.Typer) -> None``.
 _COMMAND_MODULES = (

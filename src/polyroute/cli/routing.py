@@ -18,8 +18,8 @@ from polyroute.routing.pricing import DEFAULT_OUTPUT_TOKENS
 if TYPE_CHECKING:
     from polyroute.routing_eval.dataset import RoutingDataset
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str) -> typer.Exit:

@@ -13,7 +13,7 @@ from rich.markup import escape
 from polyroute.config import Config, load_config
 from polyroute.errors import ConfigError
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def serve(

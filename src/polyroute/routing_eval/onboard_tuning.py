@@ -43,7 +43,7 @@ Why this shape, each measured (leave-one-model-out on LLMRouter's data, 50 ancho
   rows); 25 anchors 80% / 88% against 75% / 86%.
 
 **Bounded cost.** The simulation trains one router per training model, which is most of
-``polyroute train``'s time (LLMRouter's 5,608 prompts × 9 models: 272 s of 414). On larger
+``polyroute train``'s time (LLMRouter's 5,608 prompts × 9 models: 244 s of 368). On larger
 data those routers are trained on a seeded sample of :data:`MAX_PROMPTS` training prompts
 (the anchors always in it), so that its cost stops growing with the data while the routers
 stay large enough to be like the real one (on LLMRouter's data, all of it is used). They

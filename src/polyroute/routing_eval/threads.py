@@ -7,9 +7,9 @@ training model to choose how new models are added
 128 rows) on one BLAS thread — more threads per fit made training far slower on a busy
 machine (:func:`polyroute.routing.routers.training.fit_ensemble`) — so one fit keeps one
 core busy. numpy releases the GIL in those products, so two fits on two threads overlap:
-on 2 cores two mf fits take 57-67 s against 76-108 s one after the other
-(``benchmarks/train_time.py``). More threads than :data:`TRAINING_THREADS` help little: the
-fits share the memory bandwidth, and part of each holds the GIL.
+on 2 cores two mf fits take 49 s against 67 s one after the other
+(``benchmarks/train_time.py``, 2026-12-04). More threads than :data:`TRAINING_THREADS`
+help little: the fits share the memory bandwidth, and part of each holds the GIL.
 
 Threads, not processes: the fits share the training arrays without a copy, and a result
 (a router) comes back without pickling. Each fit is seeded on its own, so the routers are
