@@ -214,3 +214,30 @@ def test_train_task_heads_are_on_by_default_and_an_mf_option_recorded_in_the_man
     assert (
         result.exit_code == 2 and "--no-task-heads is an option of the mf router" in result.output
     )
+
+
+def test_train_prior_strength_given_skips_the_onboarding_simulation(
+    tmp_path: Path, data: tuple[Path, Path]
+) -> None:
+    simulating = "choosing how new models are added"
+    args = ["train", "--data", str(data[0]), "--prices", str(data[1])]
+    args += ["--cache-dir", str(tmp_path / "cache")]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "tuned")])
+    assert result.exit_code == 0 and simulating in result.output, result.output
+    tuned = json.loads((tmp_path / "tuned" / "manifest.json").read_text())["training"]
+    assert "onboarding" in tuned["seconds"]  # ran (24 prompts are too few to choose on)
+
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "given"), "--prior-strength", "2"])
+    assert result.exit_code == 0 and simulating not in result.output, result.output
+    manifest = json.loads((tmp_path / "given" / "manifest.json").read_text())
+    assert manifest["params"]["prior_strength"] == 2.0
+    assert manifest["training"]["onboarding"]["simulated"].startswith("no")
+    assert "onboarding" not in manifest["training"]["seconds"]
+
+    bad = [*args, "--out", str(tmp_path / "x")]
+    result = runner.invoke(app, [*bad, "--router", "knn", "--prior-strength", "2"])
+    assert (
+        result.exit_code == 2 and "--prior-strength is an option of the mf router" in result.output
+    )
+    result = runner.invoke(app, [*bad, "--prior-strength", "0"])
+    assert result.exit_code == 2 and "must be > 0" in result.output

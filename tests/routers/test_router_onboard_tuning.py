@@ -232,7 +232,8 @@ def test_train_chooses_the_onboarding_settings_and_the_pool_keeps_the_scores(
         data, kind="mf", embedder=embedder, params={**params, "prior_strength": 2.5}
     )
     assert isinstance(fixed.router, MFRouter) and fixed.router.prior_strength == 2.5
-    assert "onboarding" not in fixed.summary
+    assert fixed.summary["onboarding"]["simulated"].startswith("no")
+    assert "onboarding" not in fixed.summary["seconds"]
 
 
 def test_add_model_from_data_reads_the_pools_scores(

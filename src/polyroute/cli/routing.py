@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -93,6 +94,14 @@ def train(
         "on by default), which keeps more of a later-added model's gain "
         '(docs/routers.md, "With task heads").',
     ),
+    prior_strength: float | None = typer.Option(
+        None,
+        "--prior-strength",
+        help="mf only: how firmly a model added later (`polyroute router add-model` / "
+        "`onboard`) is held to the known models' vectors [default: chosen by simulating "
+        "that on each training model, most of train's time; giving it skips the simulation: "
+        "3 is the usual choice].",
+    ),
     questions: list[str] = typer.Option(
         [],
         "--questions",
@@ -111,7 +120,7 @@ def train(
 
     knob = _knob(lam, max_cost_fraction, min_quality_fraction)
     assert isinstance(knob, Knob)
-    params: dict[str, int | bool] = {}
+    params: dict[str, int | bool | float] = {}
     if task_heads is not None:
         if (router or BEST_KIND) != "mf":
             flag = "--task-heads" if task_heads else "--no-task-heads"
@@ -123,6 +132,12 @@ def train(
         if not 0 <= wide_bits <= 20:
             raise _fail(f"--wide-bits must be in 0..20 (0: no wide term), got {wide_bits}")
         params["wide_bits"] = wide_bits
+    if prior_strength is not None:
+        if (router or BEST_KIND) != "mf":
+            raise _fail(f"--prior-strength is an option of the mf router, not of {router}")
+        if not (math.isfinite(prior_strength) and prior_strength > 0):
+            raise _fail(f"--prior-strength must be > 0 (e.g. 3), got {prior_strength}")
+        params["prior_strength"] = prior_strength
     try:
         choice = embedding_choice(embedding or DEFAULT_EMBEDDING)
     except ValueError as e:

@@ -177,6 +177,11 @@ def train_router(
             router.prior_strength = choice.prior_strength
             summary["onboarding"] = choice.describe()
         seconds["onboarding"] = round(time.perf_counter() - t2, 1)
+    elif isinstance(router, MFRouter) and tuned:
+        summary["onboarding"] = {
+            "prior_strength": router.prior_strength,
+            "simulated": "no: the strength was given",
+        }
     seconds["total"] = round(time.perf_counter() - started, 1)
     return TrainResult(router, summary, anchors)
 
