@@ -33,6 +33,8 @@ def train(tmp_path: Path, data: tuple[Path, Path], *extra: str) -> Path:
     assert result.exit_code == 0, result.output
     kind = extra[extra.index("--router") + 1] if "--router" in extra else BEST_KIND
     assert f"trained a {kind} router on 24 prompts × 3 models" in result.output
+    # off a terminal nothing is wrapped at 80 columns: the path stays whole on its line
+    assert f"→ {out}\n" in result.output and len(str(out)) > 40
     # not a terminal (a log, CI): each step is a line, not a spinner that draws nothing
     assert "[0 s] training on 24 prompts × 3 models…\n" in result.output
     at_once = f"({default_workers()} at a time)…"
