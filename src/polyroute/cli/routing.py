@@ -121,20 +121,21 @@ def train(
     knob = _knob(lam, max_cost_fraction, min_quality_fraction)
     assert isinstance(knob, Knob)
     params: dict[str, int | bool | float] = {}
-    if task_heads is not None:
-        if (router or BEST_KIND) != "mf":
-            flag = "--task-heads" if task_heads else "--no-task-heads"
+    given = {
+        "--task-heads" if task_heads else "--no-task-heads": task_heads,
+        "--wide-bits": wide_bits,
+        "--prior-strength": prior_strength,
+    }
+    for flag, value in given.items():
+        if value is not None and (router or BEST_KIND) != "mf":
             raise _fail(f"{flag} is an option of the mf router, not of {router}")
+    if task_heads is not None:
         params["task_heads"] = task_heads
     if wide_bits is not None:
-        if (router or BEST_KIND) != "mf":
-            raise _fail(f"--wide-bits is an option of the mf router, not of {router}")
         if not 0 <= wide_bits <= 20:
             raise _fail(f"--wide-bits must be in 0..20 (0: no wide term), got {wide_bits}")
         params["wide_bits"] = wide_bits
     if prior_strength is not None:
-        if (router or BEST_KIND) != "mf":
-            raise _fail(f"--prior-strength is an option of the mf router, not of {router}")
         if not (math.isfinite(prior_strength) and prior_strength > 0):
             raise _fail(f"--prior-strength must be > 0 (e.g. 3), got {prior_strength}")
         params["prior_strength"] = prior_strength
